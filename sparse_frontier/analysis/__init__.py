@@ -1,0 +1,1 @@
+"""Aggregation of scores into tidy tables, and the figures drawn from them."""

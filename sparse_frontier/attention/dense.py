@@ -1,0 +1,14 @@
+"""Dense causal attention: every hook falls back to the backend, sparsity 0."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sparse_frontier.attention.base import AttentionMethod, register_method
+
+
+@register_method
+@dataclass
+class Dense(AttentionMethod):
+    name = "dense"
+    phase = "none"

@@ -1,0 +1,105 @@
+"""``sparse-frontier``: run one pipeline step by hand, outside Snakemake, or inspect the registries.
+
+Each step takes the config and the output path it should produce (the path grammar names the run),
+exactly as the workflow's rules do, e.g.::
+
+    sparse-frontier runs --config config/demo.yaml
+    sparse-frontier predict --config config/demo.yaml results/predictions/.../predictions.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from sparse_frontier import paths
+from sparse_frontier.logs import setup_logging
+
+
+def _run_for(config_path: str, template: str, output: str):
+    from sparse_frontier.config import RunIndex, expand_runs, load_config
+
+    index = RunIndex(expand_runs(load_config(config_path)))
+    wildcards = paths.parse_path(template, output)
+    return index.dataset_run(wildcards) if template == paths.DATASET else index.run(wildcards)
+
+
+def cmd_list(args) -> None:
+    from sparse_frontier.attention import METHODS
+    from sparse_frontier.tasks import TASKS
+
+    registry = TASKS if args.command == "tasks" else METHODS
+    for name in registry.names():
+        cls = registry.get(name)
+        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls))
+        print(f"{name}: {fields or '(no parameters)'}")
+
+
+def cmd_runs(args) -> None:
+    from sparse_frontier.config import expand_runs, load_config
+
+    for run in expand_runs(load_config(args.config)):
+        print(run.key.predictions)
+
+
+def cmd_convert_model(args) -> None:
+    from sparse_frontier.models import convert_gguf_to_hf, embedded_gguf
+
+    convert_gguf_to_hf(embedded_gguf(args.name), args.output)
+
+
+def cmd_prepare(args) -> None:
+    from sparse_frontier.config import model_location
+    from sparse_frontier.models import load_tokenizer
+    from sparse_frontier.tasks.generate import generate_dataset
+
+    run = _run_for(args.config, paths.DATASET, args.output).as_dict()
+    key = run["key"]
+    generate_dataset(key["task"], run["task_params"], load_tokenizer(model_location(run["model"])),
+                     key["length"], key["samples"], key["seed"], args.output, provenance=run)
+
+
+def cmd_predict(args) -> None:
+    from sparse_frontier.config import model_location
+    from sparse_frontier.predict import run_predictions
+
+    run = _run_for(args.config, paths.PREDICTIONS, args.output)
+    run_predictions(run.as_dict(), run.key.dataset, model_location(run.model), args.output)
+
+
+def cmd_score(args) -> None:
+    from sparse_frontier.scoring import score_run
+
+    run = _run_for(args.config, paths.SCORES, args.output)
+    score_run(run.as_dict(), run.key.dataset, run.key.predictions, args.output, run.key.summary)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="sparse-frontier", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log", help="also write the log to this file")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("tasks", help="list registered tasks and their parameters").set_defaults(func=cmd_list)
+    sub.add_parser("methods", help="list registered attention methods").set_defaults(func=cmd_list)
+    p = sub.add_parser("runs", help="list the prediction files a config asks for")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_runs)
+    p = sub.add_parser("convert-model", help="build an embedded model's HF checkpoint")
+    p.add_argument("name")
+    p.add_argument("output")
+    p.set_defaults(func=cmd_convert_model)
+    for name, func, what in [("prepare", cmd_prepare, "dataset.jsonl"),
+                             ("predict", cmd_predict, "predictions.jsonl"),
+                             ("score", cmd_score, "scores.jsonl")]:
+        p = sub.add_parser(name, help=f"write one {what} (path in the pipeline's grammar)")
+        p.add_argument("--config", required=True)
+        p.add_argument("output")
+        p.set_defaults(func=func)
+    args = parser.parse_args(argv)
+    setup_logging(args.log)
+    args.func(args)
+
+
+if __name__ == "__main__":  # spawn-safe entry for vLLM's worker processes
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Turn a validated config (named tables + experiments) into the list of runs it asks for.
+
+The config's defaults and types are checked by Snakemake against ``workflow/schemas/config.schema.yaml``
+before it reaches this module; here we resolve names, let each task and method validate and complete
+its own parameters, and build the :class:`~sparse_frontier.paths.RunKey` of every job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from sparse_frontier import paths
+
+EMBEDDED_PREFIX = "embedded:"
+#: The config schema lives with the workflow; the package reads it from the repository checkout.
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read and validate a config outside Snakemake (the CLI), filling defaults like ``validate``."""
+    import jsonschema
+    import yaml
+
+    if not SCHEMA_PATH.exists():
+        raise FileNotFoundError(f"config schema {SCHEMA_PATH} not found: run from a repository checkout")
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    config = yaml.safe_load(Path(path).read_text())
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def fill_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for name, prop in properties.items():
+                if "default" in prop:
+                    instance.setdefault(name, prop["default"])
+        yield from check_properties(validator, properties, instance, subschema)
+
+    validator = jsonschema.validators.extend(base, {"properties": fill_defaults})(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
+    if errors:
+        where = "/".join(str(p) for p in errors[0].path) or "(top level)"
+        raise ValueError(f"{path}: invalid config at {where}: {errors[0].message}")
+    return config
+
+
+@dataclass(frozen=True)
+class Run:
+    """One prediction job with everything needed to execute it."""
+
+    key: paths.RunKey
+    model: Mapping[str, Any]
+    task_params: Mapping[str, Any]
+    method_params: Mapping[str, Any]
+    engine: Mapping[str, Any]
+    experiments: tuple[str, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-data view (what rules hand to scripts and what provenance records)."""
+        return {
+            "key": self.key.wildcards(),
+            "model": dict(self.model),
+            "task_params": dict(self.task_params),
+            "method_params": dict(self.method_params),
+            "engine": dict(self.engine),
+            "experiments": list(self.experiments),
+        }
+
+    @property
+    def gpus(self) -> int:
+        return int(self.model["tensor_parallel_size"]) if self.engine["device"] == "cuda" else 0
+
+
+def _lookup(table: Mapping[str, Any], name: str, what: str, where: str) -> Any:
+    if name not in table:
+        valid = ", ".join(sorted(table)) or "(none defined)"
+        raise ValueError(f"{where}: unknown {what} {name!r}; the config defines: {valid}")
+    return table[name]
+
+
+def resolve_task(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    from sparse_frontier.tasks import get_task_class
+
+    cls = get_task_class(entry["task"])
+    return entry["task"], cls.resolve_params(entry.get("params", {}))
+
+
+def resolve_method(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    from sparse_frontier.attention import get_method_class
+
+    cls = get_method_class(entry["method"])
+    return entry["method"], cls.resolve_params(entry.get("params", {}))
+
+
+def model_location(model: Mapping[str, Any]) -> str:
+    """Where vLLM and the tokenizer load the model from: a local folder or a Hugging Face id."""
+    source = model["source"]
+    if source.startswith(EMBEDDED_PREFIX):
+        return paths.EMBEDDED_MODEL_DIR.format(name=source[len(EMBEDDED_PREFIX) :])
+    return source
+
+
+def _check_fits(model: Mapping[str, Any], length: int, max_tokens: int, where: str) -> None:
+    limit = model.get("max_position_embeddings")
+    if limit is not None and length + max_tokens > limit:
+        raise ValueError(
+            f"{where}: length {length} + max_output_tokens {max_tokens} exceeds model "
+            f"{model['name']!r}'s max_position_embeddings {limit}; use lengths up to "
+            f"{limit - max_tokens}"
+        )
+
+
+def expand_runs(config: Mapping[str, Any]) -> list[Run]:
+    """Every run of every experiment, de-duplicated (a run shared by experiments appears once)."""
+    runs: dict[paths.RunKey, Run] = {}
+    resolved_tasks = {n: resolve_task(e) for n, e in config["tasks"].items()}
+    resolved_methods = {n: resolve_method(e) for n, e in config["methods"].items()}
+    for exp_name, exp in config["experiments"].items():
+        where = f"experiment {exp_name!r}"
+        for model_name in exp["models"]:
+            model = dict(_lookup(config["models"], model_name, "model", where), name=model_name)
+            for task_name in exp["tasks"]:
+                task, task_params = _lookup(resolved_tasks, task_name, "task", where)
+                for method_name in exp["methods"]:
+                    method, method_params = _lookup(resolved_methods, method_name, "method", where)
+                    for length in exp["lengths"]:
+                        _check_fits(model, int(length), int(exp["max_output_tokens"]), where)
+                        for seed in exp["seeds"]:
+                            key = paths.RunKey(
+                                task=task,
+                                task_args=paths.format_args(task_params),
+                                length=int(length),
+                                model=model_name,
+                                samples=int(exp["samples"]),
+                                seed=int(seed),
+                                method=method,
+                                method_args=paths.format_args(method_params),
+                                max_tokens=int(exp["max_output_tokens"]),
+                            )
+                            previous = runs.get(key)
+                            names = (previous.experiments if previous else ()) + (exp_name,)
+                            runs[key] = Run(
+                                key=key,
+                                model=model,
+                                task_params=task_params,
+                                method_params=method_params,
+                                engine=config["engine"],
+                                experiments=names,
+                            )
+    return list(runs.values())
+
+
+class RunIndex:
+    """Look up a run by the wildcards of any of its paths (what Snakemake input functions get)."""
+
+    def __init__(self, runs: list[Run]):
+        self.runs = runs
+        self._by_key = {r.key: r for r in runs}
+        self._by_dataset: dict[tuple, Run] = {}
+        for r in runs:
+            self._by_dataset.setdefault(self._dataset_id(r.key.wildcards()), r)
+
+    @staticmethod
+    def _dataset_id(w: Mapping[str, Any]) -> tuple:
+        return (w["task"], w["task_args"], int(w["length"]), w["model"], int(w["samples"]), int(w["seed"]))
+
+    def run(self, wildcards: Mapping[str, Any]) -> Run:
+        w = dict(wildcards)
+        for name in ("length", "samples", "seed", "max_tokens"):
+            w[name] = int(w[name])
+        key = paths.RunKey(**{k: w[k] for k in paths.RunKey.__dataclass_fields__})
+        if key not in self._by_key:
+            raise ValueError(f"no experiment in the config asks for the run {key}")
+        return self._by_key[key]
+
+    def dataset_run(self, wildcards: Mapping[str, Any]) -> Run:
+        """Any run using this dataset (they all share task, model, length, samples and seed)."""
+        ident = self._dataset_id(wildcards)
+        if ident not in self._by_dataset:
+            raise ValueError(f"no experiment in the config asks for the dataset {ident}")
+        return self._by_dataset[ident]

@@ -1,0 +1,163 @@
+"""The path grammar: every file the pipeline writes, named by everything that changes its content.
+
+A run is identified by (task + its arguments, target length, model, samples, seed, method + its
+settings, max output tokens). Arguments become one path segment of ``key~value`` pairs joined by
+commas, keys sorted, e.g. ``quest/budget~0.05,page_size~16``; a method without parameters gets the
+segment ``none``. Templates use Snakemake-style ``{wildcards}`` so the rules and the package share
+one definition; the package fills them with ``str.format``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+NO_ARGS = "none"
+_FORBIDDEN = re.compile(r"[/,~\s{}]")
+
+DATASET = (
+    "results/datasets/{task}/{task_args}/length~{length}/{model}/"
+    "samples~{samples},seed~{seed}/dataset.jsonl"
+)
+_RUN = (
+    "{task}/{task_args}/length~{length}/{model}/samples~{samples},seed~{seed}/"
+    "{method}/{method_args}/max_tokens~{max_tokens}"
+)
+PREDICTIONS = "results/predictions/" + _RUN + "/predictions.jsonl"
+SCORES = "results/scores/" + _RUN + "/scores.jsonl"
+SUMMARY = "results/scores/" + _RUN + "/summary.json"
+SCORES_TABLE = "results/tables/scores.csv"
+FIGURE = "results/figures/{figure}.pdf"
+FIGURE_PNG = "results/figures/{figure}.png"
+FIGURE_DATA = "results/figures/{figure}.csv"
+EMBEDDED_MODEL_DIR = "resources/models/{name}"
+
+# Regular expressions for Snakemake's wildcard_constraints, so paths parse back unambiguously.
+WILDCARD_PATTERNS = {
+    "task": r"[a-z][a-z0-9_]*",
+    "method": r"[a-z][a-z0-9_+]*",
+    "task_args": r"[^/]+",
+    "method_args": r"[^/]+",
+    "length": r"\d+",
+    "samples": r"\d+",
+    "seed": r"\d+",
+    "max_tokens": r"\d+",
+    "model": r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    "figure": r"[a-z][a-z0-9_]*",
+}
+
+
+def format_value(value: Any) -> str:
+    """Render one argument value canonically (the same value always gives the same text)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        if not value or _FORBIDDEN.search(value):
+            raise ValueError(
+                f"argument value {value!r} cannot be part of a path: it must be non-empty and "
+                "contain none of '/', ',', '~', '{', '}' or whitespace"
+            )
+        return value
+    raise TypeError(
+        f"argument value {value!r} has type {type(value).__name__}; valid types are "
+        "bool, int, float and str"
+    )
+
+
+def format_args(params: Mapping[str, Any]) -> str:
+    """``{"b": 2, "a": 0.5}`` -> ``"a~0.5,b~2"``; empty -> ``"none"``."""
+    if not params:
+        return NO_ARGS
+    parts = []
+    for key in sorted(params):
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+            raise ValueError(f"argument name {key!r} must be lower_snake_case")
+        parts.append(f"{key}~{format_value(params[key])}")
+    return ",".join(parts)
+
+
+def parse_args(segment: str) -> dict[str, str]:
+    """Inverse of :func:`format_args`, values left as strings."""
+    if segment == NO_ARGS:
+        return {}
+    out = {}
+    for part in segment.split(","):
+        key, sep, value = part.partition("~")
+        if not sep:
+            raise ValueError(f"path segment {segment!r}: {part!r} is not of the form key~value")
+        out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """Everything that identifies one prediction job (and its dataset and scores)."""
+
+    task: str
+    task_args: str
+    length: int
+    model: str
+    samples: int
+    seed: int
+    method: str
+    method_args: str
+    max_tokens: int
+
+    def wildcards(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @property
+    def dataset(self) -> str:
+        return DATASET.format(**self.wildcards())
+
+    @property
+    def predictions(self) -> str:
+        return PREDICTIONS.format(**self.wildcards())
+
+    @property
+    def scores(self) -> str:
+        return SCORES.format(**self.wildcards())
+
+    @property
+    def summary(self) -> str:
+        return SUMMARY.format(**self.wildcards())
+
+
+def template_regex(template: str) -> re.Pattern:
+    """The template as a regular expression with the wildcard constraints (as Snakemake matches it)."""
+    out, pos = "", 0
+    for m in re.finditer(r"\{(\w+)\}", template):
+        name = m.group(1)
+        out += re.escape(template[pos : m.start()]) + f"(?P<{name}>{WILDCARD_PATTERNS[name]})"
+        pos = m.end()
+    return re.compile(out + re.escape(template[pos:]) + "$")
+
+
+def parse_path(template: str, path: str) -> dict[str, str]:
+    """Wildcards of ``path`` under ``template``; a clear error if it does not follow the grammar."""
+    match = template_regex(template).match(path)
+    if not match:
+        raise ValueError(f"{path!r} does not follow the path grammar {template!r}")
+    return match.groupdict()
+
+
+def log_path(template: str) -> str:
+    """Log file of the job writing ``template`` (same wildcards): ``logs/<path>.log``."""
+    stem = re.sub(r"\.[a-z]+$", "", template)
+    return "logs/" + stem.removeprefix("results/") + ".log"
+
+
+def benchmark_path(template: str) -> str:
+    """Snakemake benchmark TSV of the job writing ``template``."""
+    stem = re.sub(r"\.[a-z]+$", "", template)
+    return "benchmarks/runs/" + stem.removeprefix("results/") + ".tsv"
+
+
+def provenance_path(output: str) -> str:
+    """Sidecar holding config, versions, commit and hardware of an output file."""
+    return re.sub(r"\.[a-z]+$", ".provenance.json", output)

@@ -1,0 +1,60 @@
+"""Score predictions with the task's metric: per-sample rows plus a run summary."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any, Mapping
+
+from sparse_frontier.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_provenance
+from sparse_frontier.tasks import extract_answer, get_task_class
+
+
+def score_rows(task_name: str, task_params: Mapping[str, Any], dataset: list[dict], predictions: list[dict]) -> list[dict]:
+    """One row per sample; a prediction without an ``<answer>`` tag scores 0 and is flagged."""
+    task = get_task_class(task_name).from_params(task_params)
+    by_id = {p["id"]: p for p in predictions}
+    missing = [s["id"] for s in dataset if s["id"] not in by_id]
+    if missing:
+        raise ValueError(f"predictions lack samples {missing[:10]} of the dataset")
+    rows = []
+    for sample in dataset:
+        pred = by_id[sample["id"]]
+        answer = extract_answer(sample.get("response_prefix", "") + pred["prediction"])
+        rows.append(
+            {
+                "id": sample["id"],
+                "score": 0.0 if answer is None else float(task.score(answer, sample["gold"])),
+                "answer_found": answer is not None,
+                "answer": answer,
+                "prompt_tokens": sample["prompt_tokens"],
+                "output_tokens": pred["output_tokens"],
+                "sparsity": pred["sparsity"],
+            }
+        )
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict[str, Any]:
+    scores = [r["score"] for r in rows]
+    n = len(scores)
+    sparsities = [r["sparsity"] for r in rows if r["sparsity"] is not None]
+    return {
+        "samples": n,
+        "score": statistics.fmean(scores),
+        "score_std": statistics.stdev(scores) if n > 1 else 0.0,
+        "score_se": statistics.stdev(scores) / math.sqrt(n) if n > 1 else 0.0,
+        "missing_answers": sum(not r["answer_found"] for r in rows),
+        "sparsity": statistics.fmean(sparsities) if sparsities else None,
+        "prompt_tokens": statistics.fmean(r["prompt_tokens"] for r in rows),
+        "output_tokens": statistics.fmean(r["output_tokens"] for r in rows),
+    }
+
+
+def score_run(run: Mapping[str, Any], dataset_path: str, predictions_path: str, scores_path: str, summary_path: str) -> None:
+    key = run["key"]
+    rows = score_rows(key["task"], run["task_params"], read_jsonl(dataset_path), read_jsonl(predictions_path))
+    write_jsonl_atomic(scores_path, rows)
+    summary = {**key, **summarise(rows), "experiments": list(run["experiments"])}
+    write_provenance(summary_path, dict(run))
+    write_json_atomic(summary_path, summary)

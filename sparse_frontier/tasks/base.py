@@ -1,0 +1,83 @@
+"""Task base class, the shared prompt format and answer parsing."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+from sparse_frontier.params import Parameterised, Registry
+
+TASKS = Registry("task")
+
+ANSWER_INSTRUCTIONS = (
+    "First think about the question inside <explanation>...</explanation>, "
+    "then give only the final answer inside <answer>...</answer>."
+)
+_ANSWER_TAG = re.compile(r"<\s*answer\s*>(.*?)(?:<\s*/\s*answer\s*>|$)", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass
+class Draft:
+    """One sample before length fitting: the context is a function of how many filler units it has.
+
+    ``context(n)`` must be deterministic and grow with ``n``; the generator searches the ``n`` that
+    puts the whole chat prompt inside the target length window.
+    """
+
+    question: str
+    answer_format: str
+    gold: Any
+    context: Callable[[int], str]
+    max_units: int
+
+
+@dataclass
+class Task(Parameterised):
+    """A long-context task: drafts samples from a seeded RNG and scores predictions.
+
+    Subclasses are dataclasses whose fields are the task's arguments (they appear in paths).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    #: Start the model's reply with "<answer>" (as RULER starts it with an answer prefix): for small
+    #: models that never produce the tag on their own. Changes results, so it is a path argument.
+    answer_prefill: bool = False
+
+    @property
+    def response_prefix(self) -> str:
+        """Text placed after the chat template's generation prompt; scoring prepends it again."""
+        return "<answer>" if self.answer_prefill else ""
+
+    def draft(self, rng) -> Draft:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score(self, answer: str, gold: Any) -> float:  # pragma: no cover - abstract
+        """Score in [0, 1] of the text inside the answer tag against the gold answer."""
+        raise NotImplementedError
+
+    def render(self, draft: Draft, units: int) -> str:
+        """The user message: description, question before and after the context, answer format."""
+        return (
+            f"{self.description}\n\n"
+            f"Question: {draft.question}\n\n"
+            f"<context>\n{draft.context(units)}\n</context>\n\n"
+            f"Question: {draft.question}\n\n"
+            f"{draft.answer_format} {ANSWER_INSTRUCTIONS}"
+        )
+
+
+def extract_answer(prediction: str) -> str | None:
+    """Text of the first ``<answer>`` tag (an unclosed tag runs to the end); None if absent."""
+    match = _ANSWER_TAG.search(prediction)
+    return match.group(1).strip() if match else None
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    return TASKS.register(cls)
+
+
+def get_task_class(name: str) -> type[Task]:
+    return TASKS.get(name)

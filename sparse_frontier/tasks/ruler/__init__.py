@@ -1,0 +1,1 @@
+"""RULER synthetic tasks (NIAH, variable tracking, common words)."""

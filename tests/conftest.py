@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny random-weight model, the SmolLM2 tokenizer, tiny workflow configs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# vLLM CPU settings that were fastest on small machines; set before anything imports vLLM.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """Folder of a 2-layer random-weight Llama with its own BPE tokenizer and chat template."""
+    from helpers import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2's tokenizer, read straight from the embedded GGUF (no conversion needed)."""
+    from transformers import AutoTokenizer
+
+    from sparse_frontier.models import embedded_gguf
+
+    gguf = embedded_gguf("smollm2-135m-instruct")
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

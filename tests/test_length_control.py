@@ -1,0 +1,67 @@
+import hashlib
+import json
+import math
+import re
+
+import pytest
+
+from sparse_frontier.tasks import get_task_class
+from sparse_frontier.tasks.generate import LOWER_FRACTION, fit_units, generate_samples
+
+
+def test_fit_units_finds_the_largest_fitting_count_in_few_evaluations():
+    calls = []
+
+    def count(n):  # 300 tokens of instructions, ~7.3 tokens per unit with tokenizer noise
+        calls.append(n)
+        return 300 + int(7.3 * n) + (n % 3)
+
+    n, tokens = fit_units(count, 16384, 10**6)
+    assert LOWER_FRACTION * 16384 <= tokens <= 16384
+    assert tokens >= 0.995 * 16384  # lands near the limit, not just anywhere in the window
+    assert len(calls) <= 10, calls
+
+
+def test_fit_units_errors_name_the_problem():
+    with pytest.raises(ValueError, match="too short.*alone take 500 tokens.*at least 527"):
+        fit_units(lambda n: 500 + n, 400, 1000)
+    with pytest.raises(ValueError, match=r"could not fit a prompt into \[973, 1024\]"):
+        fit_units(lambda n: 100 + 200 * n, 1024, 4)  # units too coarse / too few
+
+
+@pytest.fixture(params=["smollm2", "tiny_bpe"])
+def tokenizer(request, smollm2_tokenizer, tiny_tokenizer):
+    return smollm2_tokenizer if request.param == "smollm2" else tiny_tokenizer
+
+
+@pytest.mark.parametrize("length", [1024, 2048, 4000])
+def test_niah_prompts_land_in_window_and_hold_their_needles(tokenizer, length):
+    task = get_task_class("ruler_niah").from_params({})
+    rows = list(generate_samples(task, tokenizer, length, samples=3, seed=43))
+    assert [r["id"] for r in rows] == [0, 1, 2]
+    for row in rows:
+        assert math.ceil(0.95 * length) <= row["prompt_tokens"] == len(row["input_ids"]) <= length
+        text = tokenizer.decode(row["input_ids"])
+        context = text.split("<context>")[1].split("</context>")[0]
+        # The gold answer is recoverable: solve the task from the text by looking up each key.
+        question = re.search(r"values for (.*)\?", text).group(1)
+        keys = re.findall(r"[a-z0-9]{8}(?:-[a-z0-9]{8}){3}", question)
+        assert len(keys) == 4
+        found = [re.search(re.escape(k) + r" is: ([a-z0-9-]+)\.", context).group(1) for k in keys]
+        assert found == row["gold"]
+        # Each key has exactly one value in the context (no distractor reuses a needle key).
+        assert all(context.count(k + " is:") == 1 for k in keys)
+
+
+def _digest(rows):
+    return hashlib.sha256("".join(json.dumps(r, sort_keys=True) for r in rows).encode()).hexdigest()
+
+
+def test_generation_is_deterministic_and_samples_differ(smollm2_tokenizer):
+    task = get_task_class("ruler_niah").from_params({})
+    first = list(generate_samples(task, smollm2_tokenizer, 1024, samples=3, seed=43))
+    again = list(generate_samples(task, smollm2_tokenizer, 1024, samples=3, seed=43))
+    other_seed = list(generate_samples(task, smollm2_tokenizer, 1024, samples=3, seed=44))
+    assert _digest(first) == _digest(again)
+    assert len({json.dumps(r["gold"]) for r in first}) == 3
+    assert first[0]["gold"] != other_seed[0]["gold"]
