@@ -102,7 +102,7 @@ def test_unknown_task_and_method_parameters_are_rejected(demo):
 def test_lengths_beyond_the_model_are_rejected(demo):
     bad = copy.deepcopy(demo)
     bad["experiments"]["demo"]["lengths"] = [8192]
-    with pytest.raises(ValueError, match="exceeds model 'smollm2-135m'.*up to 8128"):
+    with pytest.raises(ValueError, match="exceeds model 'smollm2-135m'.*up to 8144"):
         expand_runs(bad)
 
 
@@ -110,7 +110,7 @@ def test_runs_shared_by_experiments_appear_once_and_are_found_by_wildcards(demo)
     config = copy.deepcopy(demo)
     config["experiments"]["again"] = copy.deepcopy(config["experiments"]["demo"])
     runs = expand_runs(config)
-    assert len(runs) == 2 and all(r.experiments == ("demo", "again") for r in runs)
+    assert len(runs) == 3 and all(r.experiments == ("demo", "again") for r in runs)
     index = RunIndex(runs)
     wildcards = {k: str(v) for k, v in runs[0].key.wildcards().items()}
     assert index.run(wildcards) is runs[0]
