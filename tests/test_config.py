@@ -102,7 +102,7 @@ def test_unknown_task_and_method_parameters_are_rejected(demo):
 def test_lengths_beyond_the_model_are_rejected(demo):
     bad = copy.deepcopy(demo)
     bad["experiments"]["demo"]["lengths"] = [8192]
-    with pytest.raises(ValueError, match="exceeds model 'smollm2-135m'.*up to 8144"):
+    with pytest.raises(ValueError, match="exceeds model 'smollm2-135m'.*up to 8128"):
         expand_runs(bad)
 
 

@@ -35,9 +35,12 @@ class RulerNiah(Task):
     num_queries: int = 4
     code_parts: int = 4
     code_part_length: int = 8
+    #: "code" (upstream: 4 x 8 characters of [a-z0-9]) or "number" (7 digits, RULER's easier variant)
+    value_format: str = "code"
 
     def __post_init__(self):
         self.check(isinstance(self.answer_prefill, bool), "answer_prefill", "true or false")
+        self.check(self.value_format in ("code", "number"), "value_format", "one of: code, number")
         self.check(isinstance(self.num_queries, int) and 1 <= self.num_queries <= 64,
                    "num_queries", "an integer in [1, 64]")
         self.check(isinstance(self.code_parts, int) and 1 <= self.code_parts <= 8,
@@ -52,8 +55,13 @@ class RulerNiah(Task):
     def _code(self, rng: random.Random) -> str:
         return random_code(rng, self.code_parts, self.code_part_length)
 
+    def _value(self, rng: random.Random) -> str:
+        if self.value_format == "number":
+            return str(rng.randrange(1_000_000, 10_000_000))
+        return self._code(rng)
+
     def draft(self, rng: random.Random) -> Draft:
-        needles = [(self._code(rng), self._code(rng)) for _ in range(self.num_queries)]
+        needles = [(self._code(rng), self._value(rng)) for _ in range(self.num_queries)]
         depths = sorted(rng.random() for _ in range(self.num_queries))
         used = {key for key, _ in needles}
         # Distractors come from their own stream: the first n are the same for every n, so the
@@ -69,7 +77,7 @@ class RulerNiah(Task):
                 key = self._code(stream)
                 if key not in used:
                     used.add(key)
-                    cache.append(self.sentence(key, self._code(stream)))
+                    cache.append(self.sentence(key, self._value(stream)))
             return cache[:n]
 
         def context(n: int) -> str:
