@@ -1,15 +1,32 @@
 """Base class of every attention method: parameters, registry, and hooks with dense fallbacks.
 
-The vLLM handler calls a method through three hooks. Each hook returns ``None`` to mean "use the
-backend's own dense attention" (the fallback), so a method overrides only the phase it changes:
-prefill methods override ``prefill``, decode methods ``decode``, KV-compression methods
-``compress_kv``.
+The vLLM handler calls a method through three hooks, one request at a time, on contiguous tensors
+(the handler gathers them from vLLM's paged cache; methods never see vLLM). Each hook returns
+``None`` to mean "use the backend's own dense attention" (the fallback), so a method overrides only
+the phase it changes: prefill methods ``prefill``, decode methods ``decode``, KV-compression
+methods ``compress_kv``.
+
+Shapes (T prompt tokens, S cached tokens, Hq query heads, Hkv kv heads, D head dim; RoPE already
+applied; query head h uses kv head ``h // (Hq // Hkv)``, GQA without repeating K/V):
+
+- ``prefill(query [T, Hq, D], key [T, Hkv, D], value [T, Hkv, D], *, layer_index, scale)``
+  -> :class:`AttentionResult` with ``output [T, Hq, D]`` (causal attention over what the method
+  keeps) and ``density [Hq]`` = computed causal query-key pairs / (T (T + 1) / 2) per query head.
+- ``decode(query [Hq, D], key [Hkv, S, D], value [Hkv, S, D], *, layer_index, scale, lengths)``
+  -> :class:`AttentionResult` with ``output [Hq, D]`` and ``density [Hq]`` = keys attended / valid
+  keys. ``lengths [Hkv]`` (or None) is the number of valid cached tokens per kv head after KV
+  compression; positions past it are padding and must be ignored. The newest token is the last
+  valid position of every head.
+- ``compress_kv(query [T, Hq, D], key [T, Hkv, D], value [T, Hkv, D], *, layer_index, scale)``
+  -> :class:`KVSelection`: per kv head, the sorted token positions to keep after prefill.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar, Optional
+
+import torch
 
 from sparse_frontier.params import Parameterised, Registry
 
@@ -17,21 +34,36 @@ METHODS = Registry("attention method")
 
 
 @dataclass
+class AttentionResult:
+    output: torch.Tensor
+    #: fraction of the dense work actually computed, per query head (1 = dense)
+    density: torch.Tensor
+
+
+@dataclass
+class KVSelection:
+    #: one sorted LongTensor of kept token positions per kv head (lengths may differ per head)
+    indices: list[torch.Tensor]
+
+    def lengths(self) -> torch.Tensor:
+        return torch.tensor([len(i) for i in self.indices])
+
+
+@dataclass
 class AttentionMethod(Parameterised):
     name: ClassVar[str]
-    #: which phase(s) the method sparsifies; documentation and taxonomy tables read it
+    #: which phase the method sparsifies: "none" (dense), "prefill", "decode" or "kv"
     phase: ClassVar[str] = "none"
 
-    def prefill(self, query, key, value, *, layer_index: int) -> Any:
-        """Causal attention of a request's prompt; return (output, kept_fraction) or None (dense)."""
+    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
         return None
 
-    def decode(self, query, cache, *, layer_index: int) -> Any:
-        """Attention of one new token over the request's cache; None means dense over the cache."""
+    def decode(
+        self, query, key, value, *, layer_index: int, scale: float, lengths=None
+    ) -> Optional[AttentionResult]:
         return None
 
-    def compress_kv(self, key, value, query, *, layer_index: int) -> Any:
-        """Which cached tokens to keep after prefill; None keeps them all."""
+    def compress_kv(self, query, key, value, *, layer_index: int, scale: float) -> Optional[KVSelection]:
         return None
 
     def overrides(self, hook: str) -> bool:
