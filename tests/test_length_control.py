@@ -9,17 +9,30 @@ from sparse_frontier.tasks import get_task_class
 from sparse_frontier.tasks.generate import LOWER_FRACTION, fit_units, generate_samples
 
 
-def test_fit_units_finds_the_largest_fitting_count_in_few_evaluations():
+def test_fit_units_lands_in_the_window_in_few_evaluations():
     calls = []
 
     def count(n):  # 300 tokens of instructions, ~7.3 tokens per unit with tokenizer noise
         calls.append(n)
         return 300 + int(7.3 * n) + (n % 3)
 
-    n, tokens = fit_units(count, 16384, 10**6)
-    assert LOWER_FRACTION * 16384 <= tokens <= 16384
-    assert tokens >= 0.995 * 16384  # lands near the limit, not just anywhere in the window
-    assert len(calls) <= 10, calls
+    n, tokens = fit_units(count, 131072, 10**6)
+    assert math.ceil(LOWER_FRACTION * 131072) <= tokens <= 131072 and tokens == count(n)
+    assert len(calls) - 1 <= 4, calls  # count(0), a probe, then secant steps
+    # With the slope of a previous sample, one long tokenisation is enough.
+    calls.clear()
+    fit_units(count, 131072, 10**6, slope=7.3)
+    assert len(calls) == 2, calls
+
+
+def test_fit_units_handles_a_rate_that_grows_with_n():
+    # Numbered lists: later numbers take more tokens, so the first estimate overshoots.
+    def count(n):
+        return 200 + sum(3 + len(str(i)) for i in range(1, n + 1))
+
+    for length in (1024, 8192, 65536):
+        n, tokens = fit_units(count, length, 10**6)
+        assert math.ceil(LOWER_FRACTION * length) <= tokens <= length
 
 
 def test_fit_units_errors_name_the_problem():

@@ -22,14 +22,21 @@ class Draft:
     """One sample before length fitting: the context is a function of how many filler units it has.
 
     ``context(n)`` must be deterministic and grow with ``n``; the generator searches the ``n`` that
-    puts the whole chat prompt inside the target length window.
+    puts the whole chat prompt inside the target length window. ``question`` and ``gold`` may also be
+    functions of ``n`` when they depend on what the context holds (e.g. which chapters exist).
     """
 
-    question: str
+    question: str | Callable[[int], str]
     answer_format: str
     gold: Any
     context: Callable[[int], str]
     max_units: int
+
+    def question_at(self, units: int) -> str:
+        return self.question(units) if callable(self.question) else self.question
+
+    def gold_at(self, units: int) -> Any:
+        return self.gold(units) if callable(self.gold) else self.gold
 
 
 @dataclass
@@ -51,6 +58,9 @@ class Task(Parameterised):
         """Text placed after the chat template's generation prompt; scoring prepends it again."""
         return "<answer>" if self.answer_prefill else ""
 
+    def prepare(self, tokenizer) -> None:
+        """Called once per dataset before drafting (QA tasks load and filter their source here)."""
+
     def draft(self, rng) -> Draft:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -60,13 +70,45 @@ class Task(Parameterised):
 
     def render(self, draft: Draft, units: int) -> str:
         """The user message: description, question before and after the context, answer format."""
+        question = draft.question_at(units)
         return (
             f"{self.description}\n\n"
-            f"Question: {draft.question}\n\n"
+            f"Question: {question}\n\n"
             f"<context>\n{draft.context(units)}\n</context>\n\n"
-            f"Question: {draft.question}\n\n"
+            f"Question: {question}\n\n"
             f"{draft.answer_format} {ANSWER_INSTRUCTIONS}"
         )
+
+
+def check_int(task: Task, field: str, low: int, high: int) -> None:
+    """Validate an integer parameter (bools are not integers here)."""
+    value = getattr(task, field)
+    task.check(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+               field, f"an integer in [{low}, {high}]")
+
+
+_LIST_SPLIT = re.compile(r"[,;\n]+|\band\b")
+_NUMBERING = re.compile(r"^\s*(?:[-*\u2022]|\(?\d+[.)\]:]|\d+\s)\s*")
+
+
+def answer_items(answer: str) -> list[str]:
+    """Split a list answer into normalised items: commas, semicolons, newlines or "and" separate;
+    list numbering ("1.", "2)", "-"), case, surrounding punctuation and quotes are ignored."""
+    items = []
+    for part in _LIST_SPLIT.split(answer):
+        part = _NUMBERING.sub("", part.strip())
+        part = re.sub(r"^[\W_]+|[\W_]+$", "", part).lower()
+        part = re.sub(r"\s+", " ", part)
+        if part:
+            items.append(part)
+    return items
+
+
+def iou(predicted, gold) -> float:
+    """Intersection over union of two sets (1.0 when both are empty)."""
+    predicted, gold = set(predicted), set(gold)
+    union = predicted | gold
+    return len(predicted & gold) / len(union) if union else 1.0
 
 
 def extract_answer(prediction: str) -> str | None:

@@ -36,50 +36,67 @@ def chat_prompt_ids(tokenizer, text: str, response_prefix: str = "") -> list[int
     return ids
 
 
-def fit_units(count: Callable[[int], int], length: int, max_units: int) -> tuple[int, int]:
-    """Largest ``n`` (filler units) whose prompt has at most ``length`` tokens.
+#: Where inside the window the search aims (fraction of the way from 0.95 L up to L): high enough
+#: to use the budget, low enough that a slightly-off estimate still lands inside in one tokenisation.
+AIM = 0.6
 
-    ``count(n)`` is the prompt's token count with ``n`` units (monotone up to tokenizer noise).
-    A secant step on a bracket [lo, hi] reaches the window in a few full tokenisations instead
-    of a bisection's ~17; bisection takes over if the secant stalls. Returns (n, tokens).
+
+def fit_units(
+    count: Callable[[int], int], length: int, max_units: int, slope: float | None = None
+) -> tuple[int, int]:
+    """An ``n`` (filler units) whose prompt has between ``ceil(0.95 length)`` and ``length`` tokens.
+
+    ``count(n)`` is the prompt's token count with ``n`` units (monotone up to tokenizer noise); each
+    call tokenises a whole prompt, which is what costs time at 128k, so the search makes as few as it
+    can: a secant step from the best two points toward a target inside the window, safeguarded by the
+    bracket [lo, hi] (bisection when the secant would leave it). ``slope`` (tokens per unit, e.g.
+    from the previous sample of the same task) lets the first long count land in the window directly.
+    Returns (n, tokens).
     """
     lower = math.ceil(LOWER_FRACTION * length)
-    lo, c_lo = 0, count(0)
-    if c_lo > length:
+    target = lower + AIM * (length - lower)
+    c0 = count(0)
+    if c0 > length:
         raise ValueError(
             f"target length {length} is too short: the instructions and question alone take "
-            f"{c_lo} tokens; choose a length of at least {int(c_lo / LOWER_FRACTION) + 1}"
+            f"{c0} tokens; choose a length of at least {int(c0 / LOWER_FRACTION) + 1}"
         )
-    hi, c_hi = None, None
-    probe = min(max_units, 16)
-    c_probe = count(probe)
-    slope = max((c_probe - c_lo) / probe, 1e-6)
-    if c_probe <= length:
-        lo, c_lo = probe, c_probe
-    else:
-        hi, c_hi = probe, c_probe
+    if c0 >= lower:
+        return 0, c0
+    points = [(0, c0)]  # every evaluated (n, tokens), for the secant
+    lo, c_lo, hi = 0, c0, None
+    if slope is None:  # a short probe for a first estimate
+        probe = min(max_units, 16)
+        c = count(probe)
+        points.append((probe, c))
+        if c <= length:
+            lo, c_lo = probe, c
+        else:
+            hi = probe
+        slope = max((c - c0) / probe, 1e-6)
     for _ in range(60):
-        if c_lo >= lower and (hi is None or hi - lo <= 1 or c_lo >= length - 2 * slope):
+        if lower <= c_lo <= length:
             return lo, c_lo
         if hi is not None and hi - lo <= 1:
             break
-        target = length - slope  # aim just under the limit
-        guess = lo + max(1, int((target - c_lo) / slope))
-        if hi is not None:
-            if guess >= hi:
-                guess = (lo + hi) // 2
-            guess = min(max(guess, lo + 1), hi - 1)
+        # Secant through the two evaluated points nearest the target (the local tokens per unit).
+        near = sorted(points, key=lambda p: abs(p[1] - target))[:2]
+        if len(near) == 2 and near[0][0] != near[1][0]:
+            (n1, t1), (n2, t2) = near
+            slope = max((t2 - t1) / (n2 - n1), 1e-6)
+        guess = lo + max(1, round((target - c_lo) / slope))
+        if hi is not None and not lo < guess < hi:
+            guess = (lo + hi) // 2
         guess = min(guess, max_units)
         if guess <= lo:  # max_units reached
             break
         c = count(guess)
+        points.append((guess, c))
         if c <= length:
             lo, c_lo = guess, c
         else:
-            hi, c_hi = guess, c
-        if hi is not None and hi > lo:
-            slope = max((c_hi - c_lo) / (hi - lo), 1e-6)
-    if c_lo < lower:
+            hi = guess
+    if not lower <= c_lo <= length:
         raise ValueError(
             f"could not fit a prompt into [{lower}, {length}] tokens: best has {c_lo} tokens "
             f"with {lo} units (max {max_units})"
@@ -91,6 +108,8 @@ def generate_samples(
     task: Task, tokenizer, length: int, samples: int, seed: int
 ) -> Iterator[dict[str, Any]]:
     """Yield ``samples`` rows, each fitted into [0.95 length, length] tokens."""
+    task.prepare(tokenizer)
+    slope = None  # tokens per unit of the previous sample: samples of one task are alike
     for index in tqdm(range(samples), desc=f"{task.name} L={length}", disable=None):
         # A string seed is hashed with SHA-512 by ``random``: stable across machines and Pythons.
         rng = random.Random(f"{task.name}/{seed}/{index}")
@@ -101,14 +120,16 @@ def generate_samples(
             cache[n] = chat_prompt_ids(tokenizer, task.render(draft, n), task.response_prefix)
             return len(cache[n])
 
-        units, tokens = fit_units(count, length, draft.max_units)
+        units, tokens = fit_units(count, length, draft.max_units, slope)
+        if units > 0:
+            slope = max((tokens - len(cache[0])) / units, 1e-6)
         yield {
             "id": index,
             "task": task.name,
             "target_length": length,
             "prompt_tokens": tokens,
             "units": units,
-            "gold": draft.gold,
+            "gold": draft.gold_at(units),
             "response_prefix": task.response_prefix,
             "input_ids": cache[units],
         }
