@@ -5,5 +5,6 @@ from sparse_frontier.tasks.base import TASKS, Draft, Task, extract_answer, get_t
 from sparse_frontier.tasks.ruler import cwe as _cwe  # noqa: F401
 from sparse_frontier.tasks.ruler import niah as _niah  # noqa: F401
 from sparse_frontier.tasks.ruler import vt as _vt  # noqa: F401
+from sparse_frontier.tasks.story import tasks as _story  # noqa: F401
 
 __all__ = ["TASKS", "Draft", "Task", "extract_answer", "get_task_class", "register_task"]

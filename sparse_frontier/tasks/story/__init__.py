@@ -1,0 +1,1 @@
+"""Story tasks on a synthetic narrative (retrieval, multi-hop, filtering)."""
