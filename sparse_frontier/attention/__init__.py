@@ -1,6 +1,21 @@
-"""Attention methods: a base class with dense fallbacks, a registry, one module per method."""
+"""Attention methods: a base class with dense fallbacks, a registry, one module per method.
 
-from sparse_frontier.attention.base import METHODS, AttentionMethod, get_method_class, register_method
+Registered: dense; prefill vertical_slash, flexprefill, block_sparse; decode quest; KV compression
+snapkv, ada_snapkv; and any ``a+b`` combination of different phases (see ``base.py``).
+"""
+
+from sparse_frontier.attention.base import (
+    METHODS,
+    AttentionMethod,
+    AttentionResult,
+    KVSelection,
+    get_method_class,
+    register_method,
+)
 from sparse_frontier.attention import dense as _dense  # noqa: F401  (registers dense)
+from sparse_frontier.attention import vertical_slash as _vs  # noqa: F401
+from sparse_frontier.attention import block_sparse as _bs  # noqa: F401
+from sparse_frontier.attention import quest as _quest  # noqa: F401
+from sparse_frontier.attention import snapkv as _snapkv  # noqa: F401
 
-__all__ = ["METHODS", "AttentionMethod", "get_method_class", "register_method"]
+__all__ = ["METHODS", "AttentionMethod", "AttentionResult", "KVSelection", "get_method_class", "register_method"]

@@ -19,6 +19,21 @@ applied; query head h uses kv head ``h // (Hq // Hkv)``, GQA without repeating K
   valid position of every head.
 - ``compress_kv(query [T, Hq, D], key [T, Hkv, D], value [T, Hkv, D], *, layer_index, scale)``
   -> :class:`KVSelection`: per kv head, the sorted token positions to keep after prefill.
+
+Density is counted from what the method actually computes (the paper's way): prefill methods count
+every causal pair their kernel evaluates (whole blocks cut by causality, column strips), Quest the
+tokens of the pages it reads. Handlers average it over heads and layers.
+
+Target sparsity: every sparse method has a ``sparsity`` parameter (the user's knob) and its own
+hyperparameters (0 / -1 = "derive from sparsity"; explicit values win). Methods whose mapping needs
+calibration look it up by model name: the handler calls ``method.bind(model=<config model name>)``
+once after construction (optional; unbound methods calibrate on each call, see ``calibration.py``).
+
+Prefill x decode combinations: the method name ``"a+b"`` (e.g. ``vertical_slash+quest``,
+``block_sparse+snapkv``) builds a :class:`Combined` method from components of different phases;
+its parameters are the union of theirs, and a name both define gets the component's phase as a
+prefix (``prefill_sparsity``, ``decode_sparsity``, ``kv_sparsity``). Each hook goes to the component
+of its phase (others fall back to dense).
 """
 
 from __future__ import annotations
@@ -69,10 +84,23 @@ class AttentionMethod(Parameterised):
     def overrides(self, hook: str) -> bool:
         return getattr(type(self), hook) is not getattr(AttentionMethod, hook)
 
+    def bind(self, *, model: Optional[str] = None) -> "AttentionMethod":
+        """Tell the method which model it serves (the config's model name), for calibration lookups."""
+        self._model = model
+        return self
+
+    @property
+    def model(self) -> Optional[str]:
+        return getattr(self, "_model", None)
+
 
 def register_method(cls: type[AttentionMethod]) -> type[AttentionMethod]:
     return METHODS.register(cls)
 
 
 def get_method_class(name: str) -> type[AttentionMethod]:
+    if "+" in name and name not in METHODS.names():
+        from sparse_frontier.attention.combined import combine
+
+        return METHODS.register(combine(name))
     return METHODS.get(name)

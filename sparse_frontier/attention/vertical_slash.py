@@ -1,0 +1,284 @@
+"""Vertical-Slash (MInference) and FlexPrefill: sparse prefill over verticals (columns) and slashes (diagonals).
+
+Shared pipeline, all on the device (no CPU round trips):
+
+1. :func:`estimate_scores`: the last ``approximation_size`` queries attend to all keys (causal
+   softmax, float32); column sums = vertical scores ``[Hq, T]``, diagonal sums = slash scores
+   ``[Hq, T]`` indexed by offset (query position - key position).
+2. Selection: ``n_vert``/``n_slash`` per head (uniform for Vertical-Slash, cumulative-mass for
+   FlexPrefill); the first ``sink_tokens`` columns and the first ``local_window`` diagonals always.
+3. :func:`build_index`: a kept slash of offset o covers, in every query block of 64 rows, the key
+   blocks on block diagonals ``o // 64`` and (unless ``o % 64 == 0``) ``o // 64 + 1``, so the
+   kernel computes whole aligned 64x64 blocks along kept block diagonals (``cover [Hq, NB]``), plus
+   64-row column strips for kept verticals not already inside a kept block. Block diagonal 0 (the
+   diagonal block) is always kept, so every query has at least itself.
+4. The kernel (:mod:`sparse_frontier.kernels.sparse_prefill`) on CUDA, the chunked torch path on CPU.
+
+Density (what is counted as computed) = kept causal query-key pairs / (T (T + 1) / 2) per query
+head, exactly the pairs the kernel evaluates (whole blocks cut by causality, plus column strips);
+:func:`index_density` computes it in closed form without building the mask.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from sparse_frontier.attention import calibration
+from sparse_frontier.attention.base import AttentionMethod, AttentionResult, register_method
+from sparse_frontier.attention.reference import masked_attention_rows, vertical_slash_mask
+from sparse_frontier.kernels import use_triton
+
+log = logging.getLogger(__name__)
+
+BLOCK = 64  # MInference's tile: 64x64 blocks, 64-wide column strips
+
+
+def estimate_scores(query, key, n: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vertical scores ``[Hq, T]`` (by key) and slash scores ``[Hq, T]`` (by offset) from the last ``n`` queries.
+
+    Each estimation row is a causal softmax, so both score vectors of a head sum to ``n``.
+    """
+    t, hq, d = query.shape
+    hkv = key.shape[1]
+    g = hq // hkv
+    n = min(n, t)
+    qe = query[-n:].float().reshape(n, hkv, g, d)
+    causal = torch.arange(t, device=query.device)[None, :] <= torch.arange(t - n, t, device=query.device)[:, None]
+    vert = torch.empty(hq, t, device=query.device)
+    slash = torch.empty(hq, t, device=query.device)
+    for h in range(hkv):  # one kv group at a time bounds memory to g * n * T floats
+        logits = torch.einsum("ngd,td->gnt", qe[:, h], key[:, h].float()) * scale
+        probs = torch.softmax(logits.masked_fill(~causal, float("-inf")), -1)
+        vert[h * g : (h + 1) * g] = probs.sum(1)
+        # shift row i right by n-1-i so each diagonal becomes a column: padded row-stride trick
+        padded = F.pad(probs, (n, 0)).contiguous()  # [g, n, T + n]
+        diag = padded.as_strided((g, n, t), (n * (t + n), t + n + 1, 1), padded.storage_offset() + 1).sum(1)
+        slash[h * g : (h + 1) * g] = diag.flip(-1)  # column c holds offset T - 1 - c
+    return vert, slash
+
+
+def mass_counts(scores: torch.Tensor, alpha: float, min_budget: int) -> torch.Tensor:
+    """FlexPrefill budget: fewest top entries whose share of the head's total mass reaches ``alpha``."""
+    t = scores.shape[-1]
+    share = scores / scores.sum(-1, keepdim=True).clamp(min=1e-30)
+    cum = share.sort(-1, descending=True).values.cumsum(-1)
+    count = (cum < alpha - 1e-6).sum(-1) + 1
+    return count.clamp(min=min(min_budget, t), max=t)
+
+
+def select(vert, slash, n_vert, n_slash, sink_tokens: int, local_window: int):
+    """Kept columns ``[Hq, C]`` (sorted, padded with T) and covered block diagonals ``[Hq, NB]``.
+
+    ``n_vert`` / ``n_slash`` are ints or ``[Hq]`` tensors (counts include the forced sinks/local).
+    """
+    hq, t = vert.shape
+    nb = -(-t // BLOCK)
+    dev = vert.device
+    v = vert.clone()
+    v[:, :sink_tokens] = float("inf")
+    s = slash.clone()
+    s[:, :local_window] = float("inf")
+    rank = torch.arange(t, device=dev)
+    if isinstance(n_vert, int):
+        width = min(max(n_vert, 1), t)
+        cols = v.topk(width, -1).indices.sort(-1).values
+    else:
+        order = v.argsort(-1, descending=True)
+        cols = torch.where(rank < n_vert[:, None], order, t).sort(-1).values
+    if isinstance(n_slash, int):
+        offs = s.topk(min(max(n_slash, 1), t), -1).indices
+    else:
+        order = s.argsort(-1, descending=True)
+        offs = torch.where(rank < n_slash[:, None], order, t)  # t = none
+    cover = torch.zeros(hq, nb + 2, dtype=torch.bool, device=dev)
+    a = torch.where(offs < t, offs // BLOCK, nb + 1)
+    cover.scatter_(1, a, True)
+    cover.scatter_(1, torch.where((offs < t) & (offs % BLOCK != 0), a + 1, nb + 1), True)
+    cover = cover[:, :nb].clone()
+    cover[:, 0] = True
+    return cols, cover
+
+
+def index_density(cover: torch.Tensor, cols: torch.Tensor, t: int) -> torch.Tensor:
+    """Density ``[Hq]`` of a (cover, cols) index, in closed form (equals the reference mask's count)."""
+    nb = cover.shape[1]
+    dev = cover.device
+    last = t - BLOCK * (nb - 1)  # rows of the last query block
+    d = torch.arange(nb, device=dev)
+    pairs_d = (BLOCK * (t - BLOCK * d)).double()  # block diagonal d >= 1: full blocks
+    pairs_d[0] = (nb - 1) * BLOCK * (BLOCK + 1) / 2 + last * (last + 1) / 2
+    block_pairs = (cover.double() * pairs_d).sum(-1)
+    notc = ~cover
+    notc[:, 0] = False
+    prefix = notc.long().cumsum(-1)  # prefix[x] = uncovered diagonals in 1..x
+    valid = cols < t
+    x = (nb - 1 - cols.clamp(max=t - 1) // BLOCK).long()
+    col_pairs = BLOCK * prefix.gather(1, x) - (BLOCK - last) * (notc.gather(1, x) & (x >= 1))
+    col_pairs = (col_pairs * valid).sum(-1).double()
+    return ((block_pairs + col_pairs) / (t * (t + 1) / 2)).float()
+
+
+def run_index(query, key, value, scale, cols, cover) -> torch.Tensor:
+    """Attention over a (cover, cols) index: Triton on CUDA, chunked torch on CPU."""
+    t = query.shape[0]
+    if use_triton(query):
+        from sparse_frontier.kernels.sparse_prefill import sparse_prefill
+
+        nb = cover.shape[1]
+        idx = torch.arange(nb, device=query.device)
+        diag = torch.where(cover, idx, nb).sort(-1).values
+        row_last = (idx * BLOCK + BLOCK - 1).clamp(max=t - 1)
+        col_count = torch.searchsorted(cols.contiguous(), row_last.expand(cols.shape[0], nb).contiguous(), right=True)
+        return sparse_prefill(
+            query, key, value, scale, BLOCK, diag=diag, diag_count=cover.sum(-1), cover=cover,
+            cols=cols, col_count=col_count,
+        )
+    return masked_attention_rows(
+        query, key, value, scale, lambda r0, r1: vertical_slash_mask(t, cover, cols, BLOCK, rows=(r0, r1))
+    )
+
+
+@dataclass
+class _VerticalSlashBase(AttentionMethod):
+    phase = "prefill"
+
+    def _check_common(self):
+        self.check(0.0 <= self.sparsity < 1.0, "sparsity", "a target sparsity in [0, 1)")
+        self.check(self.approximation_size >= 1, "approximation_size", "an integer >= 1")
+        self.check(self.sink_tokens >= 0, "sink_tokens", "an integer >= 0")
+        self.check(self.local_window >= 1, "local_window", "an integer >= 1 (the diagonal is always kept)")
+
+    def index(self, query, key, scale: float):
+        """``(cols, cover)`` for these inputs (what the kernel will compute)."""
+        vert, slash = estimate_scores(query, key, self.approximation_size, scale)
+        return self.select_from_scores(vert, slash, layer_key=None)
+
+    def build_mask(self, query, key, value, *, scale: float) -> torch.Tensor:
+        cols, cover = self.index(query, key, scale)
+        return vertical_slash_mask(query.shape[0], cover, cols, BLOCK)
+
+    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
+        cols, cover = self.index(query, key, scale)
+        out = run_index(query, key, value, scale, cols, cover)
+        return AttentionResult(out, index_density(cover, cols, query.shape[0]))
+
+
+@register_method
+@dataclass
+class VerticalSlash(_VerticalSlashBase):
+    """Top ``vertical_size`` columns and ``slash_size`` diagonals per head (uniform budget).
+
+    Knob: ``sparsity`` (target) -> ``vertical_size = slash_size`` from the calibration table for
+    (model, length), else calibrated on the call itself; explicit sizes (> 0) win over ``sparsity``.
+    Sparsity 0 with no sizes keeps everything (dense).
+    """
+
+    name = "vertical_slash"
+    sparsity: float = 0.0
+    vertical_size: int = 0
+    slash_size: int = 0
+    approximation_size: int = 256
+    sink_tokens: int = 4
+    local_window: int = 64
+
+    def __post_init__(self):
+        self._check_common()
+        self.check(self.vertical_size >= 0, "vertical_size", "an integer >= 0 (0: from sparsity)")
+        self.check(self.slash_size >= 0, "slash_size", "an integer >= 0 (0: from sparsity)")
+        self.check(
+            (self.vertical_size > 0) == (self.slash_size > 0), "slash_size",
+            f"given together with vertical_size (vertical_size={self.vertical_size})",
+        )
+        self.check(
+            self.vertical_size == 0 or self.sparsity == 0.0, "sparsity",
+            "0 when vertical_size/slash_size are given (give a target or the sizes, not both)",
+        )
+
+    def sizes(self, t: int, vert=None, slash=None) -> tuple[int, int]:
+        if self.vertical_size:
+            return self.vertical_size, self.slash_size
+        if self.sparsity == 0.0:
+            return t, t
+        found = calibration.lookup(self.model, self.name, t, self.sparsity, self.calibration_key())
+        if found is not None:
+            return found["vertical_size"], found["slash_size"]
+        n = calibration.online_size(
+            lambda n: index_density(*self.select_raw(vert, slash, n, n)[::-1], t).mean().item(),
+            1.0 - self.sparsity, t, what=f"{self.name} for model {self.model!r} at T={t}",
+        )
+        return n, n
+
+    def calibration_key(self) -> dict:
+        return {"approximation_size": self.approximation_size, "sink_tokens": self.sink_tokens, "local_window": self.local_window}
+
+    def select_raw(self, vert, slash, n_vert, n_slash):
+        return select(vert, slash, n_vert, n_slash, self.sink_tokens, self.local_window)
+
+    def select_from_scores(self, vert, slash, layer_key=None):
+        nv, ns = self.sizes(vert.shape[1], vert, slash)
+        return self.select_raw(vert, slash, nv, ns)
+
+
+@register_method
+@dataclass
+class FlexPrefill(_VerticalSlashBase):
+    """Per-head budget: columns (and diagonals) in descending score until their mass reaches ``alpha``.
+
+    Never fewer than ``min_budget`` of each. The paper's setting: query-aware switch off (tau = 0),
+    so every head uses the vertical-slash pattern; that is the only mode implemented. Knob:
+    ``sparsity`` -> (``alpha``, ``min_budget``) from the calibration table, else calibrated on the
+    call (alpha searched; when alpha = 0 is still too dense, min_budget is lowered, as the paper's
+    table does). ``alpha = -1`` / ``min_budget = 0`` mean "from sparsity"; explicit values win.
+    Sinks and the local window are kept as in Vertical-Slash.
+    """
+
+    name = "flexprefill"
+    sparsity: float = 0.0
+    alpha: float = -1.0
+    min_budget: int = 0
+    approximation_size: int = 512
+    sink_tokens: int = 4
+    local_window: int = 64
+
+    def __post_init__(self):
+        self._check_common()
+        self.check(self.alpha == -1.0 or 0.0 <= self.alpha <= 1.0, "alpha", "in [0, 1], or -1 (from sparsity)")
+        self.check(self.min_budget >= 0, "min_budget", "an integer >= 0 (0: from sparsity, else 512)")
+        self.check(
+            self.alpha == -1.0 or self.sparsity == 0.0, "sparsity",
+            "0 when alpha is given (give a target or alpha, not both)",
+        )
+
+    def calibration_key(self) -> dict:
+        return {"approximation_size": self.approximation_size, "min_budget": self.min_budget}
+
+    def select_raw(self, vert, slash, alpha: float, min_budget: int):
+        return select(
+            vert, slash, mass_counts(vert, alpha, min_budget), mass_counts(slash, alpha, min_budget),
+            self.sink_tokens, self.local_window,
+        )
+
+    def settings(self, t: int, vert=None, slash=None) -> tuple[float, int]:
+        if self.alpha >= 0.0:
+            return self.alpha, self.min_budget or 512
+        if self.sparsity == 0.0:
+            return 1.0, t
+        found = calibration.lookup(self.model, self.name, t, self.sparsity, self.calibration_key())
+        if found is not None:
+            return found["alpha"], found["min_budget"]
+        target = 1.0 - self.sparsity
+
+        def dens(alpha, mb):
+            cols, cover = self.select_raw(vert, slash, alpha, mb)
+            return index_density(cover, cols, t).mean().item()
+
+        return calibration.online_alpha(dens, target, self.min_budget, t, what=f"{self.name} at T={t}")
+
+    def select_from_scores(self, vert, slash, layer_key=None):
+        alpha, mb = self.settings(vert.shape[1], vert, slash)
+        return self.select_raw(vert, slash, alpha, mb)

@@ -1,0 +1,169 @@
+"""Triton sparse causal prefill over key blocks plus key columns (Vertical-Slash, FlexPrefill, Block-Sparse).
+
+One program computes one query block (``BLOCK`` rows) of one query head with an online softmax
+(float32 accumulators, exp2). The kept keys of a query block are
+
+- key *blocks* of ``BLOCK`` keys, given either as block diagonals shared by every query block of a
+  head (``diag [Hq, NB]``: key block = query block - d; Vertical-Slash / FlexPrefill slashes) or as
+  an explicit per-query-block list (``blocks [Hq, NQB, K]``; Block-Sparse);
+- key *columns* (``cols [Hq, C]`` sorted ascending, padded with a value >= T): every kept column
+  <= the last row of the block, skipped where a kept block already covers it (verticals).
+
+Causality is applied element-wise. GQA: query head ``h`` reads kv head ``h // (Hq // Hkv)``; K/V
+are never repeated. Every output row is written (each row keeps at least its diagonal block).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _online_step(q, k, v, valid, m_i, l_i, acc):
+    # q is pre-scaled by softmax_scale * log2(e), so exp2 gives the softmax numerator
+    s = tl.dot(q, tl.trans(k))
+    s = tl.where(valid, s, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(s, 1))
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m_i - m_safe)
+    p = tl.exp2(s - m_safe[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    return m_new, l_i, acc
+
+
+@triton.jit
+def _sparse_prefill_kernel(
+    Q, K, V, O,
+    DIAG, DIAG_CNT, COVER, BLOCKS, BLOCK_CNT, COLS, COL_CNT,
+    T, qk_scale,
+    stride_qt, stride_qh, stride_kt, stride_kh, stride_ot, stride_oh,
+    NB, MAXK, MAXC,
+    GROUP: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr, COL_BLOCK: tl.constexpr,
+    DIAG_MODE: tl.constexpr, HAS_COLS: tl.constexpr,
+):
+    qb = tl.program_id(0)
+    h = tl.program_id(1)
+    kvh = h // GROUP
+    rows = qb * BLOCK + tl.arange(0, BLOCK)
+    dims = tl.arange(0, D)
+    row_ok = rows < T
+    q = tl.load(Q + rows[:, None] * stride_qt + h * stride_qh + dims[None, :], mask=row_ok[:, None], other=0.0)
+    q = (q * qk_scale).to(q.dtype)
+    m_i = tl.full([BLOCK], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK], tl.float32)
+    acc = tl.zeros([BLOCK, D], tl.float32)
+    kbase = K + kvh * stride_kh
+    vbase = V + kvh * stride_kh
+
+    if DIAG_MODE:
+        n_blocks = tl.load(DIAG_CNT + h)
+    else:
+        n_blocks = tl.load(BLOCK_CNT + h * NB + qb)
+    for i in range(0, n_blocks):
+        if DIAG_MODE:
+            kb = qb - tl.load(DIAG + h * NB + i)
+        else:
+            kb = tl.load(BLOCKS + (h * NB + qb) * MAXK + i)
+        if kb >= 0:
+            keys = kb * BLOCK + tl.arange(0, BLOCK)
+            key_ok = keys < T
+            k = tl.load(kbase + keys[:, None] * stride_kt + dims[None, :], mask=key_ok[:, None], other=0.0)
+            v = tl.load(vbase + keys[:, None] * stride_kt + dims[None, :], mask=key_ok[:, None], other=0.0)
+            valid = (keys[None, :] <= rows[:, None]) & key_ok[None, :]
+            m_i, l_i, acc = _online_step(q, k, v, valid, m_i, l_i, acc)
+
+    if HAS_COLS:
+        n_cols = tl.load(COL_CNT + h * NB + qb)
+        for c0 in range(0, n_cols, COL_BLOCK):
+            offs = c0 + tl.arange(0, COL_BLOCK)
+            in_list = offs < n_cols
+            cols = tl.load(COLS + h * MAXC + offs, mask=in_list, other=0)
+            # a column inside a kept block diagonal is already computed there
+            d = qb - cols // BLOCK
+            covered = tl.load(COVER + h * NB + d, mask=in_list & (d >= 0) & (d < NB), other=0) != 0
+            take = in_list & (cols < T) & (~covered)
+            k = tl.load(kbase + cols[:, None] * stride_kt + dims[None, :], mask=take[:, None], other=0.0)
+            v = tl.load(vbase + cols[:, None] * stride_kt + dims[None, :], mask=take[:, None], other=0.0)
+            valid = take[None, :] & (cols[None, :] <= rows[:, None])
+            m_i, l_i, acc = _online_step(q, k, v, valid, m_i, l_i, acc)
+
+    out = acc / l_i[:, None]
+    tl.store(O + rows[:, None] * stride_ot + h * stride_oh + dims[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None])
+
+
+def _check(query, key, value):
+    if query.dim() != 3 or key.shape != value.shape or key.shape[0] != query.shape[0]:
+        raise ValueError(
+            f"expected query [T, Hq, D] and key/value [T, Hkv, D]; got {tuple(query.shape)}, "
+            f"{tuple(key.shape)}, {tuple(value.shape)}"
+        )
+    hq, hkv, d = query.shape[1], key.shape[1], query.shape[2]
+    if hq % hkv:
+        raise ValueError(f"query heads {hq} must be a multiple of kv heads {hkv}")
+    if d not in (16, 32, 64, 128, 256):
+        raise ValueError(f"head dim {d} is not supported; valid: 16, 32, 64, 128, 256")
+    return hq // hkv
+
+
+def sparse_prefill(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    scale: float,
+    block: int,
+    *,
+    diag: torch.Tensor | None = None,
+    diag_count: torch.Tensor | None = None,
+    cover: torch.Tensor | None = None,
+    blocks: torch.Tensor | None = None,
+    block_count: torch.Tensor | None = None,
+    cols: torch.Tensor | None = None,
+    col_count: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Causal attention over kept key blocks (+ columns); returns ``[T, Hq, D]`` in query's dtype.
+
+    Give either ``diag [Hq, NB]`` (sorted block diagonals, padded) + ``diag_count [Hq]`` + ``cover
+    [Hq, NB]`` (bool/int8: diagonal d kept) or ``blocks [Hq, NB, K]`` + ``block_count [Hq, NB]``;
+    optionally ``cols [Hq, C]`` (sorted, padded with >= T) + ``col_count [Hq, NB]`` (columns <= the
+    block's last row, i.e. ``searchsorted``). NB = ceil(T / block). Integer tensors are int32.
+    """
+    group = _check(query, key, value)
+    query, key, value = query.contiguous(), key.contiguous(), value.contiguous()
+    t, hq, d = query.shape
+    nb = triton.cdiv(t, block)
+    diag_mode = diag is not None
+    if diag_mode == (blocks is not None):
+        raise ValueError("give exactly one of diag (block diagonals) or blocks (per-query-block list)")
+    has_cols = cols is not None
+    dev = query.device
+    dummy = torch.zeros(1, dtype=torch.int32, device=dev)
+    if diag_mode:
+        cover_i8 = cover.to(torch.int8).contiguous()
+        diag, diag_count = diag.to(torch.int32).contiguous(), diag_count.to(torch.int32).contiguous()
+        blocks_, block_count_, maxk = dummy, dummy, 1
+    else:
+        cover_i8 = cover.to(torch.int8).contiguous() if cover is not None else torch.zeros(hq, nb, dtype=torch.int8, device=dev)
+        blocks_, block_count_ = blocks.to(torch.int32).contiguous(), block_count.to(torch.int32).contiguous()
+        maxk = blocks_.shape[-1]
+        diag, diag_count = dummy, dummy
+    if has_cols:
+        cols_, col_count_ = cols.to(torch.int32).contiguous(), col_count.to(torch.int32).contiguous()
+        maxc = cols_.shape[-1]
+    else:
+        cols_, col_count_, maxc = dummy, dummy, 1
+    out = torch.empty_like(query)
+    qk_scale = scale * 1.4426950408889634  # log2(e): the kernel uses exp2
+    _sparse_prefill_kernel[(nb, hq)](
+        query, key, value, out,
+        diag, diag_count, cover_i8, blocks_, block_count_, cols_, col_count_,
+        t, qk_scale,
+        query.stride(0), query.stride(1), key.stride(0), key.stride(1), out.stride(0), out.stride(1),
+        nb, maxk, maxc,
+        GROUP=group, D=d, BLOCK=block, COL_BLOCK=64,
+        DIAG_MODE=diag_mode, HAS_COLS=has_cols,
+        num_warps=4 if block <= 64 else 8, num_stages=2,
+    )
+    return out
