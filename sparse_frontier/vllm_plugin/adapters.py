@@ -11,12 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
+from sparse_frontier.vllm_plugin.cache import CPUCache, FlashAttentionCache, PagedCache
+
 
 @dataclass(frozen=True)
 class BackendAdapter:
     family: str
     module: str
     impl_class: str
+    cache: PagedCache
 
     def load_impl(self) -> type:
         return getattr(importlib.import_module(self.module), self.impl_class)
@@ -34,9 +37,9 @@ class BackendAdapter:
         return [(starts[i], starts[i + 1] - starts[i], int(seq_lens[i])) for i in range(n)]
 
 
-CPU = BackendAdapter("cpu", "vllm.v1.attention.backends.cpu_attn", "CPUAttentionBackendImpl")
+CPU = BackendAdapter("cpu", "vllm.v1.attention.backends.cpu_attn", "CPUAttentionBackendImpl", CPUCache())
 CUDA_FLASH_ATTN = BackendAdapter(
-    "cuda-flash-attn", "vllm.v1.attention.backends.flash_attn", "FlashAttentionImpl"
+    "cuda-flash-attn", "vllm.v1.attention.backends.flash_attn", "FlashAttentionImpl", FlashAttentionCache()
 )
 
 

@@ -16,8 +16,34 @@ log = logging.getLogger(__name__)
 @dataclass
 class Generation:
     text: str
-    output_tokens: int
+    token_ids: list[int]
     finish_reason: str | None
+    #: the handler's measurements for this request (sparsity per phase, layers, decode steps)
+    attention: dict[str, Any]
+
+    @property
+    def output_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def merge_ranks(per_rank: list[dict[str, Any]]) -> dict[str, Any]:
+    """Average a request's statistics over tensor-parallel ranks (each holds an equal share of heads)."""
+    merged: dict[str, Any] = {}
+    for name in per_rank[0]:
+        values = [r.get(name) for r in per_rank if r.get(name) is not None]
+        if not values:
+            merged[name] = None
+        elif name in ("layers", "prompt_tokens", "decode_steps"):
+            merged[name] = max(values)
+        else:
+            merged[name] = sum(values) / len(values)
+    merged["tp_ranks"] = len(per_rank)
+    return merged
+
+
+def _matches(internal_id: str, external_id: str) -> bool:
+    """vLLM may suffix the id it was given with '-<8 hex>' inside the engine."""
+    return internal_id == external_id or internal_id.rsplit("-", 1)[0] == external_id
 
 
 def engine_environment(engine: Mapping[str, Any], method: Mapping[str, Any]) -> dict[str, str]:
@@ -79,33 +105,38 @@ class Engine:
         self._check_handler_active()
 
     def _check_handler_active(self) -> None:
-        """Fail early if the plugin did not install the handler in the worker(s)."""
-        from sparse_frontier.vllm_plugin.handler import take_stats_rpc
+        """Attach the handler to each worker's model runner; fail early if it is not installed."""
+        from sparse_frontier.vllm_plugin.handler import attach_runner_rpc
 
-        self.llm.collective_rpc(take_stats_rpc)  # discard profiling-run stats
-        probe = self.generate([[1, 2, 3]], max_tokens=1, seed=0)
-        del probe
-        stats = self.take_stats()
-        if not stats or not stats.get("calls"):
+        self.ranks = self.llm.collective_rpc(attach_runner_rpc)
+        probe = self.generate([[1, 2, 3]], max_tokens=2, seed=0)[0]
+        if not probe.attention.get("layers"):
             raise RuntimeError(
                 "the sparse_frontier attention handler saw no attention call: is the package "
                 "installed (entry point vllm.general_plugins) and VLLM_PLUGINS not excluding it?"
             )
 
-    def take_stats(self) -> dict[str, Any]:
-        """Handler statistics since the last call, from rank 0 (dense: identical on every rank)."""
-        from sparse_frontier.vllm_plugin.handler import take_stats_rpc
-
-        return self.llm.collective_rpc(take_stats_rpc)[0]
-
-    def generate(self, prompts: list[list[int]], max_tokens: int, seed: int) -> list[Generation]:
+    def generate(
+        self, prompts: list[list[int]], max_tokens: int, seed: int, method: Mapping[str, Any] | None = None
+    ) -> list[Generation]:
+        """Greedy generation from token ids; ``method`` overrides the engine's default for these prompts."""
         from vllm import SamplingParams, TokensPrompt
 
-        params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=seed)
-        outputs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False
-        )
-        return [
-            Generation(o.outputs[0].text, len(o.outputs[0].token_ids), o.outputs[0].finish_reason)
-            for o in outputs
-        ]
+        from sparse_frontier.vllm_plugin.handler import EXTRA_ARGS_KEY, take_stats_rpc
+
+        extra = {EXTRA_ARGS_KEY: {"method": method["method"], "params": dict(method["params"])}} if method else None
+        params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=seed, extra_args=extra)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+        per_rank = self.llm.collective_rpc(take_stats_rpc)
+        generations = []
+        for o in outputs:
+            stats = [
+                next((s for rid, s in rank.items() if _matches(rid, o.request_id)), None) for rank in per_rank
+            ]
+            if any(s is None for s in stats):
+                raise RuntimeError(f"the attention handler has no statistics for request {o.request_id}")
+            completion = o.outputs[0]
+            generations.append(
+                Generation(completion.text, list(completion.token_ids), completion.finish_reason, merge_ranks(stats))
+            )
+        return generations

@@ -2,89 +2,217 @@
 
 Installed into the backend impl class of this process (see :mod:`adapters`); vLLM looks ``forward``
 up at call time, so replacing it on the class reaches every layer of every model.
+
+Per call, the handler splits the batch into its requests (``query_start_loc``, ``seq_lens``,
+``block_table``), tells prefill from decode per request, and calls the request's method hooks:
+
+1. the backend's own dense attention runs for the whole batch first (it is the fallback, and it
+   keeps dense requests exactly as stock vLLM computes them);
+2. a request whose method overrides ``prefill`` gets its rows of the output replaced by the
+   method's result; one overriding ``compress_kv`` gets its kept tokens compacted to the front of
+   its cache blocks, per kv head, with the kept length recorded per (request, layer, kv head);
+3. a decode step of a request with a compressed cache or a ``decode`` hook is computed here from
+   the tokens it may read (compacted prefix + tokens generated since), never the evicted ones.
+
+Which method a request uses comes from its ``SamplingParams.extra_args["sparse_frontier"]`` (so one
+engine serves many settings) or, if absent, from the run-wide default in the environment.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from typing import Any
 
+import torch
+
+from sparse_frontier.attention.ops import decode_attention
 from sparse_frontier.vllm_plugin.adapters import BackendAdapter, current_adapter, layer_index
 
 log = logging.getLogger(__name__)
 
 _ORIGINAL = "_sparse_frontier_original_forward"
+EXTRA_ARGS_KEY = "sparse_frontier"
 
 
-class LayerStats:
-    """Attention work per layer since the last :meth:`AttentionHandler.take_stats`."""
+class RequestState:
+    """What the handler knows about one live request: method, cache lengths, measured density."""
 
-    __slots__ = ("calls", "kept_pairs", "total_pairs", "prefill_tokens", "decode_tokens")
+    def __init__(self, method):
+        self.method = method
+        self.prompt_len: int | None = None
+        self.kv_lengths: dict[int, torch.Tensor] = {}  # layer -> kept tokens per kv head
+        self.prefill_density: dict[int, float] = {}
+        self.kv_density: dict[int, float] = {}
+        self.decode_density: dict[int, float] = defaultdict(float)  # summed over steps
+        self.decode_steps: dict[int, int] = defaultdict(int)
 
-    def __init__(self):
-        self.calls = 0
-        self.kept_pairs = 0
-        self.total_pairs = 0
-        self.prefill_tokens = 0
-        self.decode_tokens = 0
+    def summary(self) -> dict[str, Any]:
+        def mean(values):
+            values = list(values)
+            return sum(values) / len(values) if values else None
 
-
-def causal_pairs(query_len: int, seq_len: int) -> int:
-    """Query-key pairs of causal attention for ``query_len`` new tokens at the end of ``seq_len``."""
-    past = seq_len - query_len
-    return query_len * past + query_len * (query_len + 1) // 2
+        prefill = mean(self.prefill_density.values())
+        decode = mean(self.decode_density[l] / self.decode_steps[l] for l in self.decode_steps)
+        kv = mean(self.kv_density.values())
+        out = {
+            "layers": len(self.prefill_density),
+            "prompt_tokens": self.prompt_len,
+            "decode_steps": max(self.decode_steps.values(), default=0),
+            "prefill_sparsity": None if prefill is None else 1.0 - prefill,
+            "decode_sparsity": None if decode is None else 1.0 - decode,
+            "kv_sparsity": None if kv is None else 1.0 - kv,
+        }
+        phase = self.method.phase
+        if phase == "prefill":
+            out["sparsity"] = out["prefill_sparsity"]
+        elif phase in ("decode", "kv"):
+            out["sparsity"] = out["decode_sparsity"]
+        elif phase == "none":
+            out["sparsity"] = out["prefill_sparsity"] or 0.0
+        else:  # a prefill x decode combination: both phases count equally
+            parts = [s for s in (out["prefill_sparsity"], out["decode_sparsity"]) if s is not None]
+            out["sparsity"] = sum(parts) / len(parts) if parts else None
+        return out
 
 
 class AttentionHandler:
     def __init__(self):
-        self.method = None
+        self.default_spec: dict[str, Any] | None = None
         self.adapter: BackendAdapter | None = None
-        self.stats: dict[int, LayerStats] = defaultdict(LayerStats)
+        self.runner = None  # vLLM's model runner (attached after start-up): request ids, params
+        self.states: dict[str, RequestState] = {}
+        self._methods: dict[str, Any] = {}
+        #: calls whose batch mixed prefill and decode requests (vLLM schedules them together)
+        self.mixed_calls = 0
 
+    # -- configuration ---------------------------------------------------------------------
     def configure(self, spec: dict[str, Any], adapter: BackendAdapter) -> None:
-        from sparse_frontier.attention import get_method_class
-
-        self.method = get_method_class(spec["method"]).from_params(spec.get("params", {}))
+        self.default_spec = spec
         self.adapter = adapter
-        hooks = [h for h in ("prefill", "decode", "compress_kv") if self.method.overrides(h)]
-        if hooks:
-            raise NotImplementedError(
-                f"method {self.method.name!r} overrides {hooks}; this release routes attention "
-                "through the handler but runs only methods that keep the backend's dense attention"
-            )
-        log.info("sparse_frontier: attention handler active (%s, %s)", self.method, adapter.family)
+        log.info("sparse_frontier: attention handler active (default %s, %s)", spec, adapter.family)
+        self.method_for_spec(spec)  # validate now, in every process, not at the first request
 
+    def method_for_spec(self, spec: dict[str, Any]):
+        key = json.dumps(spec, sort_keys=True)
+        if key not in self._methods:
+            from sparse_frontier.attention import get_method_class
+
+            self._methods[key] = get_method_class(spec["method"]).from_params(spec.get("params", {}))
+        return self._methods[key]
+
+    def _request_ids(self, n: int) -> list[str]:
+        if self.runner is None:
+            return [f"#{i}" for i in range(n)]
+        return list(self.runner.input_batch.req_ids[:n])
+
+    def _state(self, req_id: str) -> RequestState:
+        state = self.states.get(req_id)
+        if state is None:
+            spec = self.default_spec
+            if self.runner is not None and req_id in self.runner.requests:
+                params = self.runner.requests[req_id].sampling_params
+                extra = (params.extra_args or {}) if params is not None else {}
+                spec = extra.get(EXTRA_ARGS_KEY, spec)
+            state = self.states[req_id] = RequestState(self.method_for_spec(spec))
+        return state
+
+    # -- the call --------------------------------------------------------------------------
     def attention(self, original, impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs):
-        if attn_metadata is None or self.method is None:  # profiling / warm-up run
-            return original(impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)
-        stats = self.stats[layer_index(layer)]
-        stats.calls += 1
-        for _, query_len, seq_len in self.adapter.requests(attn_metadata):
-            pairs = causal_pairs(query_len, seq_len)
-            stats.total_pairs += pairs
-            stats.kept_pairs += pairs  # dense: every causal pair is computed
-            if query_len == 1 and seq_len > 1:
-                stats.decode_tokens += 1
+        result = original(impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)
+        if attn_metadata is None or self.default_spec is None:  # profiling / warm-up run
+            return result
+        index = layer_index(layer)
+        requests = self.adapter.requests(attn_metadata)
+        ids = self._request_ids(len(requests))
+        out = output.view(output.shape[0], impl.num_heads, impl.head_size)
+        q = query.view(query.shape[0], impl.num_heads, impl.head_size)
+        k = key.view(key.shape[0], impl.num_kv_heads, impl.head_size)
+        v = value.view(value.shape[0], impl.num_kv_heads, impl.head_size)
+        if len({q == s for _, q, s in requests}) == 2:
+            self.mixed_calls += 1
+        for row, (req_id, (start, query_len, seq_len)) in enumerate(zip(ids, requests)):
+            state = self._state(req_id)
+            if query_len == seq_len:
+                self._prefill(state, index, impl, layer, q, k, v, out, kv_cache, attn_metadata, row, start, query_len)
+            elif query_len == 1:
+                self._decode(state, index, impl, layer, q, out, kv_cache, attn_metadata, row, start, seq_len)
             else:
-                stats.prefill_tokens += query_len
-        return original(impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)
+                raise RuntimeError(
+                    f"request {req_id}: {query_len} new tokens on top of {seq_len - query_len} cached "
+                    "ones (chunked prefill or prefix caching); the handler needs both turned off"
+                )
+        return result
 
-    def take_stats(self) -> dict[str, Any]:
-        """Summary since the last call (then reset): calls, tokens, sparsity averaged over layers."""
-        layers = dict(self.stats)
-        self.stats = defaultdict(LayerStats)
-        if not layers:
-            return {"layers": 0, "calls": 0, "prefill_tokens": 0, "decode_tokens": 0, "sparsity": None}
-        per_layer = [1.0 - s.kept_pairs / s.total_pairs for s in layers.values() if s.total_pairs]
-        first = next(iter(layers.values()))
-        return {
-            "layers": len(layers),
-            "calls": sum(s.calls for s in layers.values()),
-            "prefill_tokens": first.prefill_tokens,
-            "decode_tokens": first.decode_tokens,
-            "sparsity": sum(per_layer) / len(per_layer) if per_layer else None,
-        }
+    def _prefill(self, state, index, impl, layer, q, k, v, out, kv_cache, meta, row, start, length):
+        method, end = state.method, start + length
+        state.prompt_len = length
+        state.kv_lengths.pop(index, None)  # a (re)prefill starts from a full cache
+        density = 1.0
+        if method.overrides("prefill"):
+            res = method.prefill(q[start:end], k[start:end], v[start:end], layer_index=index, scale=impl.scale)
+            if res is not None:
+                out[start:end] = res.output.to(out.dtype)
+                density = float(res.density.float().mean())
+        state.prefill_density[index] = density
+        if method.overrides("compress_kv"):
+            selection = method.compress_kv(q[start:end], k[start:end], v[start:end], layer_index=index, scale=impl.scale)
+            if selection is not None:
+                self._compact(selection, k[start:end], v[start:end], kv_cache, meta, row, layer, index, state)
+
+    def _compact(self, selection, keys, values, kv_cache, meta, row, layer, index, state):
+        """Move each kv head's kept tokens to positions [0, kept) of the request's blocks."""
+        positions = [p.to(torch.long) for p in selection.indices]
+        lengths = torch.tensor([len(p) for p in positions])
+        longest = int(lengths.max())
+        kept_k = keys.new_zeros(len(positions), longest, keys.shape[-1])
+        kept_v = torch.zeros_like(kept_k)
+        for h, pos in enumerate(positions):
+            kept_k[h, : len(pos)] = keys[pos, h]
+            kept_v[h, : len(pos)] = values[pos, h]
+        targets = [torch.arange(int(n)) for n in lengths]
+        self.adapter.cache.scatter_per_head(kv_cache, meta.block_table[row], targets, kept_k, kept_v, layer)
+        state.kv_lengths[index] = lengths
+        state.kv_density[index] = float(lengths.float().mean()) / keys.shape[0]
+
+    def _decode(self, state, index, impl, layer, q, out, kv_cache, meta, row, token, seq_len):
+        method = state.method
+        lengths = state.kv_lengths.get(index)
+        if lengths is None and not method.overrides("decode"):
+            state.decode_density[index] += 1.0  # the backend's dense result stands
+            state.decode_steps[index] += 1
+            return
+        block_row = meta.block_table[row]
+        if lengths is None:
+            positions = torch.arange(seq_len)
+            keys, values = self.adapter.cache.gather(kv_cache, block_row, positions, layer)
+            valid = None
+        else:
+            # The compacted prefix of each head, then every token generated since the prefill.
+            recent = torch.arange(state.prompt_len, seq_len)
+            positions = [torch.cat([torch.arange(int(n)), recent]) for n in lengths]
+            keys, values = self.adapter.cache.gather_per_head(kv_cache, block_row, positions, layer)
+            valid = lengths + len(recent)
+        density = 1.0 if valid is None else float(valid.float().mean()) / seq_len
+        res = None
+        if method.overrides("decode"):
+            res = method.decode(q[token], keys, values, layer_index=index, scale=impl.scale, lengths=valid)
+        if res is not None:
+            out[token] = res.output.to(out.dtype)
+            density *= float(res.density.float().mean())
+        else:
+            out[token] = decode_attention(q[token], keys, values, impl.scale, valid).to(out.dtype)
+        state.decode_density[index] += density
+        state.decode_steps[index] += 1
+
+    # -- statistics --------------------------------------------------------------------------
+    def take_stats(self) -> dict[str, dict[str, Any]]:
+        """Per-request summaries; requests vLLM no longer holds are returned once, then dropped."""
+        summaries = {req_id: state.summary() for req_id, state in self.states.items()}
+        live = set(self.runner.requests) if self.runner is not None else set()
+        self.states = {r: s for r, s in self.states.items() if r in live}
+        return summaries
 
 
 HANDLER = AttentionHandler()
@@ -107,6 +235,12 @@ def install(spec: dict[str, Any]) -> None:
     HANDLER.configure(spec, adapter)
 
 
-def take_stats_rpc(worker=None) -> dict[str, Any]:
-    """``LLM.collective_rpc`` target: the handler's stats in this worker."""
+def attach_runner_rpc(worker) -> int:
+    """``LLM.collective_rpc`` target: give the handler the worker's model runner; returns the TP rank."""
+    HANDLER.runner = worker.model_runner
+    return int(getattr(worker, "rank", 0))
+
+
+def take_stats_rpc(worker=None) -> dict[str, dict[str, Any]]:
+    """``LLM.collective_rpc`` target: per-request statistics of this worker (one TP rank)."""
     return HANDLER.take_stats()

@@ -1,0 +1,41 @@
+"""Run one vLLM CPU engine (plugin on or off) over fixed prompts and print what it generated.
+
+Used by the handler tests as a subprocess, so that stock vLLM (plugin off) and the handler run in
+separate processes (the handler patches the backend class for the life of a process).
+Usage: python engine_probe.py MODEL_DIR on|off SPECS_JSON PROMPTS_JSON MAX_TOKENS
+"""
+
+import json
+import os
+import sys
+
+if __name__ == "__main__":
+    model, mode, specs, prompts, max_tokens = sys.argv[1], sys.argv[2], *map(json.loads, sys.argv[3:5]), int(sys.argv[5])
+    os.environ.update(VLLM_ENABLE_V1_MULTIPROCESSING="0", OMP_NUM_THREADS="2", VLLM_CPU_KVCACHE_SPACE="1")
+    results = {}
+    if mode == "off":
+        os.environ.pop("SPARSE_FRONTIER_ATTENTION", None)
+        from vllm import LLM, SamplingParams, TokensPrompt
+
+        llm = LLM(model=model, dtype="float32", max_model_len=2048, max_num_batched_tokens=2048,
+                  enable_prefix_caching=False, enable_chunked_prefill=False, enforce_eager=True, seed=0)
+        params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=0)
+        run = lambda batch: [list(o.outputs[0].token_ids) for o in llm.generate(  # noqa: E731
+            [TokensPrompt(prompt_token_ids=p) for p in batch], params, use_tqdm=False)]
+        results["stock"] = {"batch": run(prompts), "single": [run([p])[0] for p in prompts]}
+    else:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import plugin_methods  # noqa: F401  (registers the test methods)
+        from sparse_frontier.vllm_plugin.engine import Engine
+        from sparse_frontier.vllm_plugin.handler import HANDLER
+
+        engine = Engine(model, 2048, dict(device="cpu", dtype="float32", enforce_eager=True,
+                                          cpu_kvcache_space_gib=1, cpu_threads=2),
+                        {"method": "dense", "params": {}}, seed=0)
+        for name, spec in specs.items():
+            batch = engine.generate(prompts, max_tokens, 0, method=spec)
+            single = [engine.generate([p], max_tokens, 0, method=spec)[0] for p in prompts]
+            results[name] = {"batch": [g.token_ids for g in batch], "single": [g.token_ids for g in single],
+                             "stats": [g.attention for g in batch], "single_stats": [g.attention for g in single]}
+        results["mixed_calls"] = HANDLER.mixed_calls
+    print("RESULT " + json.dumps(results))

@@ -1,0 +1,106 @@
+"""The handler inside the real vLLM CPU engine: token identity with stock vLLM, each hook's effect.
+
+Each engine runs in its own process (tests/engine_probe.py): stock vLLM with the plugin off, and
+the engine with the handler, on the tiny random-weight model and on the embedded SmolLM2.
+"""
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+MAX_TOKENS = 10
+# Four prompts whose prefills do not fit one 2048-token step, so vLLM mixes prefill and decode.
+LENGTHS = (1000, 900, 300, 77)
+SPECS = {
+    "dense": {"method": "dense", "params": {}},
+    "torch_dense": {"method": "test_torch_dense", "params": {}},
+    "keep_all": {"method": "test_keep_all", "params": {}},
+    "local_window": {"method": "test_local_window", "params": {"window": 8}},
+    "decode_topk": {"method": "test_decode_topk", "params": {"k": 4}},
+    "keep_recent": {"method": "test_keep_recent", "params": {"recent": 16}},
+}
+
+
+def prompts(vocab: int):
+    rng = random.Random(0)
+    return [[rng.randrange(5, vocab) for _ in range(n)] for n in LENGTHS]
+
+
+def probe(model, mode, specs, batch, max_tokens=MAX_TOKENS):
+    cmd = [sys.executable, str(HERE / "engine_probe.py"), str(model), mode, json.dumps(specs), json.dumps(batch), str(max_tokens)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    lines = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
+    assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-5000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tiny_model):
+    batch = prompts(500)
+    specs = dict(SPECS)
+    # The decode-time mask that keeps exactly what keep_recent's compaction keeps (one prompt at a time).
+    for i, n in enumerate(LENGTHS):
+        specs[f"keep_recent_mask_{i}"] = {"method": "test_keep_recent_mask", "params": {"recent": 16, "prompt_len": n}}
+    return probe(tiny_model, "off", {}, batch), probe(tiny_model, "on", specs, batch)
+
+
+def test_dense_through_the_handler_is_token_identical_to_stock_vllm(tiny_runs):
+    stock, ours = tiny_runs
+    for mode in ("single", "batch"):  # batch 1 and batch 4 with mixed prefill/decode steps
+        assert ours["dense"][mode] == stock["stock"][mode]
+        assert ours["torch_dense"][mode] == stock["stock"][mode], "gathering K/V from the paged cache"
+        assert ours["keep_all"][mode] == stock["stock"][mode], "compaction + per-head lengths, keeping all"
+    assert ours["mixed_calls"] > 0, "the test should exercise steps mixing prefill and decode"
+    assert stock["stock"]["batch"] == stock["stock"]["single"]
+
+
+def test_each_hook_changes_outputs_and_reports_the_expected_sparsity(tiny_runs):
+    stock, ours = tiny_runs
+    for name in ("local_window", "decode_topk", "keep_recent"):
+        assert ours[name]["batch"] != stock["stock"]["batch"], name
+        assert ours[name]["batch"] == ours[name]["single"], f"{name}: batching must not change results"
+    for n, stats in zip(LENGTHS, ours["local_window"]["stats"]):
+        kept = sum(min(i + 1, 8) for i in range(n))
+        assert stats["prefill_sparsity"] == pytest.approx(1 - kept / (n * (n + 1) / 2))
+        assert stats["sparsity"] == stats["prefill_sparsity"] and stats["decode_sparsity"] == 0
+        assert stats["layers"] == 2 and stats["decode_steps"] == MAX_TOKENS - 1
+    for stats in ours["decode_topk"]["stats"]:
+        assert stats["prefill_sparsity"] == 0 and stats["decode_sparsity"] > 0.9
+    for n, stats in zip(LENGTHS, ours["keep_recent"]["stats"]):
+        # 1 kv head: first 4 + last 16 prompt tokens are kept.
+        assert stats["kv_sparsity"] == pytest.approx(1 - min(n, 20) / n)
+
+
+def test_compressed_cache_holds_exactly_the_kept_tokens(tiny_runs):
+    """Decoding the compacted cache equals masking the full cache to the same tokens."""
+    _, ours = tiny_runs
+    for i in range(len(LENGTHS)):
+        assert ours["keep_recent"]["single"][i] == ours[f"keep_recent_mask_{i}"]["single"][i]
+
+
+@pytest.fixture(scope="module")
+def smollm2_model(tmp_path_factory):
+    from sparse_frontier.models import convert_gguf_to_hf, embedded_gguf
+
+    out = tmp_path_factory.mktemp("smollm2") / "smollm2-135m-instruct"
+    convert_gguf_to_hf(embedded_gguf("smollm2-135m-instruct"), out)
+    return out
+
+
+def test_dense_token_identity_on_the_embedded_model(smollm2_model):
+    batch = prompts(49152)[2:]  # 300 and 77 tokens: keeps the CPU time down
+    specs = {k: SPECS[k] for k in ("dense", "torch_dense", "keep_recent")}
+    stock = probe(smollm2_model, "off", {}, batch, max_tokens=8)
+    ours = probe(smollm2_model, "on", specs, batch, max_tokens=8)
+    for mode in ("single", "batch"):
+        assert ours["dense"][mode] == stock["stock"][mode]
+        assert ours["torch_dense"][mode] == stock["stock"][mode]
+    assert ours["keep_recent"]["batch"] != ours["dense"]["batch"]
+    assert ours["keep_recent"]["stats"][0]["layers"] == 30
+    # 3 kv heads keep 4 + 16, 4 + 32, 4 + 48 of the 300-token prompt.
+    assert ours["keep_recent"]["stats"][0]["kv_sparsity"] == pytest.approx(1 - 36 / 300)
