@@ -5,6 +5,7 @@ from snakemake.utils import validate
 from sparse_frontier import paths
 from sparse_frontier.config import RunIndex, expand_runs, model_location
 from sparse_frontier.resources import predict_resources
+from sparse_frontier.tasks.qa.sources import NORMALISED, SOURCES, normalised_path
 
 validate(config, "../workflow/schemas/config.schema.yaml")
 
@@ -32,6 +33,14 @@ def model_inputs(wildcards):
     """The embedded model's checkpoint is built by a rule; hub ids and local folders are not."""
     location = model_folder(wildcards)
     return [location] if location.startswith("resources/") else []
+
+
+def qa_source_inputs(wildcards):
+    """QA tasks read their normalised source file (rule fetch_qa_source); other tasks need none."""
+    from sparse_frontier.tasks import get_task_class
+
+    dataset = getattr(get_task_class(wildcards.task), "dataset", None)
+    return [normalised_path(dataset)] if dataset else []
 
 
 def predict_resource(name):

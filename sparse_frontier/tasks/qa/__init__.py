@@ -1,0 +1,1 @@
+"""QA tasks on SQuAD, QuALITY and TOEFL-QA documents."""
