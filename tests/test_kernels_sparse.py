@@ -1,0 +1,122 @@
+"""Triton kernels vs their float32 torch references (TRITON_INTERPRET=1 on CPU, small sizes)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernels are decorated
+
+import pytest
+import torch
+
+from sparse_frontier.attention.block_sparse import block_index
+from sparse_frontier.attention.reference import (
+    block_list_mask,
+    masked_attention,
+    masked_decode,
+    page_keep_mask,
+    vertical_slash_mask,
+)
+from sparse_frontier.attention.vertical_slash import BLOCK, VerticalSlash, index_density
+from sparse_frontier.kernels.quest import page_scores, page_summaries, select_pages, sparse_decode
+from sparse_frontier.kernels.snapkv import window_scores, window_scores_torch
+from sparse_frontier.kernels.sparse_prefill import sparse_prefill
+
+pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="CPU tests need TRITON_INTERPRET=1")
+
+
+def rel_err(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def qkv(t, hq, hkv, d, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(t, h, d, generator=g) for h in (hq, hkv, hkv)]
+
+
+def nan_filled(monkeypatch):
+    """Make torch.empty_like return NaN so an output element the kernel skips cannot pass."""
+    real = torch.empty_like
+    monkeypatch.setattr(torch, "empty_like", lambda x, *a, **k: real(x, *a, **k).fill_(float("nan")))
+
+
+@pytest.mark.parametrize(
+    "t,hq,hkv,d,nv,ns",
+    [(200, 4, 2, 64, 6, 9), (257, 4, 1, 128, 12, 80), (130, 6, 6, 64, 3, 2), (64, 2, 1, 64, 1, 1)],
+)
+def test_vertical_slash_kernel_matches_reference(monkeypatch, t, hq, hkv, d, nv, ns):
+    q, k, v = qkv(t, hq, hkv, d)
+    scale = d**-0.5
+    cols, cover = VerticalSlash(vertical_size=nv, slash_size=ns).index(q, k, scale)
+    nb = cover.shape[1]
+    idx = torch.arange(nb)
+    diag = torch.where(cover, idx, nb).sort(-1).values
+    col_count = torch.searchsorted(cols, (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(hq, nb).contiguous(), right=True)
+    nan_filled(monkeypatch)
+    out = sparse_prefill(q, k, v, scale, BLOCK, diag=diag, diag_count=cover.sum(-1), cover=cover, cols=cols, col_count=col_count)
+    mask = vertical_slash_mask(t, cover, cols, BLOCK)
+    assert not out.isnan().any()
+    assert rel_err(out, masked_attention(q, k, v, mask, scale)) < 1e-5
+    # the closed-form density counts exactly the pairs of the mask
+    torch.testing.assert_close(index_density(cover, cols, t), mask.sum((1, 2)).float() / (t * (t + 1) / 2))
+
+
+@pytest.mark.parametrize("t,hq,hkv,d,block,top", [(100, 4, 2, 64, 16, 3), (150, 2, 1, 128, 32, 2), (97, 3, 3, 64, 16, 4)])
+def test_block_sparse_kernel_matches_reference(monkeypatch, t, hq, hkv, d, block, top):
+    q, k, v = qkv(t, hq, hkv, d, seed=1)
+    blocks, counts = block_index(q, k, block, top)
+    nan_filled(monkeypatch)
+    out = sparse_prefill(q, k, v, 0.1, block, blocks=blocks, block_count=counts)
+    assert not out.isnan().any()
+    assert rel_err(out, masked_attention(q, k, v, block_list_mask(t, blocks, counts, block), 0.1)) < 1e-5
+
+
+def test_sparse_prefill_fp16_close_to_fp32_reference():
+    q, k, v = qkv(128, 2, 1, 64, seed=2)
+    blocks, counts = block_index(q, k, 16, 3)
+    out = sparse_prefill(q.half(), k.half(), v.half(), 0.125, 16, blocks=blocks, block_count=counts)
+    assert out.dtype == torch.float16
+    assert rel_err(out, masked_attention(q, k, v, block_list_mask(128, blocks, counts, 16), 0.125)) < 2e-3
+
+
+@pytest.mark.parametrize("share", [True, False])
+@pytest.mark.parametrize("b,hq,hkv,d,s,page,budget", [(2, 4, 2, 64, 200, 16, 3), (1, 8, 2, 128, 97, 32, 1), (3, 2, 2, 64, 64, 16, 10)])
+def test_quest_kernels_match_reference(share, b, hq, hkv, d, s, page, budget):
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(b, hq, d, generator=g)
+    kc, vc = torch.randn(2, b, hkv, s, d, generator=g)
+    lens = torch.randint(s // 2, s + 1, (b, hkv), generator=g)
+    lens[0, 0] = s
+    pmin, pmax = page_summaries(kc, page, lens)
+    npages = (lens + page - 1) // page
+    torch_scores = page_scores(q, pmin, pmax, npages, share, use_kernel=False)
+    kernel_scores = page_scores(q, pmin, pmax, npages, share, use_kernel=True)
+    finite = torch.isfinite(torch_scores)
+    assert torch.equal(finite, torch.isfinite(kernel_scores))
+    torch.testing.assert_close(kernel_scores[finite], torch_scores[finite], rtol=1e-5, atol=1e-4)
+    rep = hq // hkv if share else 1
+    current = (npages - 1).repeat_interleave(1 if share else hq // hkv, 1)
+    pages = select_pages(torch_scores, current, budget)
+    assert (pages == current[..., None]).any(-1).all()  # the current page is always read
+    out = sparse_decode(q, kc, vc, pages, lens, page, 0.1, share)
+    for i in range(b):
+        keep = page_keep_mask(pages[i], s, page, rep) & (torch.arange(s)[None] < lens[i].repeat_interleave(hq // hkv)[:, None])
+        assert rel_err(out[i], masked_decode(q[i], kc[i], vc[i], keep, 0.1)) < 1e-5
+
+
+def test_page_summaries_bound_every_key():
+    kc = torch.randn(1, 2, 50, 64)
+    pmin, pmax = page_summaries(kc, 16)
+    pages = torch.arange(50) // 16
+    assert (kc >= pmin[:, :, pages]).all() and (kc <= pmax[:, :, pages]).all()
+
+
+@pytest.mark.parametrize("reduce", ["sum", "max"])
+@pytest.mark.parametrize("t,w,hq,hkv,d", [(150, 40, 4, 2, 64), (90, 90, 2, 1, 128), (200, 70, 3, 3, 64)])
+def test_snapkv_window_scores_match_torch(reduce, t, w, hq, hkv, d):
+    q, k, _ = qkv(t, hq, hkv, d, seed=4)
+    ref = window_scores_torch(q[-w:], k, d**-0.5, reduce)
+    got = window_scores(q[-w:], k, d**-0.5, reduce)
+    assert rel_err(got, ref) < 1e-5
+    if reduce == "sum":  # each window row is a distribution: the group mean of sums equals w
+        torch.testing.assert_close(ref.sum(1), torch.full((hkv,), float(w)), rtol=1e-4, atol=1e-3)
