@@ -1,18 +1,31 @@
-"""Aggregation: every run summary of the config into one tidy table."""
+"""Aggregation: every run summary of the config into the tidy run table and the per-sample table."""
+
+import os
 
 
 localrules:
     collect_scores,
 
 
+ALLOW_MISSING = config.get("figures", {}).get("allow_missing", False)
+SUMMARIES = [run.key.summary for run in RUNS.runs]
+
+
 rule collect_scores:
     input:
-        [run.key.summary for run in RUNS.runs],
+        # with figures.allow_missing: only the runs already scored (the rest become "missing" rows)
+        summaries=lambda wildcards: (
+            [s for s in SUMMARIES if os.path.exists(s)] if ALLOW_MISSING else SUMMARIES
+        ),
     output:
-        paths.SCORES_TABLE,
+        table=paths.SCORES_TABLE,
+        samples=paths.SAMPLE_SCORES_TABLE,
     log:
         paths.log_path(paths.SCORES_TABLE),
     conda:
         "../envs/pipeline.yaml"
+    params:
+        allow_missing=ALLOW_MISSING,
+        expected=SUMMARIES,
     script:
         "../workflow/scripts/collect_scores.py"

@@ -28,6 +28,9 @@ PREDICTIONS = "results/predictions/" + _RUN + "/predictions.jsonl"
 SCORES = "results/scores/" + _RUN + "/scores.jsonl"
 SUMMARY = "results/scores/" + _RUN + "/summary.json"
 SCORES_TABLE = "results/tables/scores.csv"
+SAMPLE_SCORES_TABLE = "results/tables/sample_scores.csv"
+TABLE = "results/tables/{table}.csv"
+TABLE_MD = "results/tables/{table}.md"
 FIGURE = "results/figures/{figure}.pdf"
 FIGURE_PNG = "results/figures/{figure}.png"
 FIGURE_DATA = "results/figures/{figure}.csv"
@@ -45,6 +48,7 @@ WILDCARD_PATTERNS = {
     "max_tokens": r"\d+",
     "model": r"[A-Za-z0-9][A-Za-z0-9._-]*",
     "figure": r"[a-z][a-z0-9_]*",
+    "table": r"[a-z][a-z0-9_]*",
 }
 
 

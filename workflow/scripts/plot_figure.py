@@ -1,13 +1,20 @@
-"""Snakemake script: draw one figure (PDF + PNG) and the CSV of exactly what it plots."""
+"""Snakemake script: draw one figure (PDF + PNG) or table (markdown) and the CSV of what it shows."""
 
-from sparse_frontier.analysis.figures import draw_figure
+from sparse_frontier.analysis.figures import build, load_inputs, save
 from sparse_frontier.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-draw_figure(
-    snakemake.params.figure,
-    table_path=snakemake.input.table,
-    pdf_path=snakemake.output.pdf,
-    png_path=snakemake.output.png,
-    csv_path=snakemake.output.data,
+inputs = load_inputs(
+    snakemake.config,
+    table_path=snakemake.input.get("table"),
+    samples_path=snakemake.input.get("samples"),
+)
+out = build(snakemake.params.name, inputs)
+save(
+    out,
+    snakemake.params.name,
+    data_path=snakemake.output.data,
+    pdf_path=snakemake.output.get("pdf"),
+    png_path=snakemake.output.get("png"),
+    md_path=snakemake.output.get("md"),
 )
