@@ -8,7 +8,8 @@ import torch
 
 from sparse_frontier import vllm_plugin
 from sparse_frontier.vllm_plugin import adapters
-from sparse_frontier.vllm_plugin.handler import AttentionHandler, causal_pairs
+from sparse_frontier.vllm_plugin.engine import merge_ranks
+from sparse_frontier.vllm_plugin.handler import AttentionHandler
 
 
 def test_entry_point_is_registered_for_every_vllm_process():
@@ -40,15 +41,12 @@ def test_layer_without_index_is_an_error():
         adapters.layer_index(SimpleNamespace(layer_name="encoder.attn"))
 
 
-def test_causal_pairs():
-    assert causal_pairs(4, 4) == 10  # full prefill: 1+2+3+4
-    assert causal_pairs(1, 100) == 100  # one decode step sees the whole cache
-    assert causal_pairs(2, 5) == 4 + 5
-
-
-def test_handler_splits_the_batch_and_passes_dense_through():
+def test_handler_splits_the_batch_by_request_and_passes_dense_through():
     handler = AttentionHandler()
     handler.configure({"method": "dense", "params": {}}, adapters.CPU)
+    runner = SimpleNamespace(input_batch=SimpleNamespace(req_ids=["a-1", "b-2", "c-3"]), requests={})
+    handler.runner = runner
+    impl = SimpleNamespace(num_heads=2, num_kv_heads=1, head_size=4, scale=0.5)
     calls = []
 
     def original(impl, layer, query, key, value, kv_cache, meta, output, *args, **kwargs):
@@ -60,10 +58,33 @@ def test_handler_splits_the_batch_and_passes_dense_through():
     out = torch.zeros(7, 8)
     for layer in (0, 1):
         layer_obj = SimpleNamespace(layer_name=f"model.layers.{layer}.self_attn.attn")
-        assert handler.attention(original, None, layer_obj, torch.zeros(7, 2, 4), None, None, None, meta, out) is out
+        q, kv = torch.zeros(7, 2, 4), torch.zeros(7, 1, 4)
+        assert handler.attention(original, impl, layer_obj, q, kv, kv, None, meta, out) is out
     # The profiling run (no metadata) is passed through without counting.
-    handler.attention(original, None, layer_obj, torch.zeros(3, 2, 4), None, None, None, None, out)
-    assert calls == [7, 7, 3]
+    handler.attention(original, impl, layer_obj, torch.zeros(3, 2, 4), None, None, None, None, out)
+    assert calls == [7, 7, 3] and handler.mixed_calls == 2
     stats = handler.take_stats()
-    assert stats == {"layers": 2, "calls": 2, "prefill_tokens": 5, "decode_tokens": 2, "sparsity": 0.0}
-    assert handler.take_stats()["calls"] == 0  # reset after reading
+    assert sorted(stats) == ["a-1", "b-2", "c-3"]
+    assert stats["a-1"]["prompt_tokens"] == 5 and stats["a-1"]["layers"] == 2
+    assert stats["b-2"]["decode_steps"] == 1 and stats["b-2"]["decode_sparsity"] == 0.0
+    assert all(s["sparsity"] == 0.0 for s in stats.values())
+    assert handler.take_stats() == {}  # finished requests are reported once
+
+
+def test_chunked_prefill_is_refused_with_a_clear_error():
+    handler = AttentionHandler()
+    handler.configure({"method": "dense", "params": {}}, adapters.CPU)
+    impl = SimpleNamespace(num_heads=2, num_kv_heads=1, head_size=4, scale=0.5)
+    meta = SimpleNamespace(query_start_loc=torch.tensor([0, 4]), seq_lens=torch.tensor([10]))
+    layer = SimpleNamespace(layer_name="model.layers.0.self_attn.attn")
+    with pytest.raises(RuntimeError, match="chunked prefill or prefix caching"):
+        handler.attention(lambda *a, **k: None, impl, layer, torch.zeros(4, 2, 4), torch.zeros(4, 1, 4),
+                          torch.zeros(4, 1, 4), None, meta, torch.zeros(4, 8))
+
+
+def test_statistics_are_averaged_over_tensor_parallel_ranks():
+    rank0 = {"layers": 28, "decode_steps": 9, "prompt_tokens": 100, "sparsity": 0.8, "kv_sparsity": None}
+    rank1 = {"layers": 28, "decode_steps": 9, "prompt_tokens": 100, "sparsity": 0.9, "kv_sparsity": None}
+    merged = merge_ranks([rank0, rank1])
+    assert merged["sparsity"] == pytest.approx(0.85) and merged["layers"] == 28
+    assert merged["kv_sparsity"] is None and merged["tp_ranks"] == 2
