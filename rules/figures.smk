@@ -100,8 +100,8 @@ rule plot_ablation:
 
 # Every figure (with its CSV), every table and every declared ablation.
 rule all_figures:
-    localrule: True
     input:
         [paths.FIGURE.format(figure=f) for f in list(FIGURES) + ABLATIONS],
         [paths.FIGURE_DATA.format(figure=f) for f in list(FIGURES) + ABLATIONS],
         [paths.TABLE.format(table=t) for t in TABLES],
+    localrule: True
