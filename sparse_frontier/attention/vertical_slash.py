@@ -54,12 +54,17 @@ def estimate_scores(query, key, n: int, scale: float) -> tuple[torch.Tensor, tor
     for h in range(hkv):  # one kv group at a time bounds memory to g * n * T floats
         logits = torch.einsum("ngd,td->gnt", qe[:, h], key[:, h].float()) * scale
         probs = torch.softmax(logits.masked_fill(~causal, float("-inf")), -1)
-        vert[h * g : (h + 1) * g] = probs.sum(1)
-        # shift row i right by n-1-i so each diagonal becomes a column: padded row-stride trick
-        padded = F.pad(probs, (n, 0)).contiguous()  # [g, n, T + n]
-        diag = padded.as_strided((g, n, t), (n * (t + n), t + n + 1, 1), padded.storage_offset() + 1).sum(1)
-        slash[h * g : (h + 1) * g] = diag.flip(-1)  # column c holds offset T - 1 - c
+        vert[h * g : (h + 1) * g], slash[h * g : (h + 1) * g] = scores_from_probs(probs, t)
     return vert, slash
+
+
+def scores_from_probs(probs: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column sums and diagonal sums (by offset) of probabilities ``[H, n, T]`` of the last n queries."""
+    h, n, _ = probs.shape
+    # shift row i right by n-1-i so each diagonal becomes a column: padded row-stride trick
+    padded = F.pad(probs, (n, 0)).contiguous()  # [H, n, T + n]
+    diag = padded.as_strided((h, n, t), (n * (t + n), t + n + 1, 1), padded.storage_offset() + 1).sum(1)
+    return probs.sum(1), diag.flip(-1)  # column c of diag holds offset T - 1 - c
 
 
 def mass_counts(scores: torch.Tensor, alpha: float, min_budget: int) -> torch.Tensor:
