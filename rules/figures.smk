@@ -73,6 +73,8 @@ for _name, (_, _needs) in TABLES.items():
 
 
 ABLATIONS = [f"ablation_{a}" for a in config.get("figures", {}).get("ablations", {})]
+SKIP = set(config.get("figures", {}).get("skip", []))
+DRAWN = [f for f in list(FIGURES) + ABLATIONS if f not in SKIP]
 
 
 rule plot_ablation:
@@ -101,7 +103,7 @@ rule plot_ablation:
 # Every figure (with its CSV), every table and every declared ablation.
 rule all_figures:
     input:
-        [paths.FIGURE.format(figure=f) for f in list(FIGURES) + ABLATIONS],
-        [paths.FIGURE_DATA.format(figure=f) for f in list(FIGURES) + ABLATIONS],
-        [paths.TABLE.format(table=t) for t in TABLES],
+        [paths.FIGURE.format(figure=f) for f in DRAWN],
+        [paths.FIGURE_DATA.format(figure=f) for f in DRAWN],
+        [paths.TABLE.format(table=t) for t in TABLES if t not in SKIP],
     localrule: True
