@@ -37,29 +37,47 @@ EXTRA_ARGS_KEY = "sparse_frontier"
 
 
 class RequestState:
-    """What the handler knows about one live request: method, cache lengths, measured density."""
+    """What the handler knows about one live request: method, cache lengths, measured density.
+
+    Densities are recorded only for (layer, step) pairs the method computed; every other pair ran
+    the backend's dense attention and counts as density 1.
+    """
 
     def __init__(self, method):
         self.method = method
+        self.touches_attention = any(method.overrides(h) for h in ("prefill", "decode", "compress_kv"))
         self.prompt_len: int | None = None
+        self.decode_steps = 0
         self.kv_lengths: dict[int, torch.Tensor] = {}  # layer -> kept tokens per kv head
         self.prefill_density: dict[int, float] = {}
         self.kv_density: dict[int, float] = {}
-        self.decode_density: dict[int, float] = defaultdict(float)  # summed over steps
-        self.decode_steps: dict[int, int] = defaultdict(int)
+        self.decode_density: dict[int, float] = defaultdict(float)  # summed over handled steps
+        self.decode_handled: dict[int, int] = defaultdict(int)
 
-    def summary(self) -> dict[str, Any]:
-        def mean(values):
-            values = list(values)
-            return sum(values) / len(values) if values else None
+    def start_prefill(self, prompt_len: int) -> None:
+        """A (re)prefill starts from a full cache and fresh measurements."""
+        self.prompt_len = prompt_len
+        self.decode_steps = 0
+        for record in (self.kv_lengths, self.prefill_density, self.kv_density, self.decode_density, self.decode_handled):
+            record.clear()
 
-        prefill = mean(self.prefill_density.values())
-        decode = mean(self.decode_density[l] / self.decode_steps[l] for l in self.decode_steps)
-        kv = mean(self.kv_density.values())
+    def summary(self, num_layers: int) -> dict[str, Any]:
+        def layer_mean(values: dict[int, float]) -> float:
+            return (sum(values.values()) + (num_layers - len(values))) / num_layers
+
+        prefill = layer_mean(self.prefill_density) if self.prompt_len else None
+        decode = None
+        if self.decode_steps:
+            per_layer = {
+                layer: (total + self.decode_steps - self.decode_handled[layer]) / self.decode_steps
+                for layer, total in self.decode_density.items()
+            }
+            decode = layer_mean(per_layer)
+        kv = sum(self.kv_density.values()) / len(self.kv_density) if self.kv_density else None
         out = {
-            "layers": len(self.prefill_density),
+            "layers": num_layers,
             "prompt_tokens": self.prompt_len,
-            "decode_steps": max(self.decode_steps.values(), default=0),
+            "decode_steps": self.decode_steps,
             "prefill_sparsity": None if prefill is None else 1.0 - prefill,
             "decode_sparsity": None if decode is None else 1.0 - decode,
             "kv_sparsity": None if kv is None else 1.0 - kv,
@@ -77,6 +95,16 @@ class RequestState:
         return out
 
 
+class _Step:
+    """One scheduler step, shared by all layers: the batch split into requests (computed once)."""
+
+    __slots__ = ("meta", "requests", "ids", "states", "touched")
+
+    def __init__(self, meta, requests, ids, states):
+        self.meta, self.requests, self.ids, self.states = meta, requests, ids, states
+        self.touched = any(s.touches_attention or s.kv_lengths for s in states)
+
+
 class AttentionHandler:
     def __init__(self):
         self.default_spec: dict[str, Any] | None = None
@@ -84,8 +112,11 @@ class AttentionHandler:
         self.runner = None  # vLLM's model runner (attached after start-up): request ids, params
         self.states: dict[str, RequestState] = {}
         self._methods: dict[str, Any] = {}
-        #: calls whose batch mixed prefill and decode requests (vLLM schedules them together)
+        #: steps whose batch mixed prefill and decode requests (vLLM schedules them together)
         self.mixed_calls = 0
+        self.layers_seen: set[int] = set()
+        self._recent_steps: list[_Step] = []
+        self._layer_index: dict[int, int] = {}
 
     # -- configuration ---------------------------------------------------------------------
     def configure(self, spec: dict[str, Any], adapter: BackendAdapter) -> None:
@@ -119,43 +150,67 @@ class AttentionHandler:
         return state
 
     # -- the call --------------------------------------------------------------------------
-    def attention(self, original, impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs):
-        result = original(impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)
-        if attn_metadata is None or self.default_spec is None:  # profiling / warm-up run
-            return result
-        index = layer_index(layer)
-        requests = self.adapter.requests(attn_metadata)
+    def _step(self, meta) -> _Step:
+        """The step this metadata belongs to (one GPU->CPU read of the batch layout per step).
+
+        Layers of one KV-cache group share the metadata object; a few recent steps are kept so
+        models with several groups (e.g. sliding-window + global layers) do not recompute.
+        """
+        for step in self._recent_steps:
+            if step.meta is meta:
+                return step
+        requests = self.adapter.requests(meta)
         ids = self._request_ids(len(requests))
-        out = output.view(output.shape[0], impl.num_heads, impl.head_size)
-        q = query.view(query.shape[0], impl.num_heads, impl.head_size)
-        k = key.view(key.shape[0], impl.num_kv_heads, impl.head_size)
-        v = value.view(value.shape[0], impl.num_kv_heads, impl.head_size)
-        if len({q == s for _, q, s in requests}) == 2:
-            self.mixed_calls += 1
-        for row, (req_id, (start, query_len, seq_len)) in enumerate(zip(ids, requests)):
-            state = self._state(req_id)
-            if query_len == seq_len:
-                self._prefill(state, index, impl, layer, q, k, v, out, kv_cache, attn_metadata, row, start, query_len)
-            elif query_len == 1:
-                self._decode(state, index, impl, layer, q, out, kv_cache, attn_metadata, row, start, seq_len)
-            else:
+        for req_id, (_, query_len, seq_len) in zip(ids, requests):
+            if query_len != seq_len and query_len != 1:
                 raise RuntimeError(
                     f"request {req_id}: {query_len} new tokens on top of {seq_len - query_len} cached "
                     "ones (chunked prefill or prefix caching); the handler needs both turned off"
                 )
+        states = [self._state(r) for r in ids]
+        for state, (_, query_len, seq_len) in zip(states, requests):
+            if query_len == seq_len:
+                state.start_prefill(query_len)
+            else:
+                state.decode_steps += 1
+        if len({query_len == seq_len for _, query_len, seq_len in requests}) == 2:
+            self.mixed_calls += 1
+        step = _Step(meta, requests, ids, states)
+        self._recent_steps = [step] + self._recent_steps[:3]
+        return step
+
+    def attention(self, original, impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs):
+        result = original(impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)
+        if attn_metadata is None or self.default_spec is None:  # profiling / warm-up run
+            return result
+        index = self._layer_index.get(id(layer))
+        if index is None:
+            index = self._layer_index[id(layer)] = layer_index(layer)
+            self.layers_seen.add(index)
+        step = self._step(attn_metadata)
+        if not step.touched:  # every request dense: the backend's result stands, nothing to record
+            return result
+        heads, kv_heads, dim = impl.num_heads, impl.num_kv_heads, impl.head_size
+        out = output.view(output.shape[0], heads, dim)
+        q = query.view(query.shape[0], heads, dim)
+        k = key.view(key.shape[0], kv_heads, dim)
+        v = value.view(value.shape[0], kv_heads, dim)
+        for row, (state, (start, query_len, seq_len)) in enumerate(zip(step.states, step.requests)):
+            if not (state.touches_attention or state.kv_lengths):
+                continue
+            if query_len == seq_len:
+                self._prefill(state, index, impl, layer, q, k, v, out, kv_cache, attn_metadata, row, start, query_len)
+            else:
+                self._decode(state, index, impl, layer, q, out, kv_cache, attn_metadata, row, start, seq_len)
         return result
 
     def _prefill(self, state, index, impl, layer, q, k, v, out, kv_cache, meta, row, start, length):
         method, end = state.method, start + length
-        state.prompt_len = length
-        state.kv_lengths.pop(index, None)  # a (re)prefill starts from a full cache
-        density = 1.0
         if method.overrides("prefill"):
             res = method.prefill(q[start:end], k[start:end], v[start:end], layer_index=index, scale=impl.scale)
             if res is not None:
                 out[start:end] = res.output.to(out.dtype)
-                density = float(res.density.float().mean())
-        state.prefill_density[index] = density
+                state.prefill_density[index] = float(res.density.float().mean())
         if method.overrides("compress_kv"):
             selection = method.compress_kv(q[start:end], k[start:end], v[start:end], layer_index=index, scale=impl.scale)
             if selection is not None:
@@ -180,9 +235,7 @@ class AttentionHandler:
         method = state.method
         lengths = state.kv_lengths.get(index)
         if lengths is None and not method.overrides("decode"):
-            state.decode_density[index] += 1.0  # the backend's dense result stands
-            state.decode_steps[index] += 1
-            return
+            return  # the backend's dense result stands
         block_row = meta.block_table[row]
         if lengths is None:
             positions = torch.arange(seq_len)
@@ -204,12 +257,12 @@ class AttentionHandler:
         else:
             out[token] = decode_attention(q[token], keys, values, impl.scale, valid).to(out.dtype)
         state.decode_density[index] += density
-        state.decode_steps[index] += 1
+        state.decode_handled[index] += 1
 
     # -- statistics --------------------------------------------------------------------------
     def take_stats(self) -> dict[str, dict[str, Any]]:
         """Per-request summaries; requests vLLM no longer holds are returned once, then dropped."""
-        summaries = {req_id: state.summary() for req_id, state in self.states.items()}
+        summaries = {req_id: state.summary(len(self.layers_seen)) for req_id, state in self.states.items()}
         live = set(self.runner.requests) if self.runner is not None else set()
         self.states = {r: s for r, s in self.states.items() if r in live}
         return summaries
