@@ -41,7 +41,7 @@ def run_predictions(
             model_location,
             max_model_len=max(key["length"], longest) + key["max_tokens"],
             engine=engine_cfg,
-            method={"method": key["method"], "params": run["method_params"]},
+            method={"method": key["method"], "params": run["method_params"], "model": key["model"]},
             tensor_parallel_size=run["model"]["tensor_parallel_size"],
             seed=key["seed"],
         )

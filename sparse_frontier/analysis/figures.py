@@ -376,6 +376,7 @@ def cost_breakdown(inputs: Inputs) -> Output:
             ax.plot(line["length"], line["value"], marker="o", ms=3, label=f"{by} {key}" if by == "batch" else key)
         ax.set(xscale="log", title=panel, xlabel="length")
         ax.set_xticks(lengths, [length_label(x) for x in lengths])
+        ax.minorticks_off()  # log-axis minor labels would overprint the length ticks
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     return Output(data, fig)

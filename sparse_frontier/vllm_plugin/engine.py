@@ -48,7 +48,7 @@ def _matches(internal_id: str, external_id: str) -> bool:
 
 def engine_environment(engine: Mapping[str, Any], method: Mapping[str, Any]) -> dict[str, str]:
     """Environment the engine's processes need; set before vLLM is imported so children inherit it."""
-    env = {ENV_METHOD: json.dumps({"method": method["method"], "params": dict(method["params"])})}
+    env = {ENV_METHOD: json.dumps(dict(method))}
     if engine["device"] == "cpu":
         env.update(
             VLLM_CPU_KVCACHE_SPACE=str(engine["cpu_kvcache_space_gib"]),
@@ -124,7 +124,7 @@ class Engine:
 
         from sparse_frontier.vllm_plugin.handler import EXTRA_ARGS_KEY, take_stats_rpc
 
-        extra = {EXTRA_ARGS_KEY: {"method": method["method"], "params": dict(method["params"])}} if method else None
+        extra = {EXTRA_ARGS_KEY: dict(method)} if method else None
         params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=seed, extra_args=extra)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
         per_rank = self.llm.collective_rpc(take_stats_rpc)

@@ -130,7 +130,9 @@ class AttentionHandler:
         if key not in self._methods:
             from sparse_frontier.attention import get_method_class
 
-            self._methods[key] = get_method_class(spec["method"]).from_params(spec.get("params", {}))
+            method = get_method_class(spec["method"]).from_params(spec.get("params", {}))
+            # The model name lets a method find its calibrated hyperparameters for this model.
+            self._methods[key] = method.bind(model=spec.get("model"))
         return self._methods[key]
 
     def _request_ids(self, n: int) -> list[str]:
