@@ -21,7 +21,7 @@ def masked_attention(query, key, value, scale: float, mask=None):
     v = value.float().permute(1, 0, 2)
     scores = torch.einsum("hgtd,hsd->hgts", q, k) * scale
     if mask is None:
-        mask = torch.ones(t, s, dtype=torch.bool).tril(diagonal=s - t)[None]
+        mask = torch.ones(t, s, dtype=torch.bool, device=query.device).tril(diagonal=s - t)[None]
     mask = mask.reshape(-1, t, s)
     if mask.shape[0] == hq:
         mask = mask.reshape(hkv, group, t, s)
@@ -39,7 +39,7 @@ def decode_attention(query, key, value, scale: float, lengths=None):
     q = query.float().reshape(hkv, group, d)
     scores = torch.einsum("hgd,hsd->hgs", q, key.float()) * scale
     if lengths is not None:
-        valid = torch.arange(s)[None, :] < lengths.to(torch.long)[:, None]  # [Hkv, S]
+        valid = torch.arange(s, device=key.device)[None, :] < lengths.to(key.device, torch.long)[:, None]
         scores = scores.masked_fill(~valid[:, None, :], float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     return torch.einsum("hgs,hsd->hgd", probs, value.float()).reshape(hq, d).to(query.dtype)

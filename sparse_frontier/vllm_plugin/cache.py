@@ -24,8 +24,9 @@ class PagedCache:
 
     def _locate(self, kv_cache, block_row, positions):
         bs = self.block_size(kv_cache)
-        positions = positions.to(torch.long)
-        return block_row.to(torch.long)[positions // bs], positions % bs
+        # Index tensors on the cache's device (a CUDA index_put_ refuses mixed devices).
+        positions = positions.to(device=kv_cache.device, dtype=torch.long)
+        return block_row.to(device=kv_cache.device, dtype=torch.long)[positions // bs], positions % bs
 
     def gather(self, kv_cache, block_row, positions, layer=None):
         """K, V ``[kv_heads, P, D]`` at the same ``positions [P]`` for every head."""
@@ -109,6 +110,7 @@ class CPUCache(PagedCache):
         areas, key_pos, value_pos = self._areas(kv_cache, layer)
         blocks, offsets = self._locate(kv_cache, block_row, positions)
         heads = torch.arange(areas.shape[1]) if heads is None else torch.as_tensor(heads)
+        key_pos, value_pos = key_pos.to(kv_cache.device), value_pos.to(kv_cache.device)
         b = blocks[None, :, None]
         h = heads[:, None, None]
         k = areas[b, h, 0, key_pos[offsets][None]]  # [H, P, D]

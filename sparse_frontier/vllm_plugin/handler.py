@@ -228,7 +228,7 @@ class AttentionHandler:
         for h, pos in enumerate(positions):
             kept_k[h, : len(pos)] = keys[pos, h]
             kept_v[h, : len(pos)] = values[pos, h]
-        targets = [torch.arange(int(n)) for n in lengths]
+        targets = [torch.arange(int(n), device=keys.device) for n in lengths]
         self.adapter.cache.scatter_per_head(kv_cache, meta.block_table[row], targets, kept_k, kept_v, layer)
         state.kv_lengths[index] = lengths
         state.kv_density[index] = float(lengths.float().mean()) / keys.shape[0]
@@ -238,17 +238,17 @@ class AttentionHandler:
         lengths = state.kv_lengths.get(index)
         if lengths is None and not method.overrides("decode"):
             return  # the backend's dense result stands
-        block_row = meta.block_table[row]
+        block_row, device = meta.block_table[row], kv_cache.device
         if lengths is None:
-            positions = torch.arange(seq_len)
+            positions = torch.arange(seq_len, device=device)
             keys, values = self.adapter.cache.gather(kv_cache, block_row, positions, layer)
             valid = None
         else:
             # The compacted prefix of each head, then every token generated since the prefill.
-            recent = torch.arange(state.prompt_len, seq_len)
-            positions = [torch.cat([torch.arange(int(n)), recent]) for n in lengths]
+            recent = torch.arange(state.prompt_len, seq_len, device=device)
+            positions = [torch.cat([torch.arange(int(n), device=device), recent]) for n in lengths]
             keys, values = self.adapter.cache.gather_per_head(kv_cache, block_row, positions, layer)
-            valid = lengths + len(recent)
+            valid = (lengths + len(recent)).to(device)
         density = 1.0 if valid is None else float(valid.float().mean()) / seq_len
         res = None
         if method.overrides("decode"):
