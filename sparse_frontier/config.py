@@ -103,6 +103,8 @@ def model_location(model: Mapping[str, Any]) -> str:
 
 def _check_fits(model: Mapping[str, Any], length: int, max_tokens: int, where: str) -> None:
     limit = model.get("max_position_embeddings")
+    if model.get("yarn_original_max_position_embeddings"):
+        return  # extended with YaRN to whatever the run needs
     if limit is not None and length + max_tokens > limit:
         raise ValueError(
             f"{where}: length {length} + max_output_tokens {max_tokens} exceeds model "

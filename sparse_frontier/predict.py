@@ -44,6 +44,7 @@ def run_predictions(
             method={"method": key["method"], "params": run["method_params"], "model": key["model"]},
             tensor_parallel_size=run["model"]["tensor_parallel_size"],
             seed=key["seed"],
+            yarn_original=run["model"].get("yarn_original_max_position_embeddings"),
         )
         progress = tqdm(total=len(todo), desc="predict", disable=None)
         for batch in iter_chunks(todo, engine_cfg["batch_size"]):

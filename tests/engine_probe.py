@@ -29,7 +29,7 @@ if __name__ == "__main__":
         from sparse_frontier.vllm_plugin.engine import Engine
         from sparse_frontier.vllm_plugin.handler import HANDLER
 
-        engine = Engine(model, 2048, dict(device="cpu", dtype="float32", enforce_eager=True,
+        engine = Engine(model, 2048, dict(device="cpu", dtype="float32", cuda_graphs="none",
                                           cpu_kvcache_space_gib=1, cpu_threads=2),
                         {"method": "dense", "params": {}}, seed=0)
         for name, spec in specs.items():

@@ -33,7 +33,7 @@ def test_shipped_configs_validate_and_expand():
 
 
 def test_defaults_are_filled(demo):
-    assert demo["engine"]["enforce_eager"] is True
+    assert demo["engine"]["cuda_graphs"] == "piecewise"
     assert demo["models"]["smollm2-135m"]["tensor_parallel_size"] == 1
 
 

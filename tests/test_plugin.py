@@ -88,3 +88,29 @@ def test_statistics_are_averaged_over_tensor_parallel_ranks():
     merged = merge_ranks([rank0, rank1])
     assert merged["sparsity"] == pytest.approx(0.85) and merged["layers"] == 28
     assert merged["kv_sparsity"] is None and merged["tp_ranks"] == 2
+
+
+def test_engine_arguments_follow_the_evaluation_protocol():
+    from sparse_frontier.vllm_plugin.engine import engine_arguments
+
+    cuda = {"device": "cuda", "dtype": "bfloat16", "cuda_graphs": "piecewise", "gpu_memory_utilization": 0.9}
+    args = engine_arguments("m", 17408, cuda, tensor_parallel_size=2, seed=43)
+    assert args["enable_prefix_caching"] is False and args["enable_chunked_prefill"] is False
+    assert args["max_num_batched_tokens"] >= 17408 and args["max_model_len"] == 17408
+    assert args["compilation_config"] == {"cudagraph_mode": "PIECEWISE"} and "enforce_eager" not in args
+    assert engine_arguments("m", 4096, dict(cuda, cuda_graphs="none"), 1, 0)["enforce_eager"] is True
+    cpu = {"device": "cpu", "dtype": "float32", "cuda_graphs": "piecewise"}
+    assert engine_arguments("m", 4096, cpu, 1, 0)["enforce_eager"] is True
+
+
+def test_yarn_beyond_the_native_context():
+    from sparse_frontier.vllm_plugin.engine import yarn_overrides
+
+    qwen = SimpleNamespace(rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+    assert yarn_overrides(qwen, 32768, 32768) is None  # within the native context: untouched
+    over = yarn_overrides(qwen, 65536 + 1024, 32768)
+    assert over["rope_parameters"] == {"rope_type": "yarn", "rope_theta": 1e6, "factor": (65536 + 1024) / 32768,
+                                       "original_max_position_embeddings": 32768}
+    assert over["max_position_embeddings"] == 65536 + 1024
+    legacy = SimpleNamespace(rope_theta=1e6)  # transformers 4 configs keep rope_scaling
+    assert yarn_overrides(legacy, 40000, 32768)["rope_scaling"]["factor"] == pytest.approx(40000 / 32768)

@@ -63,10 +63,31 @@ def engine_environment(engine: Mapping[str, Any], method: Mapping[str, Any]) -> 
     return env
 
 
+def yarn_overrides(hf_config: Any, max_model_len: int, original: int | None) -> dict[str, Any] | None:
+    """``hf_overrides`` giving a model YaRN rope scaling with factor ``max_model_len / original``.
+
+    Upstream's rule for Qwen 2.5 beyond its native 32k. transformers 5 keeps rope settings in
+    ``rope_parameters`` (with rope_theta inside), older releases in ``rope_scaling``.
+    """
+    if not original or max_model_len <= original:
+        return None
+    yarn = {"rope_type": "yarn", "factor": max_model_len / original, "original_max_position_embeddings": original}
+    if hasattr(hf_config, "rope_parameters"):
+        base = dict(getattr(hf_config, "rope_parameters", None) or {})
+        base.setdefault("rope_theta", getattr(hf_config, "rope_theta", 10000.0))
+        return {"rope_parameters": {**base, **yarn}, "max_position_embeddings": max_model_len}
+    return {"rope_scaling": yarn, "max_position_embeddings": max_model_len}
+
+
 def engine_arguments(
-    model_location: str, max_model_len: int, engine: Mapping[str, Any], tensor_parallel_size: int, seed: int
+    model_location: str,
+    max_model_len: int,
+    engine: Mapping[str, Any],
+    tensor_parallel_size: int,
+    seed: int,
+    yarn_original: int | None = None,
 ) -> dict[str, Any]:
-    """Arguments of ``vllm.LLM`` for an evaluation run (upstream's settings, see docs)."""
+    """Arguments of ``vllm.LLM`` for an evaluation run (see docs/plugin.md for why each is set)."""
     args: dict[str, Any] = dict(
         model=model_location,
         dtype=engine["dtype"],
@@ -75,12 +96,20 @@ def engine_arguments(
         max_num_batched_tokens=max(max_model_len, 2048),
         enable_chunked_prefill=False,
         enable_prefix_caching=False,
-        enforce_eager=engine["enforce_eager"],
         tensor_parallel_size=tensor_parallel_size,
         seed=seed,
     )
     if engine["device"] == "cuda":
         args["gpu_memory_utilization"] = engine["gpu_memory_utilization"]
+    if engine["device"] == "cuda" and engine["cuda_graphs"] == "piecewise":
+        # Attention stays outside the captured graphs, so the Python handler runs every call.
+        args["compilation_config"] = {"cudagraph_mode": "PIECEWISE"}
+    else:
+        args["enforce_eager"] = True
+    if yarn_original and max_model_len > yarn_original:
+        from transformers import AutoConfig
+
+        args["hf_overrides"] = yarn_overrides(AutoConfig.from_pretrained(model_location), max_model_len, yarn_original)
     return args
 
 
@@ -95,11 +124,12 @@ class Engine:
         method: Mapping[str, Any],
         tensor_parallel_size: int = 1,
         seed: int = 0,
+        yarn_original: int | None = None,
     ):
         os.environ.update(engine_environment(engine, method))
         from vllm import LLM
 
-        args = engine_arguments(model_location, max_model_len, engine, tensor_parallel_size, seed)
+        args = engine_arguments(model_location, max_model_len, engine, tensor_parallel_size, seed, yarn_original)
         log.info("starting vLLM: %s", args)
         self.llm = LLM(**args)
         self._check_handler_active()
