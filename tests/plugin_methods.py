@@ -9,6 +9,7 @@ import torch
 from sparse_frontier.attention import AttentionMethod, register_method
 from sparse_frontier.attention.base import AttentionResult, KVSelection
 from sparse_frontier.attention.ops import decode_attention, masked_attention
+from sparse_frontier.attention.quest import Quest
 
 
 @register_method
@@ -119,3 +120,13 @@ class KeepRecentMask(AttentionMethod):
         v_pad = torch.nn.utils.rnn.pad_sequence([value[h, r] for h, r in enumerate(rows)], batch_first=True)
         out = decode_attention(query, k_pad, v_pad, scale, n)
         return AttentionResult(out, torch.ones(query.shape[0]))
+
+
+@register_method
+@dataclass
+class QuestFullRead(Quest):
+    """Quest through its plain decode hook: the handler hands it the whole cache (the oracle for
+    the handler's page-reading path, which must select and attend the same tokens)."""
+
+    name = "test_quest_full_read"
+    select_from_summaries = None

@@ -23,6 +23,9 @@ SPECS = {
     "local_window": {"method": "test_local_window", "params": {"window": 8}},
     "decode_topk": {"method": "test_decode_topk", "params": {"k": 4}},
     "keep_recent": {"method": "test_keep_recent", "params": {"recent": 16}},
+    "quest": {"method": "quest", "params": {"sparsity": 0.8, "page_size": 16}},
+    "quest_unshared": {"method": "quest", "params": {"sparsity": 0.8, "page_size": 16, "share_pages": False}},
+    "quest_full_read": {"method": "test_quest_full_read", "params": {"sparsity": 0.8, "page_size": 16}},
 }
 
 
@@ -74,6 +77,17 @@ def test_each_hook_changes_outputs_and_reports_the_expected_sparsity(tiny_runs):
     for n, stats in zip(LENGTHS, ours["keep_recent"]["stats"]):
         # 1 kv head: first 4 + last 16 prompt tokens are kept.
         assert stats["kv_sparsity"] == pytest.approx(1 - min(n, 20) / n)
+
+
+def test_quest_reads_only_its_pages_and_matches_the_full_cache_oracle(tiny_runs):
+    """The handler's paged decode (summaries + selected pages) gives the tokens and sparsity of Quest
+    computed over the whole cache."""
+    _, ours = tiny_runs
+    assert ours["quest"]["batch"] == ours["quest_full_read"]["batch"]
+    for paged, full in zip(ours["quest"]["stats"], ours["quest_full_read"]["stats"]):
+        assert paged["decode_sparsity"] == pytest.approx(full["decode_sparsity"], abs=1e-6)
+        assert paged["decode_sparsity"] > 0.5
+    assert ours["quest_unshared"]["batch"] == ours["quest_unshared"]["single"]
 
 
 def test_compressed_cache_holds_exactly_the_kept_tokens(tiny_runs):

@@ -61,6 +61,20 @@ class Quest(AttentionMethod):
         current = npages - 1 if self.share_pages else (npages - 1).repeat_interleave(group, 1)
         return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page))
 
+    def select_from_summaries(self, query, pmin, pmax, s: int):
+        """Pages ``[Hsel, N]`` (-1 = none) for ``query [Hq, D]`` from page summaries ``[Hkv, >=P, D]``.
+
+        The vLLM handler keeps the summaries per request and layer (built at prefill, updated with
+        each new key), so a decode step reads the summaries plus the selected pages only.
+        """
+        page, hkv = self.page_size, pmin.shape[0]
+        npages = -(-s // page)
+        counts = torch.full((1, hkv), npages, device=query.device)
+        scores = page_scores(query[None], pmin[None, :, :npages], pmax[None, :, :npages], counts,
+                             self.share_pages, use_triton(query))
+        current = counts - 1 if self.share_pages else (counts - 1).repeat_interleave(query.shape[0] // hkv, 1)
+        return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page))[0]
+
     def decode(self, query, key, value, *, layer_index: int, scale: float, lengths=None) -> Optional[AttentionResult]:
         hkv, s, _ = key.shape
         hq = query.shape[0]

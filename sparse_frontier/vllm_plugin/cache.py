@@ -32,12 +32,13 @@ class PagedCache:
         """K, V ``[kv_heads, P, D]`` at the same ``positions [P]`` for every head."""
         raise NotImplementedError
 
-    def gather_per_head(self, kv_cache, block_row, positions: list[torch.Tensor], layer=None):
-        """K, V ``[kv_heads, max P, D]`` with ``positions[h]`` for head h (zero padded)."""
+    def gather_per_head(self, kv_cache, block_row, positions: list[torch.Tensor], layer=None, heads=None):
+        """K, V ``[len(positions), max P, D]``: row i holds ``positions[i]`` of kv head ``heads[i]``
+        (default i), zero padded."""
         longest = max(len(p) for p in positions)
         keys = values = None
         for h, pos in enumerate(positions):
-            k, v = self.gather(kv_cache, block_row, pos, layer, heads=[h])
+            k, v = self.gather(kv_cache, block_row, pos, layer, heads=[h if heads is None else heads[h]])
             if keys is None:
                 shape = (len(positions), longest, k.shape[-1])
                 keys, values = k.new_zeros(shape), v.new_zeros(shape)

@@ -53,12 +53,14 @@ class RequestState:
         self.kv_density: dict[int, float] = {}
         self.decode_density: dict[int, float] = defaultdict(float)  # summed over handled steps
         self.decode_handled: dict[int, int] = defaultdict(int)
+        self.pages: dict[int, list[torch.Tensor]] = {}  # layer -> [page min, page max] per kv head
 
     def start_prefill(self, prompt_len: int) -> None:
         """A (re)prefill starts from a full cache and fresh measurements."""
         self.prompt_len = prompt_len
         self.decode_steps = 0
-        for record in (self.kv_lengths, self.prefill_density, self.kv_density, self.decode_density, self.decode_handled):
+        for record in (self.kv_lengths, self.prefill_density, self.kv_density, self.decode_density,
+                       self.decode_handled, self.pages):
             record.clear()
 
     def summary(self, num_layers: int) -> dict[str, Any]:
@@ -202,6 +204,8 @@ class AttentionHandler:
                 continue
             if query_len == seq_len:
                 self._prefill(state, index, impl, layer, q, k, v, out, kv_cache, attn_metadata, row, start, query_len)
+            elif state.kv_lengths.get(index) is None and _paged(state.method):
+                self._decode_paged(state, index, impl, layer, q, k, out, kv_cache, attn_metadata, row, start, seq_len)
             else:
                 self._decode(state, index, impl, layer, q, out, kv_cache, attn_metadata, row, start, seq_len)
         return result
@@ -213,6 +217,11 @@ class AttentionHandler:
             if res is not None:
                 out[start:end] = res.output.to(out.dtype)
                 state.prefill_density[index] = float(res.density.float().mean())
+        if _paged(method):
+            from sparse_frontier.kernels.quest import page_summaries
+
+            pmin, pmax = page_summaries(k[start:end].transpose(0, 1)[None], method.page_size)
+            state.pages[index] = [pmin[0].contiguous(), pmax[0].contiguous()]
         if method.overrides("compress_kv"):
             selection = method.compress_kv(q[start:end], k[start:end], v[start:end], layer_index=index, scale=impl.scale)
             if selection is not None:
@@ -261,6 +270,34 @@ class AttentionHandler:
         state.decode_density[index] += density
         state.decode_handled[index] += 1
 
+    def _decode_paged(self, state, index, impl, layer, q, k, out, kv_cache, meta, row, token, seq_len):
+        """Page-selecting decode (Quest): read the page summaries and the selected pages only."""
+        method, page = state.method, state.method.page_size
+        pmin, pmax = state.pages[index]
+        new_key, slot = k[token], (seq_len - 1) // page
+        if slot >= pmin.shape[1]:  # the new token opens a page
+            state.pages[index] = [torch.cat([pmin, new_key[:, None]], 1), torch.cat([pmax, new_key[:, None]], 1)]
+        else:
+            pmin[:, slot] = torch.minimum(pmin[:, slot], new_key)
+            pmax[:, slot] = torch.maximum(pmax[:, slot], new_key)
+        pmin, pmax = state.pages[index]
+        pages = method.select_from_summaries(q[token], pmin, pmax, seq_len)  # [Hsel, N], -1 = none
+        offsets = torch.arange(page, device=pages.device)
+        positions = []
+        for chosen in pages:
+            chosen = chosen[chosen >= 0].long()
+            pos = (chosen[:, None] * page + offsets).flatten()
+            positions.append(pos[pos < seq_len])
+        group = impl.num_heads // impl.num_kv_heads
+        shared = len(positions) == impl.num_kv_heads
+        heads = None if shared else [h // group for h in range(len(positions))]
+        keys, values = self.adapter.cache.gather_per_head(kv_cache, meta.block_table[row], positions, layer, heads)
+        read = torch.tensor([len(p) for p in positions], device=keys.device)
+        out[token] = decode_attention(q[token], keys, values, impl.scale, read).to(out.dtype)
+        per_query_head = read.repeat_interleave(group) if shared else read
+        state.decode_density[index] += float(per_query_head.float().mean()) / seq_len
+        state.decode_handled[index] += 1
+
     # -- statistics --------------------------------------------------------------------------
     def take_stats(self) -> dict[str, dict[str, Any]]:
         """Per-request summaries; requests vLLM no longer holds are returned once, then dropped."""
@@ -268,6 +305,11 @@ class AttentionHandler:
         live = set(self.runner.requests) if self.runner is not None else set()
         self.states = {r: s for r, s in self.states.items() if r in live}
         return summaries
+
+
+def _paged(method) -> bool:
+    """Methods that select pages from summaries (Quest) get the page-reading decode path."""
+    return callable(getattr(method, "select_from_summaries", None)) and hasattr(method, "page_size")
 
 
 HANDLER = AttentionHandler()
