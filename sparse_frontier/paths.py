@@ -2,8 +2,9 @@
 
 A run is identified by (task + its arguments, target length, model, samples, seed, method + its
 settings, max output tokens). Arguments become one path segment of ``key~value`` pairs joined by
-commas, keys sorted, e.g. ``quest/budget~0.05,page_size~16``; a method without parameters gets the
-segment ``none``. Templates use Snakemake-style ``{wildcards}`` so the rules and the package share
+``+``, keys sorted, e.g. ``quest/budget~0.05+page_size~16``; a method without parameters gets the
+segment ``none``. Not commas: Snakemake hands a remote job (SLURM) its wildcards as one
+comma-separated list and cannot parse values that contain commas (snakemake/snakemake#2366). Templates use Snakemake-style ``{wildcards}`` so the rules and the package share
 one definition; the package fills them with ``str.format``.
 """
 
@@ -14,14 +15,15 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 NO_ARGS = "none"
-_FORBIDDEN = re.compile(r"[/,~\s{}]")
+ARG_JOINER = "+"
+_FORBIDDEN = re.compile(r"[/,~+=\s{}]")
 
 DATASET = (
     "results/datasets/{task}/{task_args}/length~{length}/{model}/"
-    "samples~{samples},seed~{seed}/dataset.jsonl"
+    "samples~{samples}+seed~{seed}/dataset.jsonl"
 )
 _RUN = (
-    "{task}/{task_args}/length~{length}/{model}/samples~{samples},seed~{seed}/"
+    "{task}/{task_args}/length~{length}/{model}/samples~{samples}+seed~{seed}/"
     "{method}/{method_args}/max_tokens~{max_tokens}"
 )
 PREDICTIONS = "results/predictions/" + _RUN + "/predictions.jsonl"
@@ -59,12 +61,13 @@ def format_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
+        # repr without the exponent's '+' (1e+20 -> 1e20, still a valid float literal)
+        return str(int(value)) if value.is_integer() else repr(value).replace("e+", "e")
     if isinstance(value, str):
         if not value or _FORBIDDEN.search(value):
             raise ValueError(
                 f"argument value {value!r} cannot be part of a path: it must be non-empty and "
-                "contain none of '/', ',', '~', '{', '}' or whitespace"
+                "contain none of '/', ',', '~', '+', '=', '{', '}' or whitespace"
             )
         return value
     raise TypeError(
@@ -74,7 +77,7 @@ def format_value(value: Any) -> str:
 
 
 def format_args(params: Mapping[str, Any]) -> str:
-    """``{"b": 2, "a": 0.5}`` -> ``"a~0.5,b~2"``; empty -> ``"none"``."""
+    """``{"b": 2, "a": 0.5}`` -> ``"a~0.5+b~2"``; empty -> ``"none"``."""
     if not params:
         return NO_ARGS
     parts = []
@@ -82,7 +85,7 @@ def format_args(params: Mapping[str, Any]) -> str:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
             raise ValueError(f"argument name {key!r} must be lower_snake_case")
         parts.append(f"{key}~{format_value(params[key])}")
-    return ",".join(parts)
+    return ARG_JOINER.join(parts)
 
 
 def parse_args(segment: str) -> dict[str, str]:
@@ -90,7 +93,7 @@ def parse_args(segment: str) -> dict[str, str]:
     if segment == NO_ARGS:
         return {}
     out = {}
-    for part in segment.split(","):
+    for part in segment.split(ARG_JOINER):
         key, sep, value = part.partition("~")
         if not sep:
             raise ValueError(f"path segment {segment!r}: {part!r} is not of the form key~value")

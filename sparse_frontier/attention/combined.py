@@ -2,7 +2,7 @@
 
 Parameters are the union of the components'; a name both define gets the component's phase as a
 prefix (``vertical_slash+quest`` has ``prefill_sparsity`` and ``decode_sparsity``), so paths stay
-short and unambiguous: ``vertical_slash+quest/approximation_size~256,decode_sparsity~0.9,...``.
+short and unambiguous: ``vertical_slash+quest/approximation_size~256+decode_sparsity~0.9+...``.
 """
 
 from __future__ import annotations
