@@ -1,5 +1,8 @@
 """Config validation, the run grid, path grammar and wildcard constraints shared by all rules."""
 
+import inspect
+
+from snakemake.common import overwrite_function_params
 from snakemake.utils import validate
 
 from sparse_frontier import paths
@@ -16,25 +19,37 @@ wildcard_constraints:
     **paths.WILDCARD_PATTERNS,
 
 
+def known_params(func):
+    """Compute a function's signature once: Snakemake otherwise runs inspect.signature on every call
+    (several per job; about a tenth of a dry run of the full grid)."""
+    overwrite_function_params(func, inspect.signature(func).parameters)
+    return func
+
+
+@known_params
 def run_params(wildcards):
     """The run (plain data) a prediction/score job belongs to."""
     return RUNS.run(wildcards).as_dict()
 
 
+@known_params
 def dataset_run_params(wildcards):
     return RUNS.dataset_run(wildcards).as_dict()
 
 
+@known_params
 def model_folder(wildcards):
     return model_location(RUNS.dataset_run(wildcards).model)
 
 
+@known_params
 def model_inputs(wildcards):
     """The embedded model's checkpoint is built by a rule; hub ids and local folders are not."""
     location = model_folder(wildcards)
     return [location] if location.startswith("resources/") else []
 
 
+@known_params
 def qa_source_inputs(wildcards):
     """QA tasks read their normalised source file (rule fetch_qa_source); other tasks need none."""
     from sparse_frontier.tasks import get_task_class
@@ -44,12 +59,14 @@ def qa_source_inputs(wildcards):
 
 
 def predict_resource(name):
+    @known_params
     def get(wildcards, attempt):
         return predict_resources(run_params(wildcards), attempt)[name]
 
     return get
 
 
+@known_params
 def demo_inputs(wildcards):
     if config["name"] != "demo":
         raise ValueError(
