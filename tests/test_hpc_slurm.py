@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 
 from helpers import write_tiny_config
-from sparse_frontier import paths
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -145,17 +144,9 @@ def slurm_cluster(tmp_path_factory):
         conf.unlink(missing_ok=True)
 
 
-#: snakemake 9.27.1 splits a remote job's --target-jobs on every comma (snakemake/snakemake#2366; quoting
-#: is written but not read back), and our path grammar joins arguments with commas: every SLURM job fails.
-COMMA_BUG = "," in paths.format_args({"a": 1, "b": 2})
-
-
-def _snakemake(workdir: Path, env, *args, timeout=1200, expect_ok=True) -> str:
+def _snakemake(workdir: Path, env, *args, timeout=1200) -> str:
     cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    if not expect_ok:
-        assert result.returncode != 0, "the SLURM run passed: the comma bug is gone, drop COMMA_BUG"
-        return result.stdout + result.stderr
     assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
     return result.stdout + result.stderr
 
@@ -184,12 +175,10 @@ def test_tiny_config_through_sbatch_matches_a_local_run(slurm_cluster, tmp_path,
         "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
         "--latency-wait", "5", "--jobs", "2", "--retries", "0", "--slurm-keep-successful-logs",
     ]  # fmt: skip
-    log = _snakemake(on_slurm, env, *slurm_args, expect_ok=not COMMA_BUG)
+    # (each job reruns Snakemake with its wildcards in --target-jobs, split on commas: snakemake#2366,
+    # which is why the path grammar joins arguments with '+')
+    log = _snakemake(on_slurm, env, *slurm_args)
     slurm_logs = list((on_slurm / ".snakemake/slurm_logs").rglob("*.log"))
-    if COMMA_BUG:
-        # the jobs reached SLURM and died exactly of the comma split; anything else fails the test
-        assert slurm_logs and all("Invalid target wildcards definition" in p.read_text() for p in slurm_logs), log[-3000:]
-        pytest.xfail("snakemake/snakemake#2366: wildcards with commas break remote jobs (docs/hpc.md)")
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
     assert len(submitted) == 2 + 2 + 2, log[-3000:]  # datasets, predictions, scores (the table is a localrule)
     # every job ran inside SLURM: each kept its SLURM log under .snakemake/slurm_logs
