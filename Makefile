@@ -30,7 +30,7 @@ demo: venv
 	$(BIN)/snakemake --profile profiles/local demo --configfile config/demo.yaml
 
 test: venv
-	$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not gpu and not slurm" $(PYTEST_ARGS)
 
 test-slow: venv
 	$(BIN)/python -m pytest -m "slow" $(PYTEST_ARGS)

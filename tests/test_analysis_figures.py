@@ -61,7 +61,8 @@ def data():
 
 def inputs(data, **settings):
     config = copy.deepcopy(CONFIG)
-    config["figures"] = {**config.get("figures", {}), **settings}
+    # The synthetic methods are not the paper config's phase_methods (vertical_slash / quest): use all.
+    config["figures"] = {**config.get("figures", {}), "phase_methods": {}, **settings}
     return figures.Inputs.from_config(config, data[0].copy(), data[1].copy())
 
 
