@@ -8,7 +8,8 @@ import torch
 
 from sparse_frontier.attention import AttentionMethod, register_method
 from sparse_frontier.attention.base import AttentionResult, KVSelection
-from sparse_frontier.attention.ops import decode_attention, masked_attention
+from sparse_frontier.attention.ops import decode_attention
+from sparse_frontier.attention.reference import dense_attention, masked_attention
 from sparse_frontier.attention.quest import Quest
 
 
@@ -21,7 +22,7 @@ class TorchDense(AttentionMethod):
     phase = "prefill+decode"
 
     def prefill(self, query, key, value, *, layer_index, scale):
-        return AttentionResult(masked_attention(query, key, value, scale), torch.ones(query.shape[1]))
+        return AttentionResult(dense_attention(query, key, value, scale), torch.ones(query.shape[1]))
 
     def decode(self, query, key, value, *, layer_index, scale, lengths=None):
         return AttentionResult(decode_attention(query, key, value, scale, lengths), torch.ones(query.shape[0]))
@@ -41,7 +42,8 @@ class LocalWindowPrefill(AttentionMethod):
         i = torch.arange(t)
         mask = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - self.window)
         kept = mask.sum().float() / (t * (t + 1) / 2)
-        return AttentionResult(masked_attention(query, key, value, scale, mask[None]), kept.repeat(query.shape[1]))
+        out = masked_attention(query, key, value, mask.expand(query.shape[1], t, t), scale)
+        return AttentionResult(out, kept.repeat(query.shape[1]))
 
 
 @register_method
