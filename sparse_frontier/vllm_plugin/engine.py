@@ -147,15 +147,28 @@ class Engine:
             )
 
     def generate(
-        self, prompts: list[list[int]], max_tokens: int, seed: int, method: Mapping[str, Any] | None = None
+        self,
+        prompts: list[list[int]],
+        max_tokens: int,
+        seed: int,
+        method: Mapping[str, Any] | list[Mapping[str, Any]] | None = None,
     ) -> list[Generation]:
-        """Greedy generation from token ids; ``method`` overrides the engine's default for these prompts."""
+        """Greedy generation from token ids; ``method`` overrides the engine's default for these
+        prompts: one setting for all, or a list with one per prompt (a batch may mix methods)."""
         from vllm import SamplingParams, TokensPrompt
 
         from sparse_frontier.vllm_plugin.handler import EXTRA_ARGS_KEY, take_stats_rpc
 
-        extra = {EXTRA_ARGS_KEY: dict(method)} if method else None
-        params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=seed, extra_args=extra)
+        def sampling(spec: Mapping[str, Any] | None) -> SamplingParams:
+            extra = {EXTRA_ARGS_KEY: dict(spec)} if spec else None
+            return SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=seed, extra_args=extra)
+
+        if isinstance(method, list):
+            if len(method) != len(prompts):
+                raise ValueError(f"{len(method)} methods for {len(prompts)} prompts: give one per prompt")
+            params = [sampling(spec) for spec in method]
+        else:
+            params = sampling(method)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
         per_rank = self.llm.collective_rpc(take_stats_rpc)
         generations = []
