@@ -25,16 +25,22 @@ def demo():
 
 def test_shipped_configs_validate_and_expand():
     paper, demo_config = load("config.yaml"), load("demo.yaml")
-    # the paper's experiments are disjoint (exclusions are separate experiments): no run is shared
+    # the paper's main experiments are disjoint (exclusions are separate experiments): no run is shared
+    main = {n: e for n, e in paper["experiments"].items() if not n.startswith("ablation_")}
     grid = sum(
         len(e["models"]) * len(e["tasks"]) * len(e["methods"]) * len(e["lengths"]) * len(e["seeds"])
-        for e in paper["experiments"].values()
+        for e in main.values()
     )
-    assert len(expand_runs(paper)) == grid == 14499
+    assert len(expand_runs(dict(paper, experiments=main))) == grid == 14499
+    # the ablations (tests/test_config_ablations.py) add 20 settings x 9 tasks; their dense and
+    # default-value runs are the main grid's own files
+    paper_runs = expand_runs(paper)
+    assert len(paper_runs) == 14499 + 180 == 14679
+    assert sum(1 for r in paper_runs if all(e.startswith("ablation_") for e in r.experiments)) == 180
     runs = expand_runs(demo_config)
     assert {r.key.length for r in runs} == {1024, 2048}
     assert all(r.gpus == 0 for r in runs)  # CPU demo asks for no GPU
-    assert {r.gpus for r in expand_runs(paper)} == {1, 2, 4}  # tensor-parallel sizes
+    assert {r.gpus for r in paper_runs} == {1, 2, 4}  # tensor-parallel sizes
 
 
 def test_defaults_are_filled(demo):
