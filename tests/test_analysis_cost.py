@@ -51,6 +51,23 @@ def test_sliding_window_layers_cap_keys_and_ignore_density():
     assert m["kv"] == pytest.approx(1 * 4 * 100 * 0.1 + 5 * 4 * 4)
 
 
+@pytest.mark.parametrize("name, layers, global_layers", [("gemma3-4b", 34, 5), ("gemma3-12b", 48, 8), ("gemma3-27b", 62, 10)])
+def test_gemma3_global_layers_are_every_sixth_counting_from_one(name, layers, global_layers):
+    """Layers 6, 12, 18, ... are global: floor(layers / 6), as in Gemma 3's own config and the
+    resource planner (34 layers -> 6, 12, 18, 24, 30)."""
+    from transformers import Gemma3TextConfig
+
+    from sparse_frontier.resources import global_layers as planned_global_layers
+
+    entry = yaml.safe_load((REPO / "config/config.yaml").read_text())["models"][name]
+    arch = Architecture.from_config(entry, name)
+    assert arch.layers == layers
+    assert (arch.global_layers, arch.local_layers) == (global_layers, layers - global_layers)
+    assert planned_global_layers(entry["architecture"]) == global_layers
+    hf = Gemma3TextConfig(num_hidden_layers=layers)  # the checkpoints' default 5:1 pattern
+    assert hf.layer_types.count("full_attention") == global_layers
+
+
 def test_bad_inputs_name_the_value():
     with pytest.raises(ValueError, match="density"):
         cost.prefill_flops(TINY, 10, density=1.5)

@@ -64,10 +64,14 @@ class Architecture:
 
     @property
     def global_layers(self) -> int:
-        """Layers attending to the whole context (the only ones sparse methods change)."""
+        """Layers attending to the whole context (the only ones sparse methods change).
+
+        Every ``global_every``-th layer counting from 1 is global (Gemma 3: layers 6, 12, 18, ...),
+        so a model has ``layers // global_every`` of them: 34 layers -> 5, 48 -> 8, 62 -> 10.
+        """
         if self.sliding_window is None:
             return self.layers
-        return math.ceil(self.layers / self.global_every) if self.global_every > 1 else self.layers
+        return self.layers // self.global_every if self.global_every > 1 else self.layers
 
     @property
     def local_layers(self) -> int:
