@@ -2,40 +2,64 @@
 
 Used by the handler tests as a subprocess, so that stock vLLM (plugin off) and the handler run in
 separate processes (the handler patches the backend class for the life of a process).
-Usage: python engine_probe.py MODEL_DIR on|off SPECS_JSON PROMPTS_JSON MAX_TOKENS
+Usage: python engine_probe.py MODEL_DIR on|off|both SPECS_JSON PROMPTS_JSON MAX_TOKENS
+
+``both`` saves an engine start's worth of processes: stock vLLM first (the plugin is not installed
+yet), then, in the same process, the handler is installed and a second engine runs the specs.
 """
 
 import json
 import os
 import sys
 
+ENGINE_ARGS = dict(dtype="float32", max_model_len=2048, max_num_batched_tokens=2048,
+                   enable_prefix_caching=False, enable_chunked_prefill=False, enforce_eager=True, seed=0)
+
+
+def run_stock(model, prompts, max_tokens):
+    from vllm import LLM, SamplingParams, TokensPrompt
+
+    llm = LLM(model=model, **ENGINE_ARGS)
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=0)
+    run = lambda batch: [list(o.outputs[0].token_ids) for o in llm.generate(  # noqa: E731
+        [TokensPrompt(prompt_token_ids=p) for p in batch], params, use_tqdm=False)]
+    stock = {"batch": run(prompts), "single": [run([p])[0] for p in prompts]}
+    del llm
+    from vllm.distributed import cleanup_dist_env_and_memory
+
+    cleanup_dist_env_and_memory()
+    return stock
+
+
+def run_handler(model, specs, prompts, max_tokens, results, after_stock=False):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import plugin_methods  # noqa: F401  (registers the test methods)
+    from sparse_frontier.vllm_plugin.engine import Engine
+    from sparse_frontier.vllm_plugin.handler import HANDLER, install
+
+    dense = {"method": "dense", "params": {}}
+    if after_stock:  # vLLM loaded its plugins (once per process) while the method was unset
+        install(dense)
+    engine = Engine(model, 2048, dict(device="cpu", dtype="float32", cuda_graphs="none",
+                                      cpu_kvcache_space_gib=1, cpu_threads=2), dense, seed=0)
+    for name, spec in specs.items():
+        batch = engine.generate(prompts, max_tokens, 0, method=spec)
+        single = [engine.generate([p], max_tokens, 0, method=spec)[0] for p in prompts]
+        results[name] = {"batch": [g.token_ids for g in batch], "single": [g.token_ids for g in single],
+                         "stats": [g.attention for g in batch], "single_stats": [g.attention for g in single]}
+    results["mixed_calls"] = HANDLER.mixed_calls
+    results["global_layers"] = sorted(HANDLER.layers_seen)
+    results["sliding_layers"] = sorted(HANDLER.sliding_layers_seen)
+    results["recorded_layers"] = {hook: sorted(layers) for hook, layers in plugin_methods.RecordLayers.CALLS.items()}
+
+
 if __name__ == "__main__":
     model, mode, specs, prompts, max_tokens = sys.argv[1], sys.argv[2], *map(json.loads, sys.argv[3:5]), int(sys.argv[5])
     os.environ.update(VLLM_ENABLE_V1_MULTIPROCESSING="0", OMP_NUM_THREADS="2", VLLM_CPU_KVCACHE_SPACE="1")
     results = {}
-    if mode == "off":
+    if mode in ("off", "both"):
         os.environ.pop("SPARSE_FRONTIER_ATTENTION", None)
-        from vllm import LLM, SamplingParams, TokensPrompt
-
-        llm = LLM(model=model, dtype="float32", max_model_len=2048, max_num_batched_tokens=2048,
-                  enable_prefix_caching=False, enable_chunked_prefill=False, enforce_eager=True, seed=0)
-        params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=0)
-        run = lambda batch: [list(o.outputs[0].token_ids) for o in llm.generate(  # noqa: E731
-            [TokensPrompt(prompt_token_ids=p) for p in batch], params, use_tqdm=False)]
-        results["stock"] = {"batch": run(prompts), "single": [run([p])[0] for p in prompts]}
-    else:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import plugin_methods  # noqa: F401  (registers the test methods)
-        from sparse_frontier.vllm_plugin.engine import Engine
-        from sparse_frontier.vllm_plugin.handler import HANDLER
-
-        engine = Engine(model, 2048, dict(device="cpu", dtype="float32", cuda_graphs="none",
-                                          cpu_kvcache_space_gib=1, cpu_threads=2),
-                        {"method": "dense", "params": {}}, seed=0)
-        for name, spec in specs.items():
-            batch = engine.generate(prompts, max_tokens, 0, method=spec)
-            single = [engine.generate([p], max_tokens, 0, method=spec)[0] for p in prompts]
-            results[name] = {"batch": [g.token_ids for g in batch], "single": [g.token_ids for g in single],
-                             "stats": [g.attention for g in batch], "single_stats": [g.attention for g in single]}
-        results["mixed_calls"] = HANDLER.mixed_calls
+        results["stock"] = run_stock(model, prompts, max_tokens)
+    if mode in ("on", "both"):
+        run_handler(model, specs, prompts, max_tokens, results, after_stock=mode == "both")
     print("RESULT " + json.dumps(results))

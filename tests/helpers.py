@@ -1,4 +1,4 @@
-"""Test helpers: a tiny random-weight Llama with its own byte-level BPE tokenizer.
+"""Test helpers: a tiny random-weight Llama (and a Gemma 3) with its own byte-level BPE tokenizer.
 
 The tokenizer is trained here on text of the tasks' own kind, so it differs from SmolLM2's (a second
 tokenizer for length-control tests) and needs no download.
@@ -81,6 +81,42 @@ def build_tiny_llama(out_dir: Path) -> Path:
         initializer_range=0.3,
     )
     LlamaForCausalLM(config).to(torch.float32).save_pretrained(out_dir)
+    return out_dir
+
+
+def build_tiny_gemma3(out_dir: Path, layers: int = 6, global_every: int = 3, sliding_window: int = 64) -> Path:
+    """A Gemma 3 text model (``Gemma3ForCausalLM``) with random weights: every ``global_every``-th
+    layer (1-based) is global, the others attend to a ``sliding_window``-token window, like Gemma 3's
+    5-of-6 pattern at 1024 tokens. Head dim 64, GQA 2:1, the tiny Llama's tokenizer."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    out_dir = Path(out_dir)
+    tokenizer = build_tokenizer(out_dir)
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=64,
+        query_pre_attn_scalar=64,
+        sliding_window=sliding_window,
+        layer_types=[
+            "full_attention" if (i + 1) % global_every == 0 else "sliding_attention" for i in range(layers)
+        ],
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        # Untied: with tied embeddings Gemma's scaled embedding dominates and the model repeats the
+        # last token whatever attention reads; untied, outputs depend on the window (checked).
+        tie_word_embeddings=False,
+        initializer_range=0.3,
+    )
+    Gemma3ForCausalLM(config).to(torch.float32).save_pretrained(out_dir)
     return out_dir
 
 

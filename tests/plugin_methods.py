@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -132,3 +134,23 @@ class QuestFullRead(Quest):
 
     name = "test_quest_full_read"
     select_from_summaries = None
+
+
+@register_method
+@dataclass
+class RecordLayers(AttentionMethod):
+    """Every hook overridden, each recording the layer it was called on and changing nothing (decode
+    is then computed densely by the handler); ``CALLS`` maps hook -> layer indices (per process)."""
+
+    name = "test_record_layers"
+    phase = "prefill+decode"
+    CALLS: ClassVar[dict[str, set[int]]] = defaultdict(set)
+
+    def prefill(self, query, key, value, *, layer_index, scale):
+        self.CALLS["prefill"].add(layer_index)
+
+    def decode(self, query, key, value, *, layer_index, scale, lengths=None):
+        self.CALLS["decode"].add(layer_index)
+
+    def compress_kv(self, query, key, value, *, layer_index, scale):
+        self.CALLS["compress_kv"].add(layer_index)

