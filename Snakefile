@@ -21,6 +21,7 @@ include: "rules/predict.smk"
 include: "rules/score.smk"
 include: "rules/aggregate.smk"
 include: "rules/figures.smk"
+include: "rules/estimate.smk"
 
 
 rule all:

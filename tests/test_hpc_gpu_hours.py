@@ -1,43 +1,175 @@
-"""benchmarks/gpu_hours.py: the grid's GPU-hours table, and the resource model against the H100 measurements."""
+"""GPU-hours of a grid from a measured throughput table (sparse_frontier/throughput.py, rule estimate_gpu_hours)."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
+from sparse_frontier import throughput
+from sparse_frontier.throughput import COLUMNS, Setting, append_rows, estimate, per_model, read_table
+
 REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+QWEN7B = {"layers": 28, "hidden": 3584, "heads": 28, "kv_heads": 4, "head_dim": 128, "mlp": 18944,
+          "vocabulary": 152064, "params": 7.61e9}  # fmt: skip
+ENGINE = {"device": "cuda", "dtype": "bfloat16", "batch_size": 8, "cuda_graphs": "piecewise",
+          "gpu_memory_utilization": 0.9, "cpu_kvcache_space_gib": 1, "cpu_threads": 1}  # fmt: skip
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("gpu_hours", REPO / "benchmarks/gpu_hours.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def small_config(methods=("dense", "quest_90"), lengths=(16384,), methods_per_job=None):
+    """2 tasks x the methods x the lengths, 10 samples each, 256 output tokens (no schema needed)."""
+    engine = dict(ENGINE, **({"methods_per_job": methods_per_job} if methods_per_job else {}))
+    return {
+        "name": "small",
+        "engine": engine,
+        "models": {"qwen2.5-7b": {"source": "x", "tensor_parallel_size": 1, "architecture": QWEN7B}},
+        "tasks": {"niah": {"task": "ruler_niah"}, "vt": {"task": "ruler_vt"}},
+        "methods": {"dense": {"method": "dense"}, "quest_90": {"method": "quest", "params": {"sparsity": 0.9}},
+                    "snapkv_90": {"method": "snapkv", "params": {"sparsity": 0.9}}},
+        "experiments": {"e": {"models": ["qwen2.5-7b"], "tasks": ["niah", "vt"], "methods": list(methods),
+                              "lengths": list(lengths), "samples": 10, "seeds": [43], "max_output_tokens": 256}},
+    }  # fmt: skip
 
 
-def test_gpu_hours_table(tmp_path):
-    gpu_hours = _module()
-    gpu_hours.main(["--out", str(tmp_path / "gpu_hours")])
-    rows = list(csv.DictReader(open(tmp_path / "gpu_hours.csv")))
-    assert len(rows) == 9 and sum(int(r["runs"]) for r in rows) == 14499
-    for r in rows:
-        assert 0 < float(r["gpu_hours_typical"]) < float(r["gpu_hours_budget"])
-    by = {r["model"]: float(r["gpu_hours_budget"]) for r in rows}
+def row(**kw):
+    base = dict(model="qwen2.5-7b", tensor_parallel_size=1, cuda_graphs="piecewise", handler="on", length=16384,
+                method="dense", sparsity=0.0, output_tokens=256, concurrency=8, samples_per_hour=3600,
+                engine_start_s=100, card="TestCard", source="synthetic test row")  # fmt: skip
+    return {**base, **kw}
+
+
+@pytest.fixture
+def table(tmp_path):
+    """Dense: 1 s per sample; Quest at 0.9: 0.5 s; engine start 100 s."""
+    path = tmp_path / "throughput.csv"
+    append_rows(path, [row(), row(method="quest", sparsity=0.9, samples_per_hour=7200)])
+    return path
+
+
+def totals(config, path):
+    groups = estimate(config, read_table(path, config["models"]))
+    return {(g["method"], g["length"]): g for g in groups}, per_model(groups)[-1]
+
+
+def test_known_grid_gives_hand_computed_gpu_hours(table):
+    groups, total = totals(small_config(), table)
+    # dense: 2 runs x (10 samples x 1 s + 1 start x 100 s) = 220 s; quest: 2 x (10 x 0.5 + 100) = 210 s
+    assert groups[("dense", 16384)]["gpu_hours_budget"] == pytest.approx(220 / 3600)
+    assert groups[("quest", 16384)]["gpu_hours_budget"] == pytest.approx(210 / 3600)
+    assert total["gpu_hours_budget"] == pytest.approx(430 / 3600) == total["gpu_hours_typical"]
+    assert total["runs"] == 4 and total["samples"] == 40 and total["engine_starts"] == 4
+    assert total["measured_budget"] == total["measured_typical"] == 4
+    assert {g["basis_budget"] for g in groups.values()} == {"measured"}
+
+
+def test_model_grouped_sweeps_start_one_engine_per_chunk(table):
+    # methods_per_job 2: each task's two runs share one start -> dense 2 x (10 + 50), quest 2 x (5 + 50)
+    _, total = totals(small_config(methods_per_job=2), table)
+    assert total["engine_starts"] == 2 and total["gpu_hours_budget"] == pytest.approx(230 / 3600)
+
+
+def test_missing_settings_are_extrapolated_and_marked(table):
+    config = small_config(methods=("dense", "snapkv_90"), lengths=(16384, 32768))
+    groups, total = totals(config, table)
+    assert groups[("dense", 16384)]["basis_budget"] == "measured"
+    # 32k was not measured: the resource model's 32k / 16k ratio times the measured 16k time
+    own = throughput.modelled_seconds_per_sample(config["models"]["qwen2.5-7b"], ENGINE,
+                                                 Setting("qwen2.5-7b", 1, "piecewise", 32768, "dense", 0.0, 256, 8))  # fmt: skip
+    ref = throughput.modelled_seconds_per_sample(config["models"]["qwen2.5-7b"], ENGINE,
+                                                 Setting("qwen2.5-7b", 1, "piecewise", 16384, "dense", 0.0, 256, 8))  # fmt: skip
+    assert groups[("dense", 32768)]["basis_budget"] == "extrapolated"
+    assert groups[("dense", 32768)]["gpu_hours_budget"] == pytest.approx(2 * (10 * own / ref + 100) / 3600)
+    # SnapKV has no row of its own: dense speed, marked extrapolated
+    snap = groups[("snapkv", 16384)]
+    assert snap["basis_budget"] == "extrapolated" and snap["gpu_hours_budget"] == pytest.approx(220 / 3600)
+    assert "dense@0 L16384" in snap["rows_used"]
+    assert total["measured_budget"] == 2  # the two dense 16k runs
+
+
+def test_sparse_methods_use_their_own_rows_at_other_lengths(table):
+    groups, _ = totals(small_config(lengths=(32768,)), table)
+    dense, quest = groups[("dense", 32768)], groups[("quest", 32768)]
+    # both extrapolated by the same model ratio; Quest keeps its measured 2x over dense
+    assert quest["basis_budget"] == dense["basis_budget"] == "extrapolated"
+    assert (quest["gpu_hours_budget"] * 3600 / 2 - 100) == pytest.approx((dense["gpu_hours_budget"] * 3600 / 2 - 100) / 2)
+
+
+def test_without_a_measured_start_the_resource_model_start_is_used(tmp_path):
+    path = tmp_path / "t.csv"
+    append_rows(path, [row(engine_start_s=None)])
+    groups, _ = totals(small_config(methods=("dense",)), path)
+    start = 120 + 7.61e9 * 2 / 1e9
+    assert groups[("dense", 16384)]["gpu_hours_budget"] == pytest.approx(2 * (10 + start) / 3600)
+
+
+def test_bad_tables_name_the_bad_value(tmp_path):
+    config = small_config()
+    path = tmp_path / "no_column.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[c for c in COLUMNS if c != "concurrency"])
+        writer.writeheader()
+        writer.writerow({k: v for k, v in row().items() if k != "concurrency"})
+    with pytest.raises(ValueError, match="missing column.*concurrency"):
+        read_table(path, config["models"])
+    for bad, message in (
+        (row(model="qwen9-1t"), r"unknown model 'qwen9-1t'; the config defines: qwen2.5-7b"),
+        (row(method="questt"), r"line 2: .*'questt'"),
+        (row(cuda_graphs="eager"), r"line 2: cuda_graphs 'eager' is not one of piecewise, none"),
+        (row(samples_per_hour="fast"), r"line 2: column 'samples_per_hour' is 'fast', not a number"),
+        (row(card=""), r"line 2: column 'card' is empty"),
+    ):
+        path = tmp_path / "bad.csv"
+        path.unlink(missing_ok=True)
+        append_rows(path, [bad])
+        with pytest.raises(ValueError, match=message):
+            read_table(path, config["models"])
+
+
+def test_shipped_table_and_grid(tmp_path):
+    """The committed table holds only earlier measurements (each with its source); the grid's estimate."""
+    from sparse_frontier.config import load_config
+
+    rows = read_table(REPO / "benchmarks/results/throughput.csv")
+    assert rows and all(r["source"] and r["card"] for r in rows)
+    config = load_config(REPO / "config/config.yaml")
+    models = throughput.write_outputs(config, REPO / "benchmarks/results/throughput.csv", tmp_path / "g.csv",
+                                      tmp_path / "g.md", tmp_path / "g_runs.csv")  # fmt: skip
+    total = models[-1]
+    assert total["model"] == "total" and total["runs"] == 14679 and len(models) == 10
+    assert 0 < total["gpu_hours_typical"] < total["gpu_hours_budget"]
+    by = {m["model"]: m["gpu_hours_budget"] for m in models}
     assert by["qwen2.5-72b"] > by["qwen2.5-32b"] > by["qwen2.5-14b"] > by["qwen2.5-7b"]
-    md = (tmp_path / "gpu_hours.md").read_text()
-    assert "Extrapolated" in md and "| piecewise | 16384 | 8 | 4,999 |" in md
+    assert models[0]["measured_typical"] > 0  # Qwen2.5-7B 16k dense at 256 out, 8 at once, piecewise
+    assert "| piecewise | off | 16384 | dense | 0 | 256 | 8 | 4,999 |" in (tmp_path / "g.md").read_text()
+    detail = list(csv.DictReader(open(tmp_path / "g_runs.csv")))
+    assert sum(int(r["runs"]) for r in detail) == 14679
+    assert {r["basis_budget"] for r in detail} <= {"measured", "extrapolated", "mixed"}
 
 
 def test_uncalibrated_model_is_within_2x_of_every_measurement_at_8_or_more_at_once():
     from sparse_frontier.config import load_config
 
-    gpu_hours = _module()
     config = load_config(REPO / "config/config.yaml")
-    model = dict(config["models"]["qwen2.5-7b"], name="qwen2.5-7b")
-    rows = gpu_hours.measurements(REPO / "benchmarks/results/plugin_gpu.json")
-    assert len(rows) >= 10
-    for r in rows:
+    rows = read_table(REPO / "benchmarks/results/throughput.csv", config["models"])
+    checked = 0
+    for r in throughput.calibration(rows, config["models"], config["engine"]):
         if r["concurrency"] >= 8:
-            per_sample = gpu_hours.modelled_seconds_per_sample(model, config["engine"], r["length"], r["concurrency"], 256)
-            assert 0.5 < r["samples_per_hour"] * per_sample / 3600 < 2, r
+            assert 0.5 < r["measured_over_modelled"] < 2, r
+            checked += 1
+    assert checked >= 6
+
+
+def test_rule_writes_the_tables(tmp_path):
+    cmd = [str(BIN / "snakemake"), "--cores", "1", "estimate_gpu_hours", "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"),
+           "--config", f"gpu_hours={{'throughput': '{REPO / 'benchmarks/results/throughput.csv'}'}}"]  # fmt: skip
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    rows = list(csv.DictReader(open(tmp_path / "results/tables/gpu_hours.csv")))
+    assert rows[-1]["model"] == "total" and int(rows[-1]["runs"]) == 14679
+    assert (tmp_path / "results/tables/gpu_hours.md").read_text().startswith("# GPU-hours of the grid")
+    assert (tmp_path / "logs/tables/gpu_hours.log").exists()

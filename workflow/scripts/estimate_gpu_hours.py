@@ -1,0 +1,14 @@
+"""Snakemake script: the grid's GPU-hours from a measured throughput table (sparse_frontier/throughput.py)."""
+
+from sparse_frontier.logs import setup_logging
+from sparse_frontier.throughput import write_outputs
+
+setup_logging(snakemake.log[0])
+write_outputs(
+    snakemake.params.grid,
+    snakemake.input.throughput,
+    snakemake.output.csv,
+    snakemake.output.md,
+    snakemake.output.runs,
+    typical_output_tokens=snakemake.params.typical_output_tokens,
+)
