@@ -5,6 +5,7 @@ exactly as the workflow's rules do, e.g.::
 
     sparse-frontier runs --config config/demo.yaml
     sparse-frontier predict --config config/demo.yaml results/predictions/.../predictions.jsonl
+    sparse-frontier sweep --config grouped.yaml results/sweeps/.../sweep~<id>.json
 """
 
 from __future__ import annotations
@@ -68,6 +69,28 @@ def cmd_predict(args) -> None:
     run_predictions(run.as_dict(), run.key.dataset, model_location(run.model), args.output)
 
 
+def _sweep_index(config_path: str):
+    from sparse_frontier.config import expand_runs, load_config
+    from sparse_frontier.sweeps import SweepIndex
+
+    config = load_config(config_path)
+    return SweepIndex(expand_runs(config), config["engine"]["methods_per_job"])
+
+
+def cmd_sweeps(args) -> None:
+    for sweep in _sweep_index(args.config).sweeps:
+        print(sweep.manifest, " ".join(f"{r.key.method}/{r.key.method_args}" for r in sweep.runs))
+
+
+def cmd_sweep(args) -> None:
+    from sparse_frontier.config import model_location
+    from sparse_frontier.predict import run_sweep
+
+    sweep = _sweep_index(args.config).sweep(paths.parse_path(paths.SWEEP, args.output))
+    run_sweep([r.as_dict() for r in sweep.runs], sweep.runs[0].key.dataset, model_location(sweep.runs[0].model),
+              args.output)
+
+
 def cmd_score(args) -> None:
     from sparse_frontier.scoring import score_run
 
@@ -85,12 +108,16 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("runs", help="list the prediction files a config asks for")
     p.add_argument("--config", required=True)
     p.set_defaults(func=cmd_runs)
+    p = sub.add_parser("sweeps", help="list the grouped prediction jobs (engine.methods_per_job) and their methods")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_sweeps)
     p = sub.add_parser("convert-model", help="build an embedded model's HF checkpoint")
     p.add_argument("name")
     p.add_argument("output")
     p.set_defaults(func=cmd_convert_model)
     for name, func, what in [("prepare", cmd_prepare, "dataset.jsonl"),
                              ("predict", cmd_predict, "predictions.jsonl"),
+                             ("sweep", cmd_sweep, "sweep manifest (every run of one grouped prediction job)"),
                              ("score", cmd_score, "scores.jsonl")]:
         p = sub.add_parser(name, help=f"write one {what} (path in the pipeline's grammar)")
         p.add_argument("--config", required=True)

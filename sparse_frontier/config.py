@@ -14,6 +14,9 @@ from typing import Any, Mapping
 from sparse_frontier import paths
 
 EMBEDDED_PREFIX = "embedded:"
+#: Engine settings that decide how runs are scheduled into jobs, not what they compute: they stay out
+#: of each run (its rule params and provenance), so changing them never invalidates a finished result.
+SCHEDULING_KEYS = ("methods_per_job",)
 #: The config schema lives with the workflow; the package reads it from the repository checkout.
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -118,6 +121,7 @@ def expand_runs(config: Mapping[str, Any]) -> list[Run]:
     runs: dict[paths.RunKey, Run] = {}
     resolved_tasks = {n: resolve_task(e) for n, e in config["tasks"].items()}
     resolved_methods = {n: resolve_method(e) for n, e in config["methods"].items()}
+    engine = {k: v for k, v in config["engine"].items() if k not in SCHEDULING_KEYS}
     for exp_name, exp in config["experiments"].items():
         where = f"experiment {exp_name!r}"
         for model_name in exp["models"]:
@@ -147,7 +151,7 @@ def expand_runs(config: Mapping[str, Any]) -> list[Run]:
                                 model=model,
                                 task_params=task_params,
                                 method_params=method_params,
-                                engine=config["engine"],
+                                engine=engine,
                                 experiments=names,
                             )
     return list(runs.values())

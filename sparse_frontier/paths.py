@@ -28,6 +28,15 @@ _RUN = (
 )
 PREDICTIONS = "results/predictions/" + _RUN + "/predictions.jsonl"
 SCORES = "results/scores/" + _RUN + "/scores.jsonl"
+# Grouped prediction (engine.methods_per_job > 1, sparse_frontier/sweeps.py): one job ("sweep") runs
+# several method settings of one dataset and output budget with one engine. SWEEP is the job's
+# manifest (its only declared output); each run's rows accumulate in SWEEP_PREDICTIONS, keyed by the
+# full run and not by the chunk, so a killed or re-chunked sweep resumes what any sweep finished.
+SWEEP = (
+    "results/sweeps/{task}/{task_args}/length~{length}/{model}/samples~{samples}+seed~{seed}/"
+    "max_tokens~{max_tokens}/sweep~{sweep}.json"
+)
+SWEEP_PREDICTIONS = "results/sweeps/" + _RUN + "/predictions.jsonl"
 SUMMARY = "results/scores/" + _RUN + "/summary.json"
 SCORES_TABLE = "results/tables/scores.csv"
 SAMPLE_SCORES_TABLE = "results/tables/sample_scores.csv"
@@ -48,6 +57,7 @@ WILDCARD_PATTERNS = {
     "samples": r"\d+",
     "seed": r"\d+",
     "max_tokens": r"\d+",
+    "sweep": r"[0-9a-f]{10}",
     "model": r"[A-Za-z0-9][A-Za-z0-9._-]*",
     "figure": r"[a-z][a-z0-9_]*",
     "table": r"[a-z][a-z0-9_]*",
@@ -125,6 +135,10 @@ class RunKey:
     @property
     def predictions(self) -> str:
         return PREDICTIONS.format(**self.wildcards())
+
+    @property
+    def sweep_predictions(self) -> str:
+        return SWEEP_PREDICTIONS.format(**self.wildcards())
 
     @property
     def scores(self) -> str:

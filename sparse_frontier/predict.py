@@ -1,20 +1,83 @@
-"""One predict job: read a dataset, generate with vLLM through the plugin, append rows as they finish.
+"""Prediction jobs: read a dataset, generate with vLLM through the plugin, append rows as they finish.
 
 The engine reads prompts (token ids) from the dataset file and never imports task code. A killed
 job resumes: finished samples are in ``<output>.partial`` and are skipped on the rerun.
+
+``run_predictions`` is one run per engine (rule ``predict``); ``run_sweep`` serves several runs of
+one dataset, differing only in their method, with one engine (rule ``predict_sweep``,
+``engine.methods_per_job``; sparse_frontier/sweeps.py), each run in its own resumable file.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from tqdm import tqdm
 
-from sparse_frontier.io import ResumableJsonl, iter_chunks, read_jsonl, write_provenance
+from sparse_frontier import paths
+from sparse_frontier.io import (
+    ResumableJsonl,
+    iter_chunks,
+    read_jsonl,
+    write_json_atomic,
+    write_provenance,
+    write_text_atomic,
+)
 
 log = logging.getLogger(__name__)
+
+
+def _read_samples(dataset_path: str, key: Mapping[str, Any]) -> list[dict]:
+    samples = read_jsonl(dataset_path)
+    if len(samples) != key["samples"]:
+        raise ValueError(f"{dataset_path} has {len(samples)} samples, the run expects {key['samples']}")
+    return samples
+
+
+def method_spec(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The plugin's setting for a run (engine default or per-request ``extra_args``)."""
+    key = run["key"]
+    return {"method": key["method"], "params": dict(run["method_params"]), "model": key["model"]}
+
+
+def _start_engine(run: Mapping[str, Any], samples: list[dict], model_location: str):
+    """One engine for ``run``'s dataset (runs of one sweep share every argument but the method)."""
+    from sparse_frontier.vllm_plugin.engine import Engine
+
+    key = run["key"]
+    longest = max(s["prompt_tokens"] for s in samples)
+    return Engine(
+        model_location,
+        max_model_len=max(key["length"], longest) + key["max_tokens"],
+        engine=run["engine"],
+        method=method_spec(run),
+        tensor_parallel_size=run["model"]["tensor_parallel_size"],
+        seed=key["seed"],
+        yarn_original=run["model"].get("yarn_original_max_position_embeddings"),
+    )
+
+
+def _row(sample: Mapping[str, Any], gen, batch_size: int, elapsed: float) -> dict[str, Any]:
+    return {
+        "id": sample["id"],
+        "prediction": gen.text,
+        "output_tokens": gen.output_tokens,
+        "finish_reason": gen.finish_reason,
+        "prompt_tokens": sample["prompt_tokens"],
+        # Measured by the attention handler for this request, averaged the paper's way
+        # (over heads, then layers; decode also over steps).
+        "sparsity": gen.attention["sparsity"],
+        "prefill_sparsity": gen.attention["prefill_sparsity"],
+        "decode_sparsity": gen.attention["decode_sparsity"],
+        "kv_sparsity": gen.attention["kv_sparsity"],
+        "attention_layers": gen.attention["layers"],
+        "batch_size": batch_size,
+        "batch_seconds": round(elapsed, 4),
+    }
 
 
 def run_predictions(
@@ -25,53 +88,110 @@ def run_predictions(
 ) -> None:
     """Predict every sample of ``dataset_path`` into ``output`` for ``run`` (see ``Run.as_dict``)."""
     key = run["key"]
-    engine_cfg = run["engine"]
-    samples = read_jsonl(dataset_path)
-    if len(samples) != key["samples"]:
-        raise ValueError(f"{dataset_path} has {len(samples)} samples, the run expects {key['samples']}")
+    samples = _read_samples(dataset_path, key)
     store = ResumableJsonl(output)
     done = store.load()
     todo = [s for s in samples if s["id"] not in done]
     log.info("%s: %d samples, %d already done, %d to predict", output, len(samples), len(done), len(todo))
     if todo:
-        from sparse_frontier.vllm_plugin.engine import Engine
-
-        longest = max(s["prompt_tokens"] for s in samples)
-        engine = Engine(
-            model_location,
-            max_model_len=max(key["length"], longest) + key["max_tokens"],
-            engine=engine_cfg,
-            method={"method": key["method"], "params": run["method_params"], "model": key["model"]},
-            tensor_parallel_size=run["model"]["tensor_parallel_size"],
-            seed=key["seed"],
-            yarn_original=run["model"].get("yarn_original_max_position_embeddings"),
-        )
+        engine = _start_engine(run, samples, model_location)
         progress = tqdm(total=len(todo), desc="predict", disable=None)
-        for batch in iter_chunks(todo, engine_cfg["batch_size"]):
+        for batch in iter_chunks(todo, run["engine"]["batch_size"]):
             start = time.perf_counter()
             generations = engine.generate([s["input_ids"] for s in batch], key["max_tokens"], key["seed"])
             elapsed = time.perf_counter() - start
-            store.append(
-                {
-                    "id": sample["id"],
-                    "prediction": gen.text,
-                    "output_tokens": gen.output_tokens,
-                    "finish_reason": gen.finish_reason,
-                    "prompt_tokens": sample["prompt_tokens"],
-                    # Measured by the attention handler for this request, averaged the paper's way
-                    # (over heads, then layers; decode also over steps).
-                    "sparsity": gen.attention["sparsity"],
-                    "prefill_sparsity": gen.attention["prefill_sparsity"],
-                    "decode_sparsity": gen.attention["decode_sparsity"],
-                    "kv_sparsity": gen.attention["kv_sparsity"],
-                    "attention_layers": gen.attention["layers"],
-                    "batch_size": len(batch),
-                    "batch_seconds": round(elapsed, 4),
-                }
-                for sample, gen in zip(batch, generations)
-            )
+            store.append(_row(sample, gen, len(batch), elapsed) for sample, gen in zip(batch, generations))
             progress.update(len(batch))
         progress.close()
     write_provenance(output, dict(run))
     store.finalise([s["id"] for s in samples])
     log.info("wrote %s", output)
+
+
+def _adopt(run: Mapping[str, Any], store: ResumableJsonl, ids: list) -> bool:
+    """Take over the run's finished per-run predictions file (from before grouping was switched on)."""
+    source = Path(paths.PREDICTIONS.format(**run["key"]))
+    if not source.exists() or [r["id"] for r in read_jsonl(source)] != ids:
+        return False
+    source_provenance = Path(paths.provenance_path(str(source)))
+    provenance = json.loads(source_provenance.read_text()) if source_provenance.exists() else {"config": dict(run)}
+    write_json_atomic(paths.provenance_path(str(store.final)), dict(provenance, adopted_from=str(source)))
+    write_text_atomic(store.final, source.read_text())
+    store.partial.unlink(missing_ok=True)
+    log.info("%s: adopted the finished %s", store.final, source)
+    return True
+
+
+def run_sweep(runs: Sequence[Mapping[str, Any]], dataset_path: str, model_location: str, manifest: str) -> None:
+    """Predict every sample for each of ``runs`` (one dataset, methods differing) with one engine.
+
+    Each run's rows go to its ``paths.SWEEP_PREDICTIONS`` file (``.partial`` while incomplete), so
+    what any earlier sweep finished, whatever its chunk, is skipped. Work is ordered run by run and
+    batched across runs: a batch may mix methods, each request carrying its own. ``manifest`` (the
+    job's declared output) lists the runs' files once all of them are final.
+    """
+    if not runs:
+        raise ValueError("a sweep needs at least one run")
+    first = runs[0]["key"]
+    shared = ("task", "task_args", "length", "model", "samples", "seed", "max_tokens")
+    for run in runs[1:]:
+        if any(run["key"][k] != first[k] for k in shared):
+            raise ValueError(f"sweep runs must differ only in their method: {run['key']} vs {first}")
+    samples = _read_samples(dataset_path, first)
+    ids = [s["id"] for s in samples]
+    stores = [ResumableJsonl(paths.SWEEP_PREDICTIONS.format(**run["key"])) for run in runs]
+    todo: list[tuple[int, dict]] = []  # (index of the run, sample)
+    remaining = [0] * len(runs)
+    for index, (run, store) in enumerate(zip(runs, stores)):
+        if store.final.exists() or _adopt(run, store, ids):
+            log.info("%s: finished earlier", store.final)
+            continue
+        done = store.load()
+        missing = [s for s in samples if s["id"] not in done]
+        log.info("%s: %d samples, %d already done, %d to predict", store.final, len(samples), len(done), len(missing))
+        todo += [(index, s) for s in missing]
+        remaining[index] = len(missing)
+        if not missing:
+            _finalise(run, store, ids, manifest)
+    if todo:
+        engine = _start_engine(runs[0], samples, model_location)
+        specs = [method_spec(run) for run in runs]
+        key = first
+        progress = tqdm(total=len(todo), desc="sweep", disable=None)
+        for batch in iter_chunks(todo, runs[0]["engine"]["batch_size"]):
+            start = time.perf_counter()
+            generations = engine.generate(
+                [s["input_ids"] for _, s in batch], key["max_tokens"], key["seed"], method=[specs[i] for i, _ in batch]
+            )
+            elapsed = time.perf_counter() - start
+            for index in dict.fromkeys(i for i, _ in batch):
+                part = [(s, g) for (i, s), g in zip(batch, generations) if i == index]
+                stores[index].append(_row(s, g, len(batch), elapsed) for s, g in part)
+                remaining[index] -= len(part)
+                if remaining[index] == 0:
+                    _finalise(runs[index], stores[index], ids, manifest)
+            progress.update(len(batch))
+        progress.close()
+    listing = [
+        {"key": dict(run["key"]), "predictions": str(store.final), "samples": len(ids)}
+        for run, store in zip(runs, stores)
+    ]
+    write_provenance(manifest, {"runs": [dict(run) for run in runs]})
+    write_json_atomic(manifest, {"runs": listing})
+    log.info("wrote %s (%d runs)", manifest, len(runs))
+
+
+def _finalise(run: Mapping[str, Any], store: ResumableJsonl, ids: list, manifest: str) -> None:
+    write_provenance(store.final, dict(run, sweep=manifest))
+    store.finalise(ids)
+    log.info("wrote %s", store.final)
+
+
+def copy_sweep_predictions(source: str, output: str, manifest: str) -> None:
+    """A grouped run's predictions file: the sweep's rows for the run, with their provenance."""
+    listed = {entry["predictions"] for entry in json.loads(Path(manifest).read_text())["runs"]}
+    if source not in listed or not Path(source).exists():
+        raise FileNotFoundError(f"{source} is not a finished file of the sweep {manifest}")
+    provenance = json.loads(Path(paths.provenance_path(source)).read_text())
+    write_json_atomic(paths.provenance_path(output), dict(provenance, copied_from=source, sweep=manifest))
+    write_text_atomic(output, Path(source).read_text())

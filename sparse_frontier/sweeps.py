@@ -1,0 +1,113 @@
+"""Grouped prediction: one engine serves several method settings of the same dataset (a "sweep").
+
+With ``engine.methods_per_job: N`` (N > 1) the runs that differ only in their method (same model,
+task + arguments, length, samples, seed and output budget, i.e. the same dataset and engine) are
+split into chunks of at most N methods, in the config's method order; each chunk is one GPU job
+(rule ``predict_sweep``) that loads the model once and predicts every method of the chunk, the method
+chosen per request. Chunks are formed inside each group only, so a chunk (and its id) depends on
+its own group's methods, never on unrelated runs. Rows go to ``paths.SWEEP_PREDICTIONS``, one
+resumable file per run, whose path does not depend on the chunking (docs/hpc.md, "Grouping").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from sparse_frontier import paths
+from sparse_frontier.config import Run
+
+def group_key(key: paths.RunKey) -> tuple:
+    """What the runs of one sweep share: everything but the method and its settings."""
+    return (key.task, key.task_args, key.length, key.model, key.samples, key.seed, key.max_tokens)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One grouped prediction job: runs of one group, in config order."""
+
+    runs: tuple[Run, ...]
+
+    @property
+    def id(self) -> str:
+        """Ten hex digits naming the chunk's method settings (its group is in the rest of the path)."""
+        methods = "\n".join(f"{r.key.method}/{r.key.method_args}" for r in self.runs)
+        return hashlib.sha256(methods.encode()).hexdigest()[:10]
+
+    def wildcards(self) -> dict[str, Any]:
+        w = self.runs[0].key.wildcards()
+        del w["method"], w["method_args"]
+        return dict(w, sweep=self.id)
+
+    @property
+    def manifest(self) -> str:
+        return paths.SWEEP.format(**self.wildcards())
+
+    @property
+    def gpus(self) -> int:
+        return self.runs[0].gpus
+
+
+def plan_sweeps(runs: Iterable[Run], methods_per_job: int) -> list[Sweep]:
+    """Chunks of at most ``methods_per_job`` runs of each group, keeping the order of ``runs``.
+
+    ``expand_runs`` lists a group's runs in its experiment's method order (a run shared by several
+    experiments keeps its first place), so chunks follow the config's method order.
+    """
+    if methods_per_job < 1:
+        raise ValueError(f"methods_per_job must be 1 or more, got {methods_per_job!r}")
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(group_key(run.key), []).append(run)
+    return [
+        Sweep(tuple(members[start : start + methods_per_job]))
+        for members in groups.values()
+        for start in range(0, len(members), methods_per_job)
+    ]
+
+
+def _int_wildcards(wildcards: Mapping[str, Any]) -> dict[str, Any]:
+    w = dict(wildcards)
+    for name in ("length", "samples", "seed", "max_tokens"):
+        w[name] = int(w[name])
+    return w
+
+
+class SweepIndex:
+    """Look sweeps up by the wildcards of their manifest, or the sweep of a run."""
+
+    def __init__(self, runs: Iterable[Run], methods_per_job: int):
+        self.sweeps = plan_sweeps(runs, methods_per_job)
+        self._by_id: dict[tuple, Sweep] = {}
+        self._of_run: dict[paths.RunKey, Sweep] = {}
+        for sweep in self.sweeps:
+            self._by_id[group_key(sweep.runs[0].key) + (sweep.id,)] = sweep
+            for run in sweep.runs:
+                self._of_run[run.key] = sweep
+
+    def sweep(self, wildcards: Mapping[str, Any]) -> Sweep:
+        w = _int_wildcards(wildcards)
+        ident = (w["task"], w["task_args"], w["length"], w["model"], w["samples"], w["seed"], w["max_tokens"])
+        sweep = self._by_id.get(ident + (w["sweep"],))
+        if sweep is None:
+            raise ValueError(f"no sweep {w['sweep']!r} of {ident} in the config (methods_per_job changed?)")
+        return sweep
+
+    def of_run(self, key: paths.RunKey) -> Sweep:
+        return self._of_run[key]
+
+
+def sweep_resources(sweep: Sweep, attempt: int) -> dict[str, int]:
+    """``mem_mb`` and ``runtime`` of a sweep: the most memory of its runs, the sum of their runtimes.
+
+    The sum counts an engine start per method (the sweep loads the model once): an upper bound.
+    """
+    from sparse_frontier.resources import predict_resources
+
+    per_run = [predict_resources(run.as_dict(), attempt) for run in sweep.runs]
+    return {
+        "mem_mb": max(r["mem_mb"] for r in per_run),
+        "runtime": math.ceil(sum(r["runtime"] for r in per_run)),
+    }
