@@ -7,12 +7,20 @@ from snakemake.utils import validate
 
 from sparse_frontier import paths
 from sparse_frontier.config import RunIndex, expand_runs, model_location
+from sparse_frontier.predict import copy_sweep_predictions
 from sparse_frontier.resources import predict_resources
+from sparse_frontier.sweeps import SweepIndex, sweep_resources
 from sparse_frontier.tasks.qa.sources import NORMALISED, SOURCES, normalised_path
 
 validate(config, "../workflow/schemas/config.schema.yaml")
 
 RUNS = RunIndex(expand_runs(config))
+# Grouped prediction (engine.methods_per_job > 1): the chunks of methods sharing one engine.
+SWEEPS = (
+    SweepIndex(RUNS.runs, config["engine"]["methods_per_job"])
+    if config["engine"]["methods_per_job"] > 1
+    else None
+)
 
 
 wildcard_constraints:
@@ -62,6 +70,26 @@ def predict_resource(name):
     @known_params
     def get(wildcards, attempt):
         return predict_resources(run_params(wildcards), attempt)[name]
+
+    return get
+
+
+@known_params
+def sweep_runs_params(wildcards):
+    """The runs (plain data) a grouped prediction job predicts, in config order."""
+    return [run.as_dict() for run in SWEEPS.sweep(wildcards).runs]
+
+
+@known_params
+def sweep_of_run(wildcards):
+    """The manifest of the grouped prediction job holding this run."""
+    return SWEEPS.of_run(RUNS.run(wildcards).key).manifest
+
+
+def sweep_resource(name):
+    @known_params
+    def get(wildcards, attempt):
+        return sweep_resources(SWEEPS.sweep(wildcards), attempt)[name]
 
     return get
 
