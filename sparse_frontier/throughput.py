@@ -6,7 +6,7 @@ A setting is (model shape, tensor_parallel_size, cuda_graphs, handler, length, m
 output_tokens, concurrency): ``model`` names a model of the config (its ``architecture`` is the shape;
 the benchmark runs dummy weights of that shape), ``length`` the grid length the prompts belong to
 (``prompt_tokens`` the actual count, may be blank), ``method`` a registered method at ``sparsity``
-(dense: 0), ``output_tokens`` exactly that many per answer (ignore_eos), ``concurrency`` prompts handed
+(dense: 0; ``measured_sparsity`` what the handler measured, mean over the requests), ``output_tokens`` exactly that many per answer (ignore_eos), ``concurrency`` prompts handed
 to vLLM at once (the grid's ``engine.batch_size``), ``cuda_graphs`` ``piecewise`` or ``none`` (eager),
 ``handler`` ``on`` (through the sparse_frontier handler, as the grid runs) or ``off`` (stock vLLM).
 Measured: ``samples_per_hour`` (= samples / wall_s x 3600), optionally ``engine_start_s`` (the
@@ -45,7 +45,7 @@ from sparse_frontier.resources import LOAD_BYTES_PER_S, START_S, _DTYPE_BYTES, p
 #: every column of the throughput table, in order
 COLUMNS = [
     "model", "tensor_parallel_size", "cuda_graphs", "handler", "length", "prompt_tokens", "method", "sparsity",
-    "output_tokens", "concurrency", "samples", "wall_s", "samples_per_hour", "engine_start_s", "card", "torch",
+    "measured_sparsity", "output_tokens", "concurrency", "samples", "wall_s", "samples_per_hour", "engine_start_s", "card", "torch",
     "vllm", "triton", "date", "source",
 ]  # fmt: skip
 #: columns that must hold a value in every row
@@ -55,7 +55,7 @@ REQUIRED = ["model", "tensor_parallel_size", "cuda_graphs", "handler", "length",
 KEY = ["model", "tensor_parallel_size", "cuda_graphs", "handler", "length", "method", "sparsity",
        "output_tokens", "concurrency", "card"]  # fmt: skip
 _INT = ("tensor_parallel_size", "length", "prompt_tokens", "output_tokens", "concurrency", "samples")
-_FLOAT = ("sparsity", "wall_s", "samples_per_hour", "engine_start_s")
+_FLOAT = ("sparsity", "measured_sparsity", "wall_s", "samples_per_hour", "engine_start_s")
 CUDA_GRAPHS = ("piecewise", "none")
 HANDLER = ("on", "off")
 DEFAULT_TABLE = "benchmarks/results/throughput.csv"

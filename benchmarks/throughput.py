@@ -1,0 +1,297 @@
+"""End-to-end throughput through the sparse_frontier handler -> the throughput table of the GPU-hours rule.
+
+For each model: ONE vLLM engine (``sparse_frontier.vllm_plugin.engine.Engine``, so the attention handler
+is active, with the config's engine settings) with ``max_model_len`` = longest length + most output
+tokens; then for every length x output tokens x concurrency x method setting: a warm-up request, and
+``concurrency x waves`` prompts of random token ids of exactly that length, handed to vLLM
+``concurrency`` at a time (as a predict job hands it ``engine.batch_size``), the method chosen per
+request (``SamplingParams.extra_args["sparse_frontier"]``), greedy with ``ignore_eos`` so that every
+answer has exactly ``output_tokens`` tokens. Wall time -> samples/hour, one row per setting appended
+to the table (format: ``sparse_frontier/throughput.py``), flushed at once. Resumable: settings already
+in the table (same model, TP, CUDA graphs, length, method, sparsity, output tokens, concurrency and
+card) are skipped, and a model with nothing left starts no engine. ``--time-budget`` seconds: no new
+measurement starts when the time is up (nor one whose previous measurement at that length would not
+fit); it exits 0 with what it wrote. With several models, each runs in its own process (one engine per
+process), one after the other.
+
+Models: ``NAME`` = a model of ``--config`` with dummy weights of its architecture (``load_format=dummy``,
+a config.json written from the architecture numbers: Qwen 2.5 and Llama 3.1 families; Qwen beyond 32k
+gets YaRN as in the grid); ``NAME=FOLDER`` = a checkpoint folder (real weights if it has any, else dummy
+weights from its config.json: the way to run Gemma 3 or any other shape). NAME is what the table
+calls the model: the GPU-hours rule accepts only models of its config.
+
+On the GPU machine (H100; vLLM 0.20 unpacked as in ``benchmarks/device_env.sh``)::
+
+    source benchmarks/device_env.sh
+    python benchmarks/throughput.py --model qwen2.5-7b \\
+        --lengths 16384 32768 65536 128000 --output-tokens 256 --concurrency 8 --waves 2 \\
+        --methods dense vertical_slash=0.9 quest=0.9 snapkv=0.9 block_sparse=0.9 flexprefill=0.9 ada_snapkv=0.9 \\
+        --out benchmarks/results/throughput.csv --time-budget 540
+
+(block_sparse and flexprefill are not part of the 128k grid; measuring them there is harmless.) Run the
+same command again to continue where a time budget stopped it. More shapes: ``--model qwen2.5-7b
+qwen2.5-14b llama3.1-8b`` (TP from the config; ``--tp`` overrides).
+
+On CPU (tests/test_benchmark_throughput.py, the tiny random-weight model of tests/helpers.py)::
+
+    python benchmarks/throughput.py --model tiny=/path/to/tiny-llama --lengths 256 512 \\
+        --output-tokens 4 --concurrency 2 --methods dense quest=0.9 --out /tmp/throughput.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from plugin_gpu import QWEN25_7B, random_prompts, write_dummy_model  # noqa: E402
+
+from sparse_frontier.throughput import append_rows, key_of, read_table  # noqa: E402
+
+log = logging.getLogger("throughput")
+DEFAULT_METHODS = ["dense", "vertical_slash=0.9", "quest=0.9", "snapkv=0.9", "block_sparse=0.9", "flexprefill=0.9",
+                   "ada_snapkv=0.9"]  # fmt: skip
+LLAMA31 = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "max_position_embeddings": 131072,
+    "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "hidden_act": "silu", "tie_word_embeddings": False,
+    "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                     "original_max_position_embeddings": 8192},
+    "torch_dtype": "bfloat16", "bos_token_id": 128000, "eos_token_id": 128009,
+}  # fmt: skip
+
+
+def parse_method(text: str) -> tuple[str, float]:
+    """``quest=0.9`` -> ("quest", 0.9); ``dense`` -> ("dense", 0.0); checked against the registry."""
+    from sparse_frontier.attention import get_method_class
+
+    name, _, sparsity = text.partition("=")
+    value = float(sparsity) if sparsity else 0.0
+    cls = get_method_class(name)  # names the valid methods if unknown
+    cls.from_params({"sparsity": value} if name != "dense" else {})  # validates the value
+    return name, value
+
+
+def dummy_hf_config(name: str, model: dict) -> dict:
+    """config.json of a dummy-weight model with ``model``'s architecture (Qwen 2.5 or Llama 3.1 family)."""
+    arch = model.get("architecture")
+    if name.startswith("qwen2.5"):
+        base = dict(QWEN25_7B, max_position_embeddings=model.get("max_position_embeddings", 32768))
+    elif name.startswith("llama3"):
+        base = dict(LLAMA31, head_dim=(arch or {}).get("head_dim", 128))
+    else:
+        base = None
+    if base is None or arch is None:
+        raise ValueError(f"no dummy shape for model {name!r} (Qwen 2.5 and Llama 3.1 only): give "
+                         f"{name}=FOLDER with the checkpoint's config.json")  # fmt: skip
+    base.update(hidden_size=arch["hidden"], intermediate_size=arch["mlp"], num_hidden_layers=arch["layers"],
+                num_attention_heads=arch["heads"], num_key_value_heads=arch["kv_heads"], vocab_size=arch["vocabulary"])  # fmt: skip
+    if "max_window_layers" in base:
+        base["max_window_layers"] = arch["layers"]
+    return base
+
+
+def card_name(device: str) -> str:
+    if device == "cuda":
+        # nvidia-smi, not torch: CUDA initialised in this process would force vLLM to spawn its workers
+        try:
+            names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                   text=True, timeout=60).stdout.split("\n")  # fmt: skip
+            if names[0].strip():
+                return names[0].strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return "cpu: " + line.split(":", 1)[1].strip()
+    return "cpu: " + (platform.processor() or platform.machine())
+
+
+def versions() -> dict:
+    import torch
+    import vllm
+
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except Exception:  # noqa: BLE001 (not installed or broken: recorded as blank)
+        triton_version = None
+    return {"torch": torch.__version__, "vllm": vllm.__version__, "triton": triton_version}
+
+
+def has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")) or any(folder.glob("*.pt"))
+
+
+def measure_model(args, name: str, where: str | None, config: dict, deadline: float) -> int:
+    """Every missing setting of one model with one engine; returns the rows written."""
+    model = dict(config["models"].get(name, {}))
+    if where is None and name not in config["models"]:
+        raise ValueError(f"unknown model {name!r}: give a model of {args.config} ({', '.join(config['models'])}) or NAME=FOLDER")
+    device = args.device or ("cuda" if _cuda() else "cpu")
+    engine = dict(config["engine"], device=device)
+    engine["dtype"] = args.dtype or ("float32" if device == "cpu" else engine["dtype"])
+    engine["cuda_graphs"] = args.cuda_graphs or engine["cuda_graphs"]
+    cuda_graphs = engine["cuda_graphs"] if device == "cuda" else "none"
+    tp = args.tp or int(model.get("tensor_parallel_size", 1))
+    card = card_name(device)
+    methods = [parse_method(m) for m in args.methods]
+    plan = [(length, out, conc, method, sparsity) for length in args.lengths for out in args.output_tokens
+            for conc in args.concurrency for method, sparsity in methods]  # fmt: skip
+
+    def row_key(length, out, conc, method, sparsity):
+        return key_of({"model": name, "tensor_parallel_size": tp, "cuda_graphs": cuda_graphs, "handler": "on",
+                       "length": length, "method": method, "sparsity": sparsity, "output_tokens": out,
+                       "concurrency": conc, "card": card})  # fmt: skip
+
+    done = {key_of(r) for r in read_table(args.out)} if Path(args.out).exists() and Path(args.out).stat().st_size else set()
+    todo = [p for p in plan if row_key(*p) not in done]
+    log.info("%s: %d of %d settings to measure on %s", name, len(todo), len(plan), card)
+    if not todo or time.time() >= deadline:
+        return 0
+
+    # the model: dummy weights of a config shape, or a folder (dummy weights if it holds none)
+    if where is None:
+        folder = write_dummy_model(Path(args.workdir) / name, dummy_hf_config(name, model))
+        dummy = True
+    else:
+        folder = Path(where)
+        dummy = not has_weights(folder)
+    vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
+    from sparse_frontier.vllm_plugin import engine as engine_module
+    from sparse_frontier.vllm_plugin.engine import Engine
+
+    if dummy:
+        base_arguments = engine_module.engine_arguments
+
+        def dummy_arguments(*a, **kw):
+            return dict(base_arguments(*a, **kw), load_format="dummy", skip_tokenizer_init=True)
+
+        engine_module.engine_arguments = dummy_arguments
+    max_model_len = max(args.lengths) + max(args.output_tokens)
+    start = time.perf_counter()
+    eng = Engine(str(folder), max_model_len, engine, {"method": "dense", "params": {}, "model": name},
+                 tensor_parallel_size=tp, seed=0, yarn_original=model.get("yarn_original_max_position_embeddings"))  # fmt: skip
+    engine_start = time.perf_counter() - start
+    log.info("%s: engine started in %.1f s (max_model_len %d, TP %d, %s)", name, engine_start, max_model_len, tp, engine)
+    from vllm import SamplingParams, TokensPrompt
+
+    from sparse_frontier.vllm_plugin.handler import EXTRA_ARGS_KEY, take_stats_rpc
+
+    def generate(prompts, out, spec):
+        params = SamplingParams(temperature=0.0, max_tokens=out, ignore_eos=True, seed=0,
+                                extra_args={EXTRA_ARGS_KEY: spec})  # fmt: skip
+        t0 = time.perf_counter()
+        outputs = eng.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+        wall = time.perf_counter() - t0  # the outputs are complete: vLLM returns finished requests only
+        stats = list(eng.llm.collective_rpc(take_stats_rpc)[0].values())  # drains every rank's statistics
+        lengths = [len(o.outputs[0].token_ids) for o in outputs]
+        if lengths != [out] * len(prompts):
+            raise RuntimeError(f"{spec}: expected {out} output tokens per answer, got {lengths}")
+        measured = [s["sparsity"] for s in stats if s.get("sparsity") is not None]
+        return wall, (sum(measured) / len(measured) if measured else None)
+
+    meta = dict(versions(), card=card, date=datetime.date.today().isoformat(),
+                source="benchmarks/throughput.py" + (" (dummy weights)" if dummy else ""))  # fmt: skip
+    last: dict[int, float] = {}
+    written = 0
+    for i, (length, out, conc, method, sparsity) in enumerate(todo):
+        if time.time() + last.get(length, 0.0) > deadline:
+            log.warning("%s: time budget reached, %d settings left (run again to continue)", name, len(todo) - i)
+            break
+        spec = {"method": method, "params": {"sparsity": sparsity} if method != "dense" else {}, "model": name}
+        t0 = time.perf_counter()
+        rng = random.Random(f"{name}/{length}/{method}/{sparsity}/{out}/{conc}")
+        if not args.no_warmup:  # compile/autotune this method's kernels at this length before timing
+            generate(random_prompts(1, length, vocab, rng.randrange(1 << 30)), 2, spec)
+        prompts = random_prompts(conc * args.waves, length, vocab, rng.randrange(1 << 30))
+        wall, measured = 0.0, []
+        for w in range(args.waves):  # a predict job hands vLLM `concurrency` prompts and waits for them
+            seconds, sparsity_measured = generate(prompts[w * conc : (w + 1) * conc], out, spec)
+            wall += seconds
+            measured += [] if sparsity_measured is None else [sparsity_measured]
+        row = dict(meta, model=name, tensor_parallel_size=tp, cuda_graphs=cuda_graphs, handler="on", length=length,
+                   prompt_tokens=length, method=method, sparsity=sparsity,
+                   measured_sparsity=round(sum(measured) / len(measured), 4) if measured else None,
+                   output_tokens=out, concurrency=conc, samples=len(prompts), wall_s=round(wall, 4),
+                   samples_per_hour=round(len(prompts) / wall * 3600, 1), engine_start_s=round(engine_start, 1))  # fmt: skip
+        append_rows(args.out, [row])
+        written += 1
+        last[length] = time.perf_counter() - t0
+        log.info("%s L=%d out=%d x%d %s@%g: %.1f samples/h (measured sparsity %s)", name, length, out, conc, method,
+                 sparsity, row["samples_per_hour"], row["measured_sparsity"])  # fmt: skip
+    return written
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n", 2)[2])  # fmt: skip
+    parser.add_argument("--model", nargs="+", required=True, help="NAME (a config model, dummy weights) or NAME=FOLDER")
+    parser.add_argument("--lengths", nargs="+", type=int, required=True, help="prompt lengths in tokens")
+    parser.add_argument("--output-tokens", nargs="+", type=int, default=[256], help="tokens per answer (ignore_eos)")
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[8], help="prompts handed to vLLM at once")
+    parser.add_argument("--waves", type=int, default=1, help="batches of `concurrency` prompts per measurement")
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="METHOD[=SPARSITY] ...")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/throughput.csv"))
+    parser.add_argument("--config", default=str(REPO / "config/config.yaml"), help="models and engine settings")
+    parser.add_argument("--time-budget", type=float, default=None, help="seconds; no measurement starts after it")
+    parser.add_argument("--tp", type=int, default=None, help="tensor-parallel size (default: the config model's)")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda if available")
+    parser.add_argument("--dtype", default=None, help="default: the config's (float32 on CPU)")
+    parser.add_argument("--cuda-graphs", choices=["piecewise", "none"], default=None, help="default: the config's")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up request before each setting")
+    parser.add_argument("--workdir", default="/tmp/sparse_frontier_throughput", help="where dummy models are written")
+    parser.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    deadline = args.deadline or (time.time() + args.time_budget if args.time_budget is not None else float("inf"))
+    for m in args.methods:
+        try:
+            parse_method(m)
+        except ValueError as err:
+            parser.error(f"--methods {m}: {err}")
+    if len(args.model) > 1:  # one engine per process: each model in its own child
+        argv = list(sys.argv[1:] if argv is None else argv)
+        cut = argv.index("--model")
+        rest = argv[:cut] + [a for a in argv[cut + 1 + len(args.model):]]
+        for spec in args.model:
+            if time.time() >= deadline:
+                log.warning("time budget reached before %s", spec)
+                break
+            cmd = [sys.executable, __file__, "--model", spec, *rest, "--deadline", repr(deadline)]
+            code = subprocess.run(cmd).returncode
+            if code:
+                raise SystemExit(f"{spec}: the measurement process failed with exit code {code}")
+        return
+    from sparse_frontier.config import load_config
+
+    config = load_config(args.config)
+    name, _, where = args.model[0].partition("=")
+    measure_model(args, name, where or None, config, deadline)
+
+
+if __name__ == "__main__":
+    main()
