@@ -35,7 +35,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -255,15 +254,14 @@ NUMBERS = ["runs", "samples", "engine_starts", "gpu_hours_budget", "gpu_hours_ty
 
 
 def engine_starts(runs: list, methods_per_job: int = 1) -> dict:
-    """Engine starts per run key: 1 (one job per run), or with ``methods_per_job`` N > 1 a share of
-    ceil(n / N) per group of n runs differing only in their method (one prediction job per chunk)."""
+    """Engine starts per run key: 1 (one job per run), or with ``methods_per_job`` N > 1 a 1/k share
+    of its chunk's one start (``sparse_frontier.sweeps.plan_sweeps``: chunks of k <= N runs that
+    differ only in their method, one prediction job each)."""
     if methods_per_job <= 1:
         return {r.key: 1.0 for r in runs}
-    groups: dict[tuple, list] = defaultdict(list)
-    for r in runs:
-        k = r.key
-        groups[(k.task, k.task_args, k.length, k.model, k.samples, k.seed, k.max_tokens)].append(r)
-    return {r.key: math.ceil(len(g) / methods_per_job) / len(g) for g in groups.values() for r in g}
+    from sparse_frontier.sweeps import plan_sweeps
+
+    return {r.key: 1.0 / len(sweep.runs) for sweep in plan_sweeps(runs, methods_per_job) for r in sweep.runs}
 
 
 def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS):

@@ -173,3 +173,13 @@ def test_rule_writes_the_tables(tmp_path):
     assert rows[-1]["model"] == "total" and int(rows[-1]["runs"]) == 14679
     assert (tmp_path / "results/tables/gpu_hours.md").read_text().startswith("# GPU-hours of the grid")
     assert (tmp_path / "logs/tables/gpu_hours.log").exists()
+
+
+def test_engine_starts_of_the_paper_grid_match_the_planned_sweep_jobs():
+    from sparse_frontier.config import expand_runs, load_config
+    from sparse_frontier.sweeps import plan_sweeps
+
+    runs = expand_runs(load_config(REPO / "config/config.yaml"))
+    assert sum(throughput.engine_starts(runs, 1).values()) == len(runs)
+    for per_job in (8, 55):
+        assert sum(throughput.engine_starts(runs, per_job).values()) == pytest.approx(len(plan_sweeps(runs, per_job)))
