@@ -53,7 +53,7 @@ def test_vertical_slash_kernel_matches_reference(monkeypatch, t, hq, hkv, d, nv,
     diag = torch.where(cover, idx, nb).sort(-1).values
     col_count = torch.searchsorted(cols, (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(hq, nb).contiguous(), right=True)
     nan_filled(monkeypatch)
-    out = sparse_prefill(q, k, v, scale, BLOCK, diag=diag, diag_count=cover.sum(-1), cover=cover, cols=cols, col_count=col_count)
+    out = sparse_prefill(q, k, v, scale, BLOCK, diag=diag, cover=cover, cols=cols, col_count=col_count)
     mask = vertical_slash_mask(t, cover, cols, BLOCK)
     assert not out.isnan().any()
     assert rel_err(out, masked_attention(q, k, v, mask, scale)) < 1e-5
@@ -102,6 +102,56 @@ def test_quest_kernels_match_reference(share, b, hq, hkv, d, s, page, budget):
     for i in range(b):
         keep = page_keep_mask(pages[i], s, page, rep) & (torch.arange(s)[None] < lens[i].repeat_interleave(hq // hkv)[:, None])
         assert rel_err(out[i], masked_decode(q[i], kc[i], vc[i], keep, 0.1)) < 1e-5
+
+
+@pytest.mark.parametrize("p,n_select", [(13, 4), (200, 37), (64, 63), (5, 10)])
+def test_select_kernel_picks_the_topk_set(p, n_select):
+    g = torch.Generator().manual_seed(p)
+    scores = torch.randn(3, 4, p, generator=g)
+    scores[0, 1, p // 2 :] = float("-inf")  # a head with fewer valid pages than the budget
+    scores[1, 2] = scores[1, 2].round()  # many exact ties: any tie-break, but the same count
+    scores[2, 0, :3] = -0.0
+    current = torch.randint(0, p, (3, 4), generator=g)
+    current[0, 1] = p // 2 - 1
+    ref = select_pages(scores, current, n_select)
+    got = select_pages(scores, current, n_select, use_kernel=True)
+    assert got.shape == ref.shape
+    forced = scores.scatter(2, current[..., None], float("inf"))
+    for r, k, row_scores in zip(ref.flatten(0, 1), got.flatten(0, 1), forced.flatten(0, 1)):
+        kept = k[k >= 0].long()
+        assert (k[len(kept):] == -1).all() and (kept.diff() > 0).all()  # ascending, padded at the end
+        # the same scores as topk's set (pages of equal score may be swapped)
+        assert torch.equal(row_scores[kept].sort().values, row_scores[r[r >= 0].long()].sort().values)
+    assert (got == current[..., None]).any(-1).all()  # the current page is always read
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_paged_sparse_decode_reads_through_the_block_table(share):
+    g = torch.Generator().manual_seed(5)
+    b, hq, hkv, d, page, s = 2, 4, 2, 64, 16, 90
+    q = torch.randn(b, hq, d, generator=g)
+    kc, vc = torch.randn(2, b, hkv, s, d, generator=g)
+    lens = torch.tensor([[s, s], [70, 70]])
+    npages = (lens + page - 1) // page
+    pmin, pmax = page_summaries(kc, page, lens)
+    current = (npages - 1).repeat_interleave(1 if share else hq // hkv, 1)
+    pages = select_pages(page_scores(q, pmin, pmax, npages, share, use_kernel=False), current, 2)
+    # scatter each request's pages into shuffled blocks of a vLLM-style cache [blocks, page, Hkv, D]
+    per_req = -(-s // page)
+    perm = torch.randperm(b * per_req + 3, generator=g)
+    table = perm[: b * per_req].reshape(b, per_req)
+    cache_k = torch.full((b * per_req + 3, page, hkv, d), float("nan"))
+    cache_v = cache_k.clone()
+    padded = torch.nn.functional.pad(kc, (0, 0, 0, per_req * page - s)), torch.nn.functional.pad(vc, (0, 0, 0, per_req * page - s))
+    for i in range(b):
+        cache_k[table[i]] = padded[0][i].reshape(hkv, per_req, page, d).permute(1, 2, 0, 3)
+        cache_v[table[i]] = padded[1][i].reshape(hkv, per_req, page, d).permute(1, 2, 0, 3)
+    cache_k, cache_v = cache_k.nan_to_num(0.0), cache_v.nan_to_num(0.0)
+    want = sparse_decode(q, kc, vc, pages, lens, page, 0.1, share)
+    got = sparse_decode(q, cache_k, cache_v, pages, lens, page, 0.1, share, block_table=table)
+    assert rel_err(got, want) < 1e-6
+    with pytest.raises(ValueError, match="page size"):
+        sparse_decode(q, cache_k, cache_v, pages, lens, 32, 0.1, share, block_table=table)
 
 
 def test_page_summaries_bound_every_key():

@@ -9,7 +9,7 @@ same pages (one K/V load per group).
 Knob: ``sparsity`` -> ``token_budget = (1 - sparsity) * S`` rounded to whole pages (S = valid
 cached tokens at this step); an explicit ``token_budget`` (> 0) wins. Density per query head =
 tokens read / valid tokens (the current page's tokens included, so slightly above 1 - sparsity).
-Torch on CPU, Triton (page scores + split-page decode) on CUDA. The page summaries are recomputed
+Torch on CPU, Triton on CUDA (page scores, exact top-k selection, split-page decode, merge). The page summaries are recomputed
 from the contiguous cache each call (the hook contract hands the cache, not summaries);
 ``benchmarks/kernels.py`` times them apart, as a paged cache would maintain them incrementally.
 """
@@ -59,7 +59,7 @@ class Quest(AttentionMethod):
         scores = page_scores(query, pmin, pmax, npages, self.share_pages, use_triton(query))
         group = query.shape[1] // hkv
         current = npages - 1 if self.share_pages else (npages - 1).repeat_interleave(group, 1)
-        return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page))
+        return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page), use_triton(query))
 
     def select_from_summaries(self, query, pmin, pmax, s: int):
         """Pages ``[Hsel, N]`` (-1 = none) for ``query [Hq, D]`` from page summaries ``[Hkv, >=P, D]``.
@@ -73,7 +73,7 @@ class Quest(AttentionMethod):
         scores = page_scores(query[None], pmin[None, :, :npages], pmax[None, :, :npages], counts,
                              self.share_pages, use_triton(query))
         current = counts - 1 if self.share_pages else (counts - 1).repeat_interleave(query.shape[0] // hkv, 1)
-        return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page))[0]
+        return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page), use_triton(query))[0]
 
     def decode(self, query, key, value, *, layer_index: int, scale: float, lengths=None) -> Optional[AttentionResult]:
         hkv, s, _ = key.shape

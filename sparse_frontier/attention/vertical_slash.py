@@ -21,6 +21,7 @@ head, exactly the pairs the kernel evaluates (whole blocks cut by causality, plu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Optional
@@ -41,30 +42,65 @@ BLOCK = 64  # MInference's tile: 64x64 blocks, 64-wide column strips
 def estimate_scores(query, key, n: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertical scores ``[Hq, T]`` (by key) and slash scores ``[Hq, T]`` (by offset) from the last ``n`` queries.
 
-    Each estimation row is a causal softmax, so both score vectors of a head sum to ``n``.
+    Each estimation row is a causal softmax, so both score vectors of a head sum to ``n``. Float32
+    throughout; bf16/fp16 inputs are exact in TF32, so the GPU matmul may use it without changing
+    a product. Causality only touches the last ``n`` keys, so only that slice is masked.
     """
     t, hq, d = query.shape
     hkv = key.shape[1]
     g = hq // hkv
     n = min(n, t)
-    qe = query[-n:].float().reshape(n, hkv, g, d)
-    causal = torch.arange(t, device=query.device)[None, :] <= torch.arange(t - n, t, device=query.device)[:, None]
+    qe = query[-n:].reshape(n, hkv, g, d)
+    future = torch.arange(n, device=query.device)[None, :] > torch.arange(n, device=query.device)[:, None]
     vert = torch.empty(hq, t, device=query.device)
     slash = torch.empty(hq, t, device=query.device)
-    for h in range(hkv):  # one kv group at a time bounds memory to g * n * T floats
-        logits = torch.einsum("ngd,td->gnt", qe[:, h], key[:, h].float()) * scale
-        probs = torch.softmax(logits.masked_fill(~causal, float("-inf")), -1)
-        vert[h * g : (h + 1) * g], slash[h * g : (h + 1) * g] = scores_from_probs(probs, t)
+    exact_tf32 = query.is_cuda and query.dtype in (torch.bfloat16, torch.float16) and key.dtype == query.dtype
+    with _tf32(exact_tf32):
+        for h in range(hkv):  # one kv group at a time bounds memory to g * n * T floats
+            q_h = qe[:, h].transpose(0, 1).float()  # [g, n, d]
+            k_h = key[:, h].float().T  # [d, T]
+            logits = torch.matmul(q_h, k_h)
+            logits.mul_(scale)
+            logits[..., t - n :].masked_fill_(future, float("-inf"))
+            probs = torch.softmax(logits, -1)
+            del logits
+            vert[h * g : (h + 1) * g], slash[h * g : (h + 1) * g] = scores_from_probs(probs, t)
     return vert, slash
 
 
+@contextlib.contextmanager
+def _tf32(enabled: bool):
+    if not enabled:
+        yield
+        return
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+
+
 def scores_from_probs(probs: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Column sums and diagonal sums (by offset) of probabilities ``[H, n, T]`` of the last n queries."""
+    """Column sums and diagonal sums (``[H, T]``, by offset) of probabilities ``[H, n, T]`` of the last n queries.
+
+    Row i is query ``T - n + i``; offset o sums ``probs[:, i, T - n + i - o]`` over the rows where
+    that key exists. Offsets 0..T-n read every row: a strided view (row stride T + 1) turns each
+    diagonal into a column, no copy. The n - 1 larger offsets reach only the first keys: gathered.
+    """
     h, n, _ = probs.shape
-    # shift row i right by n-1-i so each diagonal becomes a column: padded row-stride trick
-    padded = F.pad(probs, (n, 0)).contiguous()  # [H, n, T + n]
-    diag = padded.as_strided((h, n, t), (n * (t + n), t + n + 1, 1), padded.storage_offset() + 1).sum(1)
-    return probs.sum(1), diag.flip(-1)  # column c of diag holds offset T - 1 - c
+    probs = probs.contiguous()
+    main = probs.as_strided((h, n, t - n + 1), (n * t, t + 1, 1), probs.storage_offset()).sum(1)  # x -> offset T-n-x
+    slash = torch.zeros(h, t, dtype=probs.dtype, device=probs.device)
+    slash[:, : t - n + 1] = main.flip(-1)
+    if n > 1:
+        i = torch.arange(n, device=probs.device)[None, :]
+        j = torch.arange(1, n, device=probs.device)[:, None]  # offset T - n + j
+        col = i - j
+        head = probs[:, :, : n - 1]
+        picked = head[:, i.expand_as(col), col.clamp(min=0)] * (col >= 0)
+        slash[:, t - n + 1 :] = picked.sum(-1)
+    return probs.sum(1), slash
 
 
 def mass_counts(scores: torch.Tensor, alpha: float, min_budget: int) -> torch.Tensor:
@@ -140,7 +176,7 @@ def run_index(query, key, value, scale, cols, cover) -> torch.Tensor:
         row_last = (idx * BLOCK + BLOCK - 1).clamp(max=t - 1)
         col_count = torch.searchsorted(cols.contiguous(), row_last.expand(cols.shape[0], nb).contiguous(), right=True)
         return sparse_prefill(
-            query, key, value, scale, BLOCK, diag=diag, diag_count=cover.sum(-1), cover=cover,
+            query, key, value, scale, BLOCK, diag=diag, cover=cover,
             cols=cols, col_count=col_count,
         )
     return masked_attention_rows(

@@ -19,40 +19,50 @@ import triton.language as tl
 def _page_score_kernel(
     Q, PMIN, PMAX, NPAGES, OUT,
     P, stride_qb, stride_qh, stride_pb, stride_ph, stride_pp, stride_ob, stride_oh,
-    HKV: tl.constexpr, GROUP: tl.constexpr, SHARE: tl.constexpr, D: tl.constexpr, BLOCK_P: tl.constexpr,
+    HKV: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr, SHARE: tl.constexpr, D: tl.constexpr,
+    BLOCK_P: tl.constexpr, IEEE: tl.constexpr,
 ):
+    # sum_d max(q_d min_d, q_d max_d) = max . relu(q) + min . (q - relu(q)): two tensor-core products
+    # for all query heads of the group at once.
     pid_p = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // HKV
     kvh = bh % HKV
     pages = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     dims = tl.arange(0, D)
+    heads = tl.arange(0, GP)
+    h_ok = heads < GROUP
     n_valid = tl.load(NPAGES + b * HKV + kvh)
     ok = pages < n_valid
     off = b * stride_pb + kvh * stride_ph + pages[:, None] * stride_pp + dims[None, :]
-    mn = tl.load(PMIN + off, mask=ok[:, None], other=0.0).to(tl.float32)
-    mx = tl.load(PMAX + off, mask=ok[:, None], other=0.0).to(tl.float32)
-    total = tl.zeros([BLOCK_P], tl.float32)
-    for g in tl.static_range(GROUP):
-        q = tl.load(Q + b * stride_qb + (kvh * GROUP + g) * stride_qh + dims).to(tl.float32)
-        s = tl.sum(tl.maximum(q[None, :] * mn, q[None, :] * mx), 1)
-        if SHARE:
-            total += s
-        else:
-            tl.store(OUT + b * stride_ob + (kvh * GROUP + g) * stride_oh + pages, tl.where(ok, s, float("-inf")), mask=pages < P)
+    mn = tl.load(PMIN + off, mask=ok[:, None], other=0.0)
+    mx = tl.load(PMAX + off, mask=ok[:, None], other=0.0)
+    q = tl.load(Q + b * stride_qb + (kvh * GROUP + heads)[None, :] * stride_qh + dims[:, None], mask=h_ok[None, :], other=0.0)
+    q_pos = tl.maximum(q, 0.0).to(mn.dtype)
+    q_neg = tl.minimum(q, 0.0).to(mn.dtype)
+    if IEEE:
+        s = tl.dot(mx, q_pos, input_precision="ieee") + tl.dot(mn, q_neg, input_precision="ieee")  # [BLOCK_P, GP]
+    else:
+        s = tl.dot(mx, q_pos) + tl.dot(mn, q_neg)
     if SHARE:
+        total = tl.sum(tl.where(h_ok[None, :], s, 0.0), 1)
         tl.store(OUT + b * stride_ob + kvh * stride_oh + pages, tl.where(ok, total, float("-inf")), mask=pages < P)
+    else:
+        dst = OUT + b * stride_ob + (kvh * GROUP + heads)[None, :] * stride_oh + pages[:, None]
+        tl.store(dst, tl.where(ok[:, None], s, float("-inf")), mask=(pages < P)[:, None] & h_ok[None, :])
 
 
 @triton.jit
 def _sparse_decode_kernel(
-    Q, K, V, PAGES, LENS, M_OUT, L_OUT, ACC_OUT,
+    Q, K, V, PAGES, LENS, M_OUT, L_OUT, ACC_OUT, BLOCK_TABLE,
     NSEL, PER_SPLIT, NSPLIT,
-    stride_qb, stride_qh, stride_kb, stride_kh, stride_ks, stride_vb, stride_vh, stride_vs,
+    stride_qb, stride_qh, stride_kb, stride_kh, stride_ks, stride_vb, stride_vh, stride_vs, stride_bt,
     qk_scale,
     HSEL: tl.constexpr, HQ: tl.constexpr, GROUP: tl.constexpr, HP: tl.constexpr, HPP: tl.constexpr,
-    D: tl.constexpr, PAGE: tl.constexpr, TILE: tl.constexpr,
+    D: tl.constexpr, PAGE: tl.constexpr, TILE: tl.constexpr, PAGED: tl.constexpr,
 ):
+    # PAGED: K/V are vLLM cache blocks [num_blocks, PAGE, Hkv, D] (stride_kb = per block) and page p of
+    # request b lives in block BLOCK_TABLE[b, p]; else K/V are [B, Hkv, S, D] (stride_kb = per request).
     split = tl.program_id(0)
     bs = tl.program_id(1)
     b = bs // HSEL
@@ -71,15 +81,26 @@ def _sparse_decode_kernel(
     within = tl.arange(0, TILE) % PAGE
     start = split * PER_SPLIT
     stop = tl.minimum(start + PER_SPLIT, NSEL)
-    kb = K + b * stride_kb + kvh * stride_kh
-    vb = V + b * stride_vb + kvh * stride_vh
+    if PAGED:
+        kb = K + kvh * stride_kh
+        vb = V + kvh * stride_vh
+    else:
+        kb = K + b * stride_kb + kvh * stride_kh
+        vb = V + b * stride_vb + kvh * stride_vh
     for p0 in range(start, stop, TILE // PAGE):
         idx = p0 + slot
         page = tl.load(PAGES + (b * HSEL + hsel) * NSEL + idx, mask=idx < stop, other=-1)
         tok = page * PAGE + within
         ok = (page >= 0) & (tok < length)
-        k = tl.load(kb + tok[:, None] * stride_ks + dims[None, :], mask=ok[:, None], other=0.0)
-        v = tl.load(vb + tok[:, None] * stride_vs + dims[None, :], mask=ok[:, None], other=0.0)
+        if PAGED:
+            blk = tl.load(BLOCK_TABLE + b * stride_bt + page, mask=ok, other=0).to(tl.int64)
+            k_off = blk * stride_kb + within * stride_ks
+            v_off = blk * stride_vb + within * stride_vs
+        else:
+            k_off = tok * stride_ks
+            v_off = tok * stride_vs
+        k = tl.load(kb + k_off[:, None] + dims[None, :], mask=ok[:, None], other=0.0)
+        v = tl.load(vb + v_off[:, None] + dims[None, :], mask=ok[:, None], other=0.0)
         s = tl.dot(q, tl.trans(k))
         s = tl.where(ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -93,6 +114,56 @@ def _sparse_decode_kernel(
     tl.store(M_OUT + row, m_i, mask=h_ok)
     tl.store(L_OUT + row, l_i, mask=h_ok)
     tl.store(ACC_OUT + row[:, None] * D + dims[None, :], acc, mask=h_ok[:, None])
+
+
+@triton.jit
+def _select_kernel(SCORES, CURRENT, OUT, P, KOUT, stride_s, stride_o, BLOCK_P: tl.constexpr):
+    """Top ``KOUT`` pages of one row (the current page forced in), ascending page ids, -1 padded.
+
+    Exact: bisection over the order-preserving int32 image of the float32 scores (32 steps), then
+    ties at the threshold taken in page order. One program per (request, head) row.
+    """
+    row = tl.program_id(0)
+    offs = tl.arange(0, BLOCK_P)
+    inside = offs < P
+    s = tl.load(SCORES + row * stride_s + offs, mask=inside, other=float("-inf"))
+    cur = tl.load(CURRENT + row)
+    s = tl.where(offs == cur, float("inf"), s)
+    valid = inside & (s > float("-inf"))
+    bits = s.to(tl.int32, bitcast=True)
+    key = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF).to(tl.int64)  # float order as integers
+    n_valid = tl.sum(valid.to(tl.int32), 0)
+    k = tl.minimum(KOUT, n_valid)
+    lo = tl.full([], -2147483648, tl.int64)  # invariant: count(key >= lo) >= k
+    hi = tl.full([], 2147483647, tl.int64)
+    for _ in range(32):
+        mid = lo + (hi - lo + 1) // 2
+        enough = tl.sum((valid & (key >= mid)).to(tl.int32), 0) >= k
+        lo = tl.where(enough, mid, lo)
+        hi = tl.where(enough, hi, mid - 1)
+    above = valid & (key > lo)
+    tie = valid & (key == lo)
+    room = k - tl.sum(above.to(tl.int32), 0)
+    chosen = above | (tie & (tl.cumsum(tie.to(tl.int32), 0) <= room))
+    pos = tl.cumsum(chosen.to(tl.int32), 0) - 1
+    tl.store(OUT + row * stride_o + pos, offs.to(tl.int32), mask=chosen)
+    tl.store(OUT + row * stride_o + offs, tl.full([BLOCK_P], -1, tl.int32), mask=(offs >= k) & (offs < KOUT))
+
+
+@triton.jit
+def _combine_kernel(M, L, ACC, OUT, NSPLIT, D: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Merge the per-split partial softmaxes of one (request, query head) into its output row."""
+    row = tl.program_id(0)
+    sp = tl.arange(0, BLOCK_S)
+    ok = sp < NSPLIT
+    dims = tl.arange(0, D)
+    m = tl.load(M + row * NSPLIT + sp, mask=ok, other=float("-inf"))
+    l = tl.load(L + row * NSPLIT + sp, mask=ok, other=0.0)
+    acc = tl.load(ACC + (row * NSPLIT + sp)[:, None] * D + dims[None, :], mask=ok[:, None], other=0.0)
+    mmax = tl.max(m, 0)
+    w = tl.where(m > float("-inf"), tl.exp2(m - mmax), 0.0)
+    out = tl.sum(acc * w[:, None], 0) / tl.sum(l * w, 0)
+    tl.store(OUT + row * D + dims, out.to(OUT.dtype.element_ty))
 
 
 def page_summaries(key: torch.Tensor, page: int, lengths: torch.Tensor | None = None):
@@ -122,12 +193,14 @@ def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool) -> tor
     if use_kernel:
         out = torch.empty(b, hkv if share else hq, p, dtype=torch.float32, device=query.device)
         pmin, pmax = pmin.contiguous(), pmax.contiguous()
-        grid = (triton.cdiv(p, 64), b * hkv)
+        block_p = 64 if p <= 4096 else 128
+        grid = (triton.cdiv(p, block_p), b * hkv)
         _page_score_kernel[grid](
             query, pmin, pmax, npages.to(torch.int32).contiguous(), out,
             p, query.stride(0), query.stride(1), pmin.stride(0), pmin.stride(1), pmin.stride(2),
             out.stride(0), out.stride(1),
-            HKV=hkv, GROUP=g, SHARE=share, D=d, BLOCK_P=64,
+            HKV=hkv, GROUP=g, GP=max(16, triton.next_power_of_2(g)), SHARE=share, D=d, BLOCK_P=block_p,
+            IEEE=pmin.dtype == torch.float32, num_warps=4,
         )
         return out
     q = query.float().reshape(b, hkv, g, 1, d)
@@ -137,22 +210,43 @@ def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool) -> tor
     return s.masked_fill(~ok, float("-inf"))
 
 
-def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select: int) -> torch.Tensor:
-    """Top ``n_select`` pages plus each head's current page: ``[B, Hsel, min(n_select + 1, P)]`` (-1 = none)."""
+def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select: int, use_kernel: bool = False) -> torch.Tensor:
+    """Top ``n_select`` pages plus each head's current page: ``[B, Hsel, min(n_select + 1, P)]`` (-1 = none).
+
+    The same set either way; the kernel lists pages in ascending order, ``topk`` by score.
+    """
+    if use_kernel:
+        b, h, p = scores.shape
+        k = min(n_select + 1, p)
+        out = torch.empty(b, h, k, dtype=torch.int32, device=scores.device)
+        block = max(16, triton.next_power_of_2(p))
+        _select_kernel[(b * h,)](
+            scores.contiguous(), current.to(torch.int32).contiguous(), out, p, k, p, k,
+            BLOCK_P=block, num_warps=4 if block <= 2048 else (8 if block <= 8192 else 16),
+        )
+        return out
     s = scores.scatter(2, current[..., None].long(), float("inf"))
     k = min(n_select + 1, s.shape[-1])
     val, idx = s.topk(k, -1)
     return torch.where(val > float("-inf"), idx, -1).int()
 
 
-def sparse_decode(query, key, value, pages, lengths, page: int, scale: float, share: bool, splits: int | None = None):
-    """Attention of ``query [B, Hq, D]`` over the tokens of ``pages [B, Hsel, N]``: ``[B, Hq, D]``."""
+def sparse_decode(query, key, value, pages, lengths, page: int, scale: float, share: bool, splits: int | None = None,
+                  block_table: torch.Tensor | None = None, tile: int | None = None, num_stages: int | None = None):
+    """Attention of ``query [B, Hq, D]`` over the tokens of ``pages [B, Hsel, N]``: ``[B, Hq, D]``.
+
+    ``key``/``value``: ``[B, Hkv, S, D]``, or with ``block_table [B, max_blocks]`` vLLM's paged cache
+    ``[num_blocks, page, Hkv, D]`` (a Quest page is one cache block: ``page`` = the block size).
+    """
     b, hq, d = query.shape
-    hkv = key.shape[1]
+    paged = block_table is not None
+    hkv = key.shape[2] if paged else key.shape[1]
+    if paged and key.shape[1] != page:
+        raise ValueError(f"paged decode needs page size = cache block size; got page {page}, blocks of {key.shape[1]}")
     g = hq // hkv
     hsel, nsel = pages.shape[1], pages.shape[2]
     hp = g if share else 1
-    tile = max(64, page)
+    tile = max(tile or 64, page)
     if splits is None:  # enough programs to fill the GPU (~4 per SM on 132 SMs) without tiny splits
         splits = max(1, min(triton.cdiv(nsel * page, 512), triton.cdiv(528, b * hsel)))
     per_split = triton.cdiv(triton.cdiv(nsel, splits), tile // page) * (tile // page)
@@ -160,15 +254,20 @@ def sparse_decode(query, key, value, pages, lengths, page: int, scale: float, sh
     m = torch.empty(b, hq, splits, dtype=torch.float32, device=query.device)
     l = torch.empty_like(m)
     acc = torch.empty(b, hq, splits, d, dtype=torch.float32, device=query.device)
+    if paged:  # [blocks, page, Hkv, D]: per block, per token, per head
+        strides = (key.stride(0), key.stride(2), key.stride(1), value.stride(0), value.stride(2), value.stride(1))
+        bt, stride_bt = block_table.to(torch.int32).contiguous(), block_table.shape[1]
+    else:
+        strides = (key.stride(0), key.stride(1), key.stride(2), value.stride(0), value.stride(1), value.stride(2))
+        bt, stride_bt = m, 0  # unused
     _sparse_decode_kernel[(splits, b * hsel)](
-        query, key, value, pages.contiguous(), lengths.to(torch.int32).contiguous(), m, l, acc,
+        query, key, value, pages.contiguous(), lengths.to(torch.int32).contiguous(), m, l, acc, bt,
         nsel, per_split, splits,
-        query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
-        value.stride(0), value.stride(1), value.stride(2),
+        query.stride(0), query.stride(1), *strides, stride_bt,
         scale * 1.4426950408889634,
         HSEL=hsel, HQ=hq, GROUP=g, HP=hp, HPP=max(16, triton.next_power_of_2(hp)),
-        D=d, PAGE=page, TILE=tile, num_warps=4,
+        D=d, PAGE=page, TILE=tile, PAGED=paged, num_warps=4, num_stages=num_stages or 3,
     )
-    mmax = m.amax(-1, keepdim=True)
-    w = torch.exp2(m - mmax).nan_to_num(0.0)
-    return ((acc * w[..., None]).sum(2) / (l * w).sum(-1, keepdim=True)).to(query.dtype)
+    out = torch.empty(b, hq, d, dtype=query.dtype, device=query.device)
+    _combine_kernel[(b * hq,)](m, l, acc, out, splits, D=d, BLOCK_S=max(2, triton.next_power_of_2(splits)))
+    return out

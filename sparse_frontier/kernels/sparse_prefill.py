@@ -21,12 +21,16 @@ import triton.language as tl
 
 
 @triton.jit
-def _online_step(q, k, v, valid, m_i, l_i, acc):
+def _online_step(q, k, v, valid, m_i, l_i, acc, MASKED: tl.constexpr):
     # q is pre-scaled by softmax_scale * log2(e), so exp2 gives the softmax numerator
     s = tl.dot(q, tl.trans(k))
-    s = tl.where(valid, s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    if MASKED:
+        s = tl.where(valid, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    else:  # every pair valid: no -inf rows possible once a full block was seen
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = m_new
     alpha = tl.exp2(m_i - m_safe)
     p = tl.exp2(s - m_safe[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
@@ -37,14 +41,15 @@ def _online_step(q, k, v, valid, m_i, l_i, acc):
 @triton.jit
 def _sparse_prefill_kernel(
     Q, K, V, O,
-    DIAG, DIAG_CNT, COVER, BLOCKS, BLOCK_CNT, COLS, COL_CNT,
+    DIAG, DIAG_VALID, COVER, BLOCKS, BLOCK_CNT, COLS, COL_CNT,
     T, qk_scale,
     stride_qt, stride_qh, stride_kt, stride_kh, stride_ot, stride_oh,
     NB, MAXK, MAXC,
     GROUP: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr, COL_BLOCK: tl.constexpr,
-    DIAG_MODE: tl.constexpr, HAS_COLS: tl.constexpr,
+    KCHUNKS: tl.constexpr, DIAG_MODE: tl.constexpr, HAS_COLS: tl.constexpr,
 ):
-    qb = tl.program_id(0)
+    # Query blocks in reverse order: the longest rows (most kept blocks) start first.
+    qb = tl.num_programs(0) - 1 - tl.program_id(0)
     h = tl.program_id(1)
     kvh = h // GROUP
     rows = qb * BLOCK + tl.arange(0, BLOCK)
@@ -57,30 +62,47 @@ def _sparse_prefill_kernel(
     acc = tl.zeros([BLOCK, D], tl.float32)
     kbase = K + kvh * stride_kh
     vbase = V + kvh * stride_kh
+    offs = tl.arange(0, BLOCK)
 
     if DIAG_MODE:
-        n_blocks = tl.load(DIAG_CNT + h)
-    else:
-        n_blocks = tl.load(BLOCK_CNT + h * NB + qb)
-    for i in range(0, n_blocks):
-        if DIAG_MODE:
+        # Diagonals are sorted with 0 (the diagonal block) first; DIAG_VALID counts those <= qb, so
+        # every off-diagonal block here is full and strictly below the diagonal: no mask, and a
+        # branch-free loop the compiler can pipeline.
+        n_valid = tl.load(DIAG_VALID + h * NB + qb)
+        for i in range(1, n_valid):
             kb = qb - tl.load(DIAG + h * NB + i)
-        else:
-            kb = tl.load(BLOCKS + (h * NB + qb) * MAXK + i)
-        if kb >= 0:
-            keys = kb * BLOCK + tl.arange(0, BLOCK)
-            key_ok = keys < T
+            keys = kb * BLOCK + offs
+            k = tl.load(kbase + keys[:, None] * stride_kt + dims[None, :])
+            v = tl.load(vbase + keys[:, None] * stride_kt + dims[None, :])
+            m_i, l_i, acc = _online_step(q, k, v, rows, m_i, l_i, acc, MASKED=False)
+        keys = qb * BLOCK + offs
+        key_ok = keys < T
+        k = tl.load(kbase + keys[:, None] * stride_kt + dims[None, :], mask=key_ok[:, None], other=0.0)
+        v = tl.load(vbase + keys[:, None] * stride_kt + dims[None, :], mask=key_ok[:, None], other=0.0)
+        valid = (keys[None, :] <= rows[:, None]) & key_ok[None, :]
+        m_i, l_i, acc = _online_step(q, k, v, valid, m_i, l_i, acc, MASKED=True)
+    else:
+        # KCHUNKS listed key blocks per step: small blocks (16) gathered into one wider tile.
+        # (Block ids are loaded once per chunk and expanded to keys with a reshape: a load with
+        # repeated addresses (one per key) miscompiled on Triton 3.6 / sm_90, rows 8-15 wrong.)
+        n_blocks = tl.load(BLOCK_CNT + h * NB + qb)
+        chunk = tl.arange(0, KCHUNKS)
+        for i in range(0, n_blocks, KCHUNKS):
+            kb = tl.load(BLOCKS + (h * NB + qb) * MAXK + i + chunk, mask=i + chunk < n_blocks, other=-1)
+            keys = tl.reshape(kb[:, None] * BLOCK + offs[None, :], [KCHUNKS * BLOCK])
+            in_list = tl.reshape((kb >= 0)[:, None] & (offs >= 0)[None, :], [KCHUNKS * BLOCK])
+            key_ok = in_list & (keys < T)
             k = tl.load(kbase + keys[:, None] * stride_kt + dims[None, :], mask=key_ok[:, None], other=0.0)
             v = tl.load(vbase + keys[:, None] * stride_kt + dims[None, :], mask=key_ok[:, None], other=0.0)
             valid = (keys[None, :] <= rows[:, None]) & key_ok[None, :]
-            m_i, l_i, acc = _online_step(q, k, v, valid, m_i, l_i, acc)
+            m_i, l_i, acc = _online_step(q, k, v, valid, m_i, l_i, acc, MASKED=True)
 
     if HAS_COLS:
         n_cols = tl.load(COL_CNT + h * NB + qb)
         for c0 in range(0, n_cols, COL_BLOCK):
-            offs = c0 + tl.arange(0, COL_BLOCK)
-            in_list = offs < n_cols
-            cols = tl.load(COLS + h * MAXC + offs, mask=in_list, other=0)
+            coffs = c0 + tl.arange(0, COL_BLOCK)
+            in_list = coffs < n_cols
+            cols = tl.load(COLS + h * MAXC + coffs, mask=in_list, other=0)
             # a column inside a kept block diagonal is already computed there
             d = qb - cols // BLOCK
             covered = tl.load(COVER + h * NB + d, mask=in_list & (d >= 0) & (d < NB), other=0) != 0
@@ -88,7 +110,7 @@ def _sparse_prefill_kernel(
             k = tl.load(kbase + cols[:, None] * stride_kt + dims[None, :], mask=take[:, None], other=0.0)
             v = tl.load(vbase + cols[:, None] * stride_kt + dims[None, :], mask=take[:, None], other=0.0)
             valid = take[None, :] & (cols[None, :] <= rows[:, None])
-            m_i, l_i, acc = _online_step(q, k, v, valid, m_i, l_i, acc)
+            m_i, l_i, acc = _online_step(q, k, v, valid, m_i, l_i, acc, MASKED=True)
 
     out = acc / l_i[:, None]
     tl.store(O + rows[:, None] * stride_ot + h * stride_oh + dims[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None])
@@ -116,19 +138,23 @@ def sparse_prefill(
     block: int,
     *,
     diag: torch.Tensor | None = None,
-    diag_count: torch.Tensor | None = None,
     cover: torch.Tensor | None = None,
     blocks: torch.Tensor | None = None,
     block_count: torch.Tensor | None = None,
     cols: torch.Tensor | None = None,
     col_count: torch.Tensor | None = None,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
+    kchunks: int | None = None,
 ) -> torch.Tensor:
     """Causal attention over kept key blocks (+ columns); returns ``[T, Hq, D]`` in query's dtype.
 
-    Give either ``diag [Hq, NB]`` (sorted block diagonals, padded) + ``diag_count [Hq]`` + ``cover
-    [Hq, NB]`` (bool/int8: diagonal d kept) or ``blocks [Hq, NB, K]`` + ``block_count [Hq, NB]``;
+    Give either ``diag [Hq, NB]`` (sorted kept block diagonals, padded with NB; diagonal 0 must be
+    kept, it is computed unconditionally) + ``cover [Hq, NB]`` (bool/int8: diagonal d kept) or ``blocks [Hq, NB, K]`` + ``block_count [Hq, NB]``;
     optionally ``cols [Hq, C]`` (sorted, padded with >= T) + ``col_count [Hq, NB]`` (columns <= the
     block's last row, i.e. ``searchsorted``). NB = ceil(T / block). Integer tensors are int32.
+    ``num_warps`` / ``num_stages`` / ``kchunks`` (listed blocks gathered per step) override the
+    tuned defaults (benchmarks sweep them).
     """
     group = _check(query, key, value)
     query, key, value = query.contiguous(), key.contiguous(), value.contiguous()
@@ -142,13 +168,16 @@ def sparse_prefill(
     dummy = torch.zeros(1, dtype=torch.int32, device=dev)
     if diag_mode:
         cover_i8 = cover.to(torch.int8).contiguous()
-        diag, diag_count = diag.to(torch.int32).contiguous(), diag_count.to(torch.int32).contiguous()
+        diag = diag.to(torch.int32).contiguous()
+        # per (head, query block): how many kept diagonals exist there (those <= the block index)
+        diag_valid = torch.searchsorted(diag, torch.arange(nb, device=dev, dtype=torch.int32).expand(hq, nb).contiguous(), right=True)
+        diag_valid = diag_valid.to(torch.int32)
         blocks_, block_count_, maxk = dummy, dummy, 1
     else:
         cover_i8 = cover.to(torch.int8).contiguous() if cover is not None else torch.zeros(hq, nb, dtype=torch.int8, device=dev)
         blocks_, block_count_ = blocks.to(torch.int32).contiguous(), block_count.to(torch.int32).contiguous()
         maxk = blocks_.shape[-1]
-        diag, diag_count = dummy, dummy
+        diag, diag_valid = dummy, dummy
     if has_cols:
         cols_, col_count_ = cols.to(torch.int32).contiguous(), col_count.to(torch.int32).contiguous()
         maxc = cols_.shape[-1]
@@ -158,12 +187,12 @@ def sparse_prefill(
     qk_scale = scale * 1.4426950408889634  # log2(e): the kernel uses exp2
     _sparse_prefill_kernel[(nb, hq)](
         query, key, value, out,
-        diag, diag_count, cover_i8, blocks_, block_count_, cols_, col_count_,
+        diag, diag_valid, cover_i8, blocks_, block_count_, cols_, col_count_,
         t, qk_scale,
         query.stride(0), query.stride(1), key.stride(0), key.stride(1), out.stride(0), out.stride(1),
         nb, maxk, maxc,
         GROUP=group, D=d, BLOCK=block, COL_BLOCK=64,
-        DIAG_MODE=diag_mode, HAS_COLS=has_cols,
-        num_warps=4 if block <= 64 else 8, num_stages=2,
+        KCHUNKS=kchunks or max(1, 64 // block), DIAG_MODE=diag_mode, HAS_COLS=has_cols,
+        num_warps=num_warps or (4 if block <= 64 else 8), num_stages=num_stages or 3,
     )
     return out

@@ -1,0 +1,89 @@
+"""Triton kernels compiled for a real GPU vs their float32 references (skipped without CUDA).
+
+The CPU tests run the same kernels in the Triton interpreter, which does not exercise the
+compiler's pipelining, layouts or bf16 tensor-core paths; these tests do, at sizes where a
+multi-stage pipeline and many programs are in play. Run on the GPU machine with
+``pytest -m gpu tests/test_kernels_gpu.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (kernels compiled for the device)"),
+]
+
+
+def rel_err(a, b):
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def qkv(t, hq, hkv, d, dtype, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    return [torch.randn(t, h, d, generator=g, device="cuda").to(dtype) for h in (hq, hkv, hkv)]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("block,kchunks", [(16, 1), (16, 2), (16, 4), (16, 8), (32, 2), (64, 1)])
+@pytest.mark.parametrize("stages", [2, 3])
+def test_block_sparse_kernel_on_gpu(dtype, block, kchunks, stages):
+    from sparse_frontier.attention.block_sparse import block_index
+    from sparse_frontier.attention.reference import block_list_mask, masked_attention
+    from sparse_frontier.kernels.sparse_prefill import sparse_prefill
+
+    t, hq, hkv, d = 1000, 4, 2, 128
+    q, k, v = qkv(t, hq, hkv, d, dtype)
+    blocks, counts = block_index(q, k, block, 5)
+    out = sparse_prefill(q, k, v, d**-0.5, block, blocks=blocks, block_count=counts, kchunks=kchunks, num_stages=stages)
+    ref = masked_attention(q.float(), k.float(), v.float(), block_list_mask(t, blocks, counts, block), d**-0.5)
+    assert rel_err(out, ref) < 1e-2
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("stages", [2, 3])
+def test_vertical_slash_kernel_on_gpu(dtype, stages):
+    from sparse_frontier.attention.reference import masked_attention, vertical_slash_mask
+    from sparse_frontier.attention.vertical_slash import BLOCK, VerticalSlash
+    from sparse_frontier.kernels.sparse_prefill import sparse_prefill
+
+    t, hq, hkv, d = 1500, 4, 2, 128
+    q, k, v = qkv(t, hq, hkv, d, dtype, seed=1)
+    cols, cover = VerticalSlash(vertical_size=40, slash_size=30).index(q, k, d**-0.5)
+    nb = cover.shape[1]
+    idx = torch.arange(nb, device="cuda")
+    diag = torch.where(cover, idx, nb).sort(-1).values
+    col_count = torch.searchsorted(cols, (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(hq, nb).contiguous(), right=True)
+    out = sparse_prefill(q, k, v, d**-0.5, BLOCK, diag=diag, cover=cover, cols=cols, col_count=col_count, num_stages=stages)
+    ref = masked_attention(q.float(), k.float(), v.float(), vertical_slash_mask(t, cover, cols, BLOCK), d**-0.5)
+    assert rel_err(out, ref) < 1e-2
+
+
+@pytest.mark.parametrize("batch,p,n_select", [(1, 8192, 410), (8, 8192, 819), (3, 300, 7)])
+def test_quest_select_and_decode_on_gpu(batch, p, n_select):
+    from sparse_frontier.attention.reference import masked_decode, page_keep_mask
+    from sparse_frontier.kernels.quest import page_scores, page_summaries, select_pages, sparse_decode
+
+    hq, hkv, d, page = 28, 4, 128, 16
+    s = p * page - 5
+    g = torch.Generator(device="cuda").manual_seed(2)
+    q = torch.randn(batch, hq, d, generator=g, device="cuda").bfloat16()
+    kc, vc = torch.randn(2, batch, hkv, s, d, generator=g, device="cuda").bfloat16()
+    lens = torch.full((batch, hkv), s, device="cuda")
+    pmin, pmax = page_summaries(kc, page, lens)
+    npages = (lens + page - 1) // page
+    torch_scores = page_scores(q, pmin, pmax, npages, True, use_kernel=False)
+    kernel_scores = page_scores(q, pmin, pmax, npages, True, use_kernel=True)
+    assert rel_err(kernel_scores, torch_scores) < 1e-3
+    current = npages - 1
+    ref_pages = select_pages(kernel_scores, current, n_select)
+    pages = select_pages(kernel_scores, current, n_select, use_kernel=True)
+    forced = kernel_scores.scatter(2, current[..., None], float("inf"))
+    for r, k_, sc in zip(ref_pages.flatten(0, 1), pages.flatten(0, 1), forced.flatten(0, 1)):
+        assert torch.equal(sc[k_[k_ >= 0].long()].sort().values, sc[r[r >= 0].long()].sort().values)
+    out = sparse_decode(q, kc, vc, pages, lens, page, d**-0.5, True)
+    for i in range(batch):
+        keep = page_keep_mask(pages[i], s, page, hq // hkv)
+        assert rel_err(out[i], masked_decode(q[i].float(), kc[i].float(), vc[i].float(), keep, d**-0.5)) < 1e-2
