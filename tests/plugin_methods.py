@@ -41,7 +41,7 @@ class LocalWindowPrefill(AttentionMethod):
 
     def prefill(self, query, key, value, *, layer_index, scale):
         t = query.shape[0]
-        i = torch.arange(t)
+        i = torch.arange(t, device=query.device)
         mask = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - self.window)
         kept = mask.sum().float() / (t * (t + 1) / 2)
         out = masked_attention(query, key, value, mask.expand(query.shape[1], t, t), scale)
@@ -62,7 +62,7 @@ class DecodeTopK(AttentionMethod):
         hkv, s, _ = key.shape
         scores = torch.einsum("hgd,hsd->hs", query.float().reshape(hkv, hq // hkv, d), key.float())
         top = scores.topk(min(self.k, s), dim=-1).indices
-        keep = torch.zeros(hkv, s, dtype=torch.bool).scatter_(1, top, True)
+        keep = torch.zeros(hkv, s, dtype=torch.bool, device=key.device).scatter_(1, top, True)
         keep[:, -1] = True  # the current token
         picked_k = [key[h, keep[h]] for h in range(hkv)]
         picked_v = [value[h, keep[h]] for h in range(hkv)]

@@ -87,3 +87,30 @@ def test_quest_select_and_decode_on_gpu(batch, p, n_select):
     for i in range(batch):
         keep = page_keep_mask(pages[i], s, page, hq // hkv)
         assert rel_err(out[i], masked_decode(q[i].float(), kc[i].float(), vc[i].float(), keep, d**-0.5)) < 1e-2
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_paged_quest_decode_on_gpu(share):
+    """The handler's fused path: pages read through a shuffled block table of a vLLM-layout cache."""
+    from sparse_frontier.kernels.quest import page_scores, page_summaries, select_pages, sparse_decode
+
+    g = torch.Generator(device="cuda").manual_seed(4)
+    b, hq, hkv, d, page, s = 2, 28, 4, 128, 16, 4000
+    q = torch.randn(b, hq, d, generator=g, device="cuda").bfloat16()
+    kc, vc = torch.randn(2, b, hkv, s, d, generator=g, device="cuda").bfloat16()
+    lens = torch.full((b, hkv), s, device="cuda")
+    npages = (lens + page - 1) // page
+    pmin, pmax = page_summaries(kc, page, lens)
+    current = (npages - 1).repeat_interleave(1 if share else hq // hkv, 1)
+    pages = select_pages(page_scores(q, pmin, pmax, npages, share, True), current, 20, use_kernel=True)
+    per_req = -(-s // page)
+    table = torch.randperm(b * per_req + 7, generator=g, device="cuda")[: b * per_req].reshape(b, per_req)
+    cache_k = torch.zeros(b * per_req + 7, page, hkv, d, device="cuda", dtype=torch.bfloat16)
+    cache_v = torch.zeros_like(cache_k)
+    pad = per_req * page - s
+    for i in range(b):
+        cache_k[table[i]] = torch.nn.functional.pad(kc[i], (0, 0, 0, pad)).reshape(hkv, per_req, page, d).permute(1, 2, 0, 3)
+        cache_v[table[i]] = torch.nn.functional.pad(vc[i], (0, 0, 0, pad)).reshape(hkv, per_req, page, d).permute(1, 2, 0, 3)
+    want = sparse_decode(q, kc, vc, pages, lens, page, d**-0.5, share)
+    got = sparse_decode(q, cache_k, cache_v, pages, lens, page, d**-0.5, share, block_table=table)
+    assert rel_err(got, want) < 1e-3

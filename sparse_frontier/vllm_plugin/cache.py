@@ -50,10 +50,18 @@ class PagedCache:
         """Write ``keys[h, :len(positions[h])]`` (and values) to ``positions[h]`` of head h."""
         raise NotImplementedError
 
+    def block_views(self, kv_cache):
+        """K and V as ``[num_blocks, block_size, kv_heads, D]`` views for kernels that read blocks
+        through the block table, or None where the layout has no such view."""
+        return None
+
 
 class FlashAttentionCache(PagedCache):
     def block_size(self, kv_cache):
         return kv_cache.shape[2]
+
+    def block_views(self, kv_cache):
+        return kv_cache[0], kv_cache[1]
 
     def gather(self, kv_cache, block_row, positions, layer=None, heads=None):
         blocks, offsets = self._locate(kv_cache, block_row, positions)

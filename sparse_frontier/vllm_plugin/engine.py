@@ -59,8 +59,11 @@ def engine_environment(engine: Mapping[str, Any], method: Mapping[str, Any]) -> 
             VLLM_ENABLE_V1_MULTIPROCESSING="0",
         )
     else:
-        # Workers are separate processes; collective_rpc ships our stats function to them.
+        # Workers are separate processes; collective_rpc ships our stats function to them. Spawned,
+        # not forked: a caller that touched CUDA first (a benchmark reading the card) would leave a
+        # forked engine core unable to initialise CUDA.
         env.update(VLLM_ALLOW_INSECURE_SERIALIZATION="1")
+        env.setdefault("VLLM_WORKER_MULTIPROC_METHOD", os.environ.get("VLLM_WORKER_MULTIPROC_METHOD", "spawn"))
     return env
 
 

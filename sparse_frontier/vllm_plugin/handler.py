@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from sparse_frontier.attention.ops import decode_attention
+from sparse_frontier.kernels import use_triton
 from sparse_frontier.vllm_plugin.adapters import BackendAdapter, current_adapter, forward_pass, layer_index
 
 log = logging.getLogger(__name__)
@@ -313,13 +314,28 @@ class AttentionHandler:
             pmax[:, slot] = torch.maximum(pmax[:, slot], new_key)
         pmin, pmax = state.pages[index]
         pages = method.select_from_summaries(q[token], pmin, pmax, seq_len)  # [Hsel, N], -1 = none
+        group = impl.num_heads // impl.num_kv_heads
+        views = self.adapter.cache.block_views(kv_cache)
+        if views is not None and use_triton(q) and views[0].shape[1] == page:
+            # Fused: the Triton kernel reads the selected pages straight from vLLM's blocks.
+            from sparse_frontier.kernels.quest import sparse_decode
+
+            block_row = meta.block_table[row][None]
+            lengths = torch.full((1, impl.num_kv_heads), seq_len, device=q.device)
+            shared = pages.shape[0] == impl.num_kv_heads
+            out[token] = sparse_decode(q[token][None], views[0], views[1], pages[None], lengths, page, impl.scale,
+                                       shared, block_table=block_row)[0].to(out.dtype)
+            tokens = torch.where(pages >= 0, (seq_len - pages.long() * page).clamp(0, page), 0).sum(-1)
+            per_query_head = tokens.repeat_interleave(group) if shared else tokens
+            state.decode_density[index] += float(per_query_head.float().mean()) / seq_len
+            state.decode_handled[index] += 1
+            return
         offsets = torch.arange(page, device=pages.device)
         positions = []
         for chosen in pages:
             chosen = chosen[chosen >= 0].long()
             pos = (chosen[:, None] * page + offsets).flatten()
             positions.append(pos[pos < seq_len])
-        group = impl.num_heads // impl.num_kv_heads
         shared = len(positions) == impl.num_kv_heads
         heads = None if shared else [h // group for h in range(len(positions))]
         keys, values = self.adapter.cache.gather_per_head(kv_cache, meta.block_table[row], positions, layer, heads)
