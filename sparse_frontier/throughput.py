@@ -282,7 +282,8 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
         k, tp = run.key, int(run.model["tensor_parallel_size"])
         g = groups.setdefault((k.model, tp, k.length, k.method), {
             "model": k.model, "tensor_parallel_size": tp, "length": k.length, "method": k.method,
-            **{n: 0 for n in NUMBERS}, "basis_budget": set(), "basis_typical": set(), "rows_used": set(),
+            **{n: 0 for n in NUMBERS}, "measured_budget": 0, "measured_typical": 0, "basis_budget": set(),
+            "basis_typical": set(), "rows_used": set(),
         })  # fmt: skip
         start_s, _ = est.start_seconds(k.model, tp, engine["cuda_graphs"])
         starts = starts_of[k]
@@ -295,6 +296,7 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
             seconds, basis, row = est.seconds_per_sample(setting)
             g[f"gpu_hours_{variant}"] += (k.samples * seconds + starts * start_s) * tp / 3600
             g[f"basis_{variant}"].add(basis)
+            g[f"measured_{variant}"] += basis == "measured"
             g["rows_used"].add(describe(row))
     out = []
     for g in groups.values():
@@ -315,7 +317,7 @@ def per_model(groups: list[dict]) -> list[dict]:
         for n in NUMBERS:
             m[n] += g[n]
         for variant in ("budget", "typical"):
-            m[f"measured_{variant}"] += g["runs"] if g[f"basis_{variant}"] == "measured" else 0
+            m[f"measured_{variant}"] += g[f"measured_{variant}"]
     rows = list(models.values())
     total = {"model": "total", "tensor_parallel_size": None}
     for n in NUMBERS + ["measured_budget", "measured_typical"]:
@@ -364,7 +366,8 @@ def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_
     model_fields = ["model", "tensor_parallel_size", *NUMBERS, "measured_budget", "measured_typical"]
     write_text_atomic(csv_path, to_csv(models, model_fields))
     if runs_csv_path:
-        fields = ["model", "tensor_parallel_size", "length", "method", *NUMBERS, "basis_budget", "basis_typical", "rows_used"]
+        fields = ["model", "tensor_parallel_size", "length", "method", *NUMBERS, "measured_budget", "measured_typical",
+                  "basis_budget", "basis_typical", "rows_used"]  # fmt: skip
         write_text_atomic(runs_csv_path, to_csv(groups, fields))
     engine = config["engine"]
     per_job = int(engine.get("methods_per_job", 1) or 1)

@@ -157,7 +157,7 @@ def test_uncalibrated_model_is_within_2x_of_every_measurement_at_8_or_more_at_on
     rows = read_table(REPO / "benchmarks/results/throughput.csv", config["models"])
     checked = 0
     for r in throughput.calibration(rows, config["models"], config["engine"]):
-        if r["concurrency"] >= 8:
+        if r["concurrency"] >= 8 and r["method"] == "dense":  # the resource model is dense attention
             assert 0.5 < r["measured_over_modelled"] < 2, r
             checked += 1
     assert checked >= 6
