@@ -17,11 +17,13 @@ import triton.language as tl
 
 @triton.jit
 def _page_score_kernel(
-    Q, PMIN, PMAX, NPAGES, OUT,
-    P, stride_qb, stride_qh, stride_pb, stride_ph, stride_pp, stride_ob, stride_oh,
+    Q, PMIN, PMAX, NPAGES, OUT, BLOCK_TABLE,
+    P, stride_qb, stride_qh, stride_pb, stride_ph, stride_pp, stride_ob, stride_oh, stride_bt,
     HKV: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr, SHARE: tl.constexpr, D: tl.constexpr,
-    BLOCK_P: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK_P: tl.constexpr, IEEE: tl.constexpr, PAGED: tl.constexpr,
 ):
+    # PAGED: PMIN/PMAX are pools [num_blocks, Hkv, D] indexed like vLLM's cache (stride_pp per block),
+    # page p of request b is block BLOCK_TABLE[b, p].
     # sum_d max(q_d min_d, q_d max_d) = max . relu(q) + min . (q - relu(q)): two tensor-core products
     # for all query heads of the group at once.
     pid_p = tl.program_id(0)
@@ -34,7 +36,11 @@ def _page_score_kernel(
     h_ok = heads < GROUP
     n_valid = tl.load(NPAGES + b * HKV + kvh)
     ok = pages < n_valid
-    off = b * stride_pb + kvh * stride_ph + pages[:, None] * stride_pp + dims[None, :]
+    if PAGED:
+        blk = tl.load(BLOCK_TABLE + b * stride_bt + pages, mask=ok, other=0).to(tl.int64)
+        off = kvh * stride_ph + blk[:, None] * stride_pp + dims[None, :]
+    else:
+        off = b * stride_pb + kvh * stride_ph + pages[:, None] * stride_pp + dims[None, :]
     mn = tl.load(PMIN + off, mask=ok[:, None], other=0.0)
     mx = tl.load(PMAX + off, mask=ok[:, None], other=0.0)
     q = tl.load(Q + b * stride_qb + (kvh * GROUP + heads)[None, :] * stride_qh + dims[:, None], mask=h_ok[None, :], other=0.0)
@@ -54,13 +60,14 @@ def _page_score_kernel(
 
 @triton.jit
 def _sparse_decode_kernel(
-    Q, K, V, PAGES, LENS, M_OUT, L_OUT, ACC_OUT, BLOCK_TABLE,
+    Q, K, V, PAGES, LENS, M_OUT, L_OUT, ACC_OUT, BLOCK_TABLE, KEPT, START,
     NSEL, PER_SPLIT, NSPLIT,
     stride_qb, stride_qh, stride_kb, stride_kh, stride_ks, stride_vb, stride_vh, stride_vs, stride_bt,
     qk_scale,
     HSEL: tl.constexpr, HQ: tl.constexpr, GROUP: tl.constexpr, HP: tl.constexpr, HPP: tl.constexpr,
-    D: tl.constexpr, PAGE: tl.constexpr, TILE: tl.constexpr, PAGED: tl.constexpr,
+    D: tl.constexpr, PAGE: tl.constexpr, TILE: tl.constexpr, PAGED: tl.constexpr, GAP: tl.constexpr,
 ):
+    # GAP (a compacted cache): tokens [KEPT[b, kvh], START[b]) of a head are not valid.
     # PAGED: K/V are vLLM cache blocks [num_blocks, PAGE, Hkv, D] (stride_kb = per block) and page p of
     # request b lives in block BLOCK_TABLE[b, p]; else K/V are [B, Hkv, S, D] (stride_kb = per request).
     split = tl.program_id(0)
@@ -74,6 +81,9 @@ def _sparse_decode_kernel(
     q = tl.load(Q + b * stride_qb + qh[:, None] * stride_qh + dims[None, :], mask=h_ok[:, None], other=0.0)
     q = (q * qk_scale).to(q.dtype)
     length = tl.load(LENS + b * (HQ // GROUP) + kvh)
+    if GAP:
+        kept = tl.load(KEPT + b * (HQ // GROUP) + kvh)
+        start_tok = tl.load(START + b)
     m_i = tl.full([HPP], float("-inf"), tl.float32)
     l_i = tl.zeros([HPP], tl.float32)
     acc = tl.zeros([HPP, D], tl.float32)
@@ -92,6 +102,8 @@ def _sparse_decode_kernel(
         page = tl.load(PAGES + (b * HSEL + hsel) * NSEL + idx, mask=idx < stop, other=-1)
         tok = page * PAGE + within
         ok = (page >= 0) & (tok < length)
+        if GAP:
+            ok = ok & ((tok < kept) | (tok >= start_tok))
         if PAGED:
             blk = tl.load(BLOCK_TABLE + b * stride_bt + page, mask=ok, other=0).to(tl.int64)
             k_off = blk * stride_kb + within * stride_ks
@@ -117,7 +129,7 @@ def _sparse_decode_kernel(
 
 
 @triton.jit
-def _select_kernel(SCORES, CURRENT, OUT, P, KOUT, stride_s, stride_o, BLOCK_P: tl.constexpr):
+def _select_kernel(SCORES, CURRENT, KROW, OUT, P, KOUT, stride_s, stride_o, BLOCK_P: tl.constexpr):
     """Top ``KOUT`` pages of one row (the current page forced in), ascending page ids, -1 padded.
 
     Exact: bisection over the order-preserving int32 image of the float32 scores (32 steps), then
@@ -133,7 +145,7 @@ def _select_kernel(SCORES, CURRENT, OUT, P, KOUT, stride_s, stride_o, BLOCK_P: t
     bits = s.to(tl.int32, bitcast=True)
     key = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF).to(tl.int64)  # float order as integers
     n_valid = tl.sum(valid.to(tl.int32), 0)
-    k = tl.minimum(KOUT, n_valid)
+    k = tl.minimum(tl.load(KROW + row), n_valid)  # this row's budget (<= KOUT, the output width)
     lo = tl.full([], -2147483648, tl.int64)  # invariant: count(key >= lo) >= k
     hi = tl.full([], 2147483647, tl.int64)
     for _ in range(32):
@@ -185,22 +197,37 @@ def page_summaries(key: torch.Tensor, page: int, lengths: torch.Tensor | None = 
     return k.amin(3), k.amax(3)
 
 
-def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool) -> torch.Tensor:
-    """Quest page scores ``[B, Hsel, P]`` (float32, -inf past each head's pages)."""
+def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool, block_table=None) -> torch.Tensor:
+    """Quest page scores ``[B, Hsel, P]`` (float32, -inf past each head's pages).
+
+    ``pmin``/``pmax``: ``[B, Hkv, P, D]``, or with ``block_table [B, P]`` pools ``[num_blocks, Hkv, D]``
+    holding each cache block's summary (page p of request b = block ``block_table[b, p]``).
+    """
     b, hq, d = query.shape
-    hkv, p = pmin.shape[1], pmin.shape[2]
+    if block_table is not None and not use_kernel:  # gather the pools into the contiguous layout
+        blocks = block_table.long().clamp(min=0)
+        pmin, pmax = (x[blocks].transpose(1, 2) for x in (pmin, pmax))  # [B, Hkv, P, D]
+        block_table = None
+    paged = block_table is not None
+    hkv = pmin.shape[1]
+    p = block_table.shape[1] if paged else pmin.shape[2]
     g = hq // hkv
     if use_kernel:
         out = torch.empty(b, hkv if share else hq, p, dtype=torch.float32, device=query.device)
         pmin, pmax = pmin.contiguous(), pmax.contiguous()
+        if paged:  # pool [blocks, Hkv, D]: per-block stride in the page slot
+            strides = (0, pmin.stride(1), pmin.stride(0))
+            bt, stride_bt = block_table.to(torch.int32).contiguous(), block_table.shape[1]
+        else:
+            strides = (pmin.stride(0), pmin.stride(1), pmin.stride(2))
+            bt, stride_bt = out, 0  # unused
         block_p = 64 if p <= 4096 else 128
         grid = (triton.cdiv(p, block_p), b * hkv)
         _page_score_kernel[grid](
-            query, pmin, pmax, npages.to(torch.int32).contiguous(), out,
-            p, query.stride(0), query.stride(1), pmin.stride(0), pmin.stride(1), pmin.stride(2),
-            out.stride(0), out.stride(1),
+            query, pmin, pmax, npages.to(torch.int32).contiguous(), out, bt,
+            p, query.stride(0), query.stride(1), *strides, out.stride(0), out.stride(1), stride_bt,
             HKV=hkv, GROUP=g, GP=max(16, triton.next_power_of_2(g)), SHARE=share, D=d, BLOCK_P=block_p,
-            IEEE=pmin.dtype == torch.float32, num_warps=4,
+            IEEE=pmin.dtype == torch.float32, PAGED=paged, num_warps=4,
         )
         return out
     q = query.float().reshape(b, hkv, g, 1, d)
@@ -210,33 +237,45 @@ def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool) -> tor
     return s.masked_fill(~ok, float("-inf"))
 
 
-def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select: int, use_kernel: bool = False) -> torch.Tensor:
-    """Top ``n_select`` pages plus each head's current page: ``[B, Hsel, min(n_select + 1, P)]`` (-1 = none).
+def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select, use_kernel: bool = False) -> torch.Tensor:
+    """Top ``n_select`` pages plus each head's current page: ``[B, Hsel, min(max n_select + 1, P)]`` (-1 = none).
 
-    The same set either way; the kernel lists pages in ascending order, ``topk`` by score.
+    ``n_select``: an int, or a ``[B]`` tensor of per-request budgets (requests of one batch may run
+    different sparsities). The same set either way; the kernel lists pages in ascending order,
+    ``topk`` by score (per-request budgets: kernel only).
     """
+    b, h, p = scores.shape
+    per_row = torch.is_tensor(n_select)
+    widest = int(n_select.max()) if per_row else n_select
+    k = min(widest + 1, p)
     if use_kernel:
-        b, h, p = scores.shape
-        k = min(n_select + 1, p)
         out = torch.empty(b, h, k, dtype=torch.int32, device=scores.device)
+        if per_row:
+            krow = (n_select.to(device=scores.device, dtype=torch.int32) + 1).clamp(max=p).repeat_interleave(h)
+        else:
+            krow = torch.full((b * h,), k, dtype=torch.int32, device=scores.device)
         block = max(16, triton.next_power_of_2(p))
         _select_kernel[(b * h,)](
-            scores.contiguous(), current.to(torch.int32).contiguous(), out, p, k, p, k,
+            scores.contiguous(), current.to(torch.int32).contiguous(), krow, out, p, k, p, k,
             BLOCK_P=block, num_warps=4 if block <= 2048 else (8 if block <= 8192 else 16),
         )
         return out
+    if per_row:
+        raise ValueError("per-request page budgets need the kernel (use_kernel=True)")
     s = scores.scatter(2, current[..., None].long(), float("inf"))
-    k = min(n_select + 1, s.shape[-1])
     val, idx = s.topk(k, -1)
     return torch.where(val > float("-inf"), idx, -1).int()
 
 
 def sparse_decode(query, key, value, pages, lengths, page: int, scale: float, share: bool, splits: int | None = None,
-                  block_table: torch.Tensor | None = None, tile: int | None = None, num_stages: int | None = None):
+                  block_table: torch.Tensor | None = None, tile: int | None = None, num_stages: int | None = None,
+                  kept: torch.Tensor | None = None, start: torch.Tensor | None = None):
     """Attention of ``query [B, Hq, D]`` over the tokens of ``pages [B, Hsel, N]``: ``[B, Hq, D]``.
 
     ``key``/``value``: ``[B, Hkv, S, D]``, or with ``block_table [B, max_blocks]`` vLLM's paged cache
     ``[num_blocks, page, Hkv, D]`` (a Quest page is one cache block: ``page`` = the block size).
+    ``kept [B, Hkv]`` + ``start [B]``: a compacted cache, where tokens ``[kept, start)`` of a head are
+    not valid (the evicted tail of the prompt; generated tokens follow from ``start``).
     """
     b, hq, d = query.shape
     paged = block_table is not None
@@ -260,13 +299,16 @@ def sparse_decode(query, key, value, pages, lengths, page: int, scale: float, sh
     else:
         strides = (key.stride(0), key.stride(1), key.stride(2), value.stride(0), value.stride(1), value.stride(2))
         bt, stride_bt = m, 0  # unused
+    gap = kept is not None
+    kept_ = kept.to(device=query.device, dtype=torch.int32).contiguous() if gap else m
+    start_ = start.to(device=query.device, dtype=torch.int32).contiguous() if gap else m
     _sparse_decode_kernel[(splits, b * hsel)](
-        query, key, value, pages.contiguous(), lengths.to(torch.int32).contiguous(), m, l, acc, bt,
+        query, key, value, pages.contiguous(), lengths.to(torch.int32).contiguous(), m, l, acc, bt, kept_, start_,
         nsel, per_split, splits,
         query.stride(0), query.stride(1), *strides, stride_bt,
         scale * 1.4426950408889634,
         HSEL=hsel, HQ=hq, GROUP=g, HP=hp, HPP=max(16, triton.next_power_of_2(hp)),
-        D=d, PAGE=page, TILE=tile, PAGED=paged, num_warps=4, num_stages=num_stages or 3,
+        D=d, PAGE=page, TILE=tile, PAGED=paged, GAP=gap, num_warps=4, num_stages=num_stages or 3,
     )
     out = torch.empty(b, hq, d, dtype=query.dtype, device=query.device)
     _combine_kernel[(b * hq,)](m, l, acc, out, splits, D=d, BLOCK_S=max(2, triton.next_power_of_2(splits)))

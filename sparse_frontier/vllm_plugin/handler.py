@@ -135,6 +135,7 @@ class AttentionHandler:
         self.sliding_layers_seen: set[int] = set()
         self._recent_steps: list[_Step] = []
         self._layer_info: dict[int, tuple[int, bool]] = {}  # id(layer) -> (index, sliding window?)
+        self._summaries = None  # Quest page summaries per layer, indexed like the cache blocks (CUDA)
 
     # -- configuration ---------------------------------------------------------------------
     def configure(self, spec: dict[str, Any], adapter: BackendAdapter) -> None:
@@ -221,16 +222,87 @@ class AttentionHandler:
         q = query.view(query.shape[0], heads, dim)
         k = key.view(key.shape[0], kv_heads, dim)
         v = value.view(value.shape[0], kv_heads, dim)
+        views = self._block_views(kv_cache, q)  # CUDA: batched decode straight from the blocks
+        quest_batch, compact_batch = [], []
         for row, (state, (start, query_len, seq_len)) in enumerate(zip(step.states, step.requests)):
             if not (state.touches_attention or state.kv_lengths):
                 continue
+            pager = _pager(state.method)
             if query_len == seq_len:
-                self._prefill(state, index, impl, layer, q, k, v, out, kv_cache, attn_metadata, row, start, query_len)
-            elif state.kv_lengths.get(index) is None and _paged(state.method):
-                self._decode_paged(state, index, impl, layer, q, k, out, kv_cache, attn_metadata, row, start, seq_len)
+                self._prefill(state, index, impl, layer, q, k, v, out, kv_cache, attn_metadata, row, start, query_len, views)
+            elif state.kv_lengths.get(index) is None and pager is not None:
+                if views is not None and pager.page_size == views[0].shape[1]:
+                    quest_batch.append((row, state, pager, start, seq_len))
+                else:
+                    self._decode_paged(state, index, impl, layer, q, k, out, kv_cache, attn_metadata, row, start, seq_len)
+            elif views is not None and state.kv_lengths.get(index) is not None and not state.method.overrides("decode"):
+                compact_batch.append((row, state, start, seq_len))
             else:
                 self._decode(state, index, impl, layer, q, out, kv_cache, attn_metadata, row, start, seq_len)
+        if quest_batch:
+            self._decode_quest_batch(quest_batch, index, impl, q, k, out, views, attn_metadata)
+        if compact_batch:
+            self._decode_compact_batch(compact_batch, index, impl, q, out, views, attn_metadata)
         return result
+
+    @property
+    def summaries(self):
+        if self._summaries is None:  # imported late: Triton only where the batched CUDA path runs
+            from sparse_frontier.vllm_plugin.paged_decode import SummaryPool
+
+            self._summaries = SummaryPool()
+        return self._summaries
+
+    def _block_views(self, kv_cache, q):
+        views = self.adapter.cache.block_views(kv_cache)
+        return views if views is not None and use_triton(q) else None
+
+    def _decode_quest_batch(self, batch, index, impl, q, k, out, views, meta):
+        """Every Quest decode request of the step at once (pages read through the block table)."""
+        from sparse_frontier.attention.quest import budget_pages
+        from sparse_frontier.vllm_plugin.paged_decode import SummaryPool, quest_decode
+
+        page = views[0].shape[1]
+        pool = self.summaries.get(index, views[0])
+        dev = q.device
+        rows = torch.tensor([b[0] for b in batch], device=dev)
+        tokens = torch.tensor([b[3] for b in batch], device=dev)
+        seq = torch.tensor([b[4] for b in batch], device=dev)
+        tables = meta.block_table[rows]
+        SummaryPool.add_keys(pool, k[tokens], tables.gather(1, ((seq - 1) // page)[:, None]).squeeze(1).long(),
+                             (seq - 1) % page == 0)
+        for share in {b[2].share_pages for b in batch}:  # one call per page-sharing mode
+            pick = [i for i, b in enumerate(batch) if b[2].share_pages == share]
+            idx = torch.tensor(pick, device=dev)
+            n_select = torch.tensor([budget_pages(batch[i][2].sparsity, batch[i][2].token_budget, batch[i][4], page)
+                                     for i in pick])
+            rows_out, density = quest_decode(q[tokens[idx]], views[0], views[1], pool, tables[idx], seq[idx], n_select,
+                                             page, impl.scale, share)
+            out[tokens[idx]] = rows_out.to(out.dtype)
+            for i, d in zip(pick, density.tolist()):
+                state = batch[i][1]
+                state.decode_density[index] += d
+                state.decode_handled[index] += 1
+
+    def _decode_compact_batch(self, batch, index, impl, q, out, views, meta):
+        """Every decode request of the step whose cache was compacted (SnapKV, Ada-SnapKV) at once."""
+        from sparse_frontier.vllm_plugin.paged_decode import compacted_decode
+
+        page = views[0].shape[1]
+        dev = q.device
+        kept = torch.stack([b[1].kv_lengths[index] for b in batch])  # [R, Hkv], host
+        prompts = [b[1].prompt_len for b in batch]
+        width = -(-int(kept.max()) // page) + max(-(-b[3] // page) - p // page for b, p in zip(batch, prompts))
+        tokens = torch.tensor([b[2] for b in batch], device=dev)
+        rows_out, density = compacted_decode(
+            q[tokens], views[0], views[1], meta.block_table[torch.tensor([b[0] for b in batch], device=dev)],
+            kept.to(dev), torch.tensor(prompts, device=dev), torch.tensor([b[3] for b in batch], device=dev),
+            page, impl.scale, width,
+        )
+        out[tokens] = rows_out.to(out.dtype)
+        for b, d in zip(batch, density.tolist()):
+            b[1].decode_density[index] += d
+            b[1].decode_handled[index] += 1
 
     def _classify(self, layer, impl) -> tuple[int, bool]:
         """(layer index, whether it is a sliding-window layer), once per layer object."""
@@ -242,17 +314,22 @@ class AttentionHandler:
         (self.sliding_layers_seen if window is not None else self.layers_seen).add(index)
         return index, window is not None
 
-    def _prefill(self, state, index, impl, layer, q, k, v, out, kv_cache, meta, row, start, length):
+    def _prefill(self, state, index, impl, layer, q, k, v, out, kv_cache, meta, row, start, length, views=None):
         method, end = state.method, start + length
         if method.overrides("prefill"):
             res = method.prefill(q[start:end], k[start:end], v[start:end], layer_index=index, scale=impl.scale)
             if res is not None:
                 out[start:end] = res.output.to(out.dtype)
                 state.prefill_density[index] = float(res.density.float().mean())
-        if _paged(method):
+        pager = _pager(method)
+        if pager is not None and views is not None and pager.page_size == views[0].shape[1]:
+            from sparse_frontier.vllm_plugin.paged_decode import SummaryPool
+
+            SummaryPool.write_prompt(self.summaries.get(index, views[0]), k[start:end], meta.block_table[row], pager.page_size)
+        elif pager is not None:
             from sparse_frontier.kernels.quest import page_summaries
 
-            pmin, pmax = page_summaries(k[start:end].transpose(0, 1)[None], method.page_size)
+            pmin, pmax = page_summaries(k[start:end].transpose(0, 1)[None], pager.page_size)
             state.pages[index] = [pmin[0].contiguous(), pmax[0].contiguous()]
         if method.overrides("compress_kv"):
             selection = method.compress_kv(q[start:end], k[start:end], v[start:end], layer_index=index, scale=impl.scale)
@@ -304,7 +381,8 @@ class AttentionHandler:
 
     def _decode_paged(self, state, index, impl, layer, q, k, out, kv_cache, meta, row, token, seq_len):
         """Page-selecting decode (Quest): read the page summaries and the selected pages only."""
-        method, page = state.method, state.method.page_size
+        method = _pager(state.method)
+        page = method.page_size
         pmin, pmax = state.pages[index]
         new_key, slot = k[token], (seq_len - 1) // page
         if slot >= pmin.shape[1]:  # the new token opens a page
@@ -315,21 +393,6 @@ class AttentionHandler:
         pmin, pmax = state.pages[index]
         pages = method.select_from_summaries(q[token], pmin, pmax, seq_len)  # [Hsel, N], -1 = none
         group = impl.num_heads // impl.num_kv_heads
-        views = self.adapter.cache.block_views(kv_cache)
-        if views is not None and use_triton(q) and views[0].shape[1] == page:
-            # Fused: the Triton kernel reads the selected pages straight from vLLM's blocks.
-            from sparse_frontier.kernels.quest import sparse_decode
-
-            block_row = meta.block_table[row][None]
-            lengths = torch.full((1, impl.num_kv_heads), seq_len, device=q.device)
-            shared = pages.shape[0] == impl.num_kv_heads
-            out[token] = sparse_decode(q[token][None], views[0], views[1], pages[None], lengths, page, impl.scale,
-                                       shared, block_table=block_row)[0].to(out.dtype)
-            tokens = torch.where(pages >= 0, (seq_len - pages.long() * page).clamp(0, page), 0).sum(-1)
-            per_query_head = tokens.repeat_interleave(group) if shared else tokens
-            state.decode_density[index] += float(per_query_head.float().mean()) / seq_len
-            state.decode_handled[index] += 1
-            return
         offsets = torch.arange(page, device=pages.device)
         positions = []
         for chosen in pages:
@@ -357,9 +420,13 @@ class AttentionHandler:
         return summaries
 
 
-def _paged(method) -> bool:
-    """Methods that select pages from summaries (Quest) get the page-reading decode path."""
-    return callable(getattr(method, "select_from_summaries", None)) and hasattr(method, "page_size")
+def _pager(method):
+    """The part of ``method`` that selects pages from summaries (Quest, alone or as the decode part
+    of a combination), which gets the page-reading decode path; else None."""
+    part = method._part("decode") if callable(getattr(method, "_part", None)) else method
+    if part is not None and callable(getattr(part, "select_from_summaries", None)) and hasattr(part, "page_size"):
+        return part
+    return None
 
 
 HANDLER = AttentionHandler()

@@ -1,0 +1,96 @@
+"""Batched decode straight from vLLM's paged cache (CUDA FlashAttention layout), one call per layer.
+
+The handler's per-request decode gathers each request's tokens into contiguous tensors: exact, and
+the only way on the CPU backend, but its Python and launch overhead grows with the batch (measured
+on an H100: Quest at 16k, 8 concurrent requests, ~6.5x slower end to end than dense). Here every
+decode request of a step that a method handles is served by one set of kernel launches:
+
+- **Quest** (pages = cache blocks): page summaries live in a per-layer pool indexed like the cache
+  (``[num_blocks, Hkv, D]`` min and max, 1/16 of the K/V bytes), written at prefill and updated with
+  each new key; scores, top-k selection (per-request budgets) and the sparse decode read the block
+  table directly.
+- **Compacted caches** (SnapKV / Ada-SnapKV): a head's valid tokens are its kept prompt tokens
+  ``[0, kept_h)`` plus everything generated since, ``[prompt_len, seq_len)``; the decode kernel reads
+  those pages and skips the evicted gap.
+
+Each function returns the attention output rows and the per-request density (tokens read / tokens
+in the cache, averaged over query heads), both on the device.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sparse_frontier.kernels.quest import page_scores, page_summaries, select_pages, sparse_decode
+
+
+class SummaryPool:
+    """Per-layer page min/max pools ``[num_blocks, Hkv, D]``, allocated at first use."""
+
+    def __init__(self):
+        self.pools: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def get(self, layer: int, key_cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pool = self.pools.get(layer)
+        if pool is None:
+            num_blocks, _, hkv, d = key_cache.shape
+            pool = self.pools[layer] = tuple(key_cache.new_zeros(num_blocks, hkv, d) for _ in range(2))
+        return pool
+
+    @staticmethod
+    def write_prompt(pool, keys: torch.Tensor, block_row: torch.Tensor, page: int) -> None:
+        """Summaries of a prompt's keys ``[T, Hkv, D]`` into the pool rows of its blocks."""
+        pmin, pmax = page_summaries(keys.transpose(0, 1)[None], page)  # [1, Hkv, P, D]
+        blocks = block_row[: pmin.shape[2]].long()
+        pool[0][blocks] = pmin[0].transpose(0, 1).to(pool[0].dtype)
+        pool[1][blocks] = pmax[0].transpose(0, 1).to(pool[1].dtype)
+
+    @staticmethod
+    def add_keys(pool, keys: torch.Tensor, blocks: torch.Tensor, fresh: torch.Tensor) -> None:
+        """Fold one new key per request ``[R, Hkv, D]`` into its block's summary (``fresh``: the key opens it)."""
+        f = fresh[:, None, None]
+        keys = keys.to(pool[0].dtype)
+        pool[0][blocks] = torch.where(f, keys, torch.minimum(pool[0][blocks], keys))
+        pool[1][blocks] = torch.where(f, keys, torch.maximum(pool[1][blocks], keys))
+
+
+def quest_decode(query, key_cache, value_cache, pool, block_tables, seq_lens, n_select, page: int, scale: float,
+                 share: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quest for ``R`` decode requests: ``query [R, Hq, D]``, ``block_tables [R, M]``, ``seq_lens [R]``
+    (device), ``n_select [R]`` pages per request besides the current one (host). -> (out, density [R])."""
+    r, hq, _ = query.shape
+    hkv = key_cache.shape[2]
+    group = hq // hkv
+    npages = ((seq_lens + page - 1) // page)[:, None].expand(r, hkv)
+    scores = page_scores(query, pool[0], pool[1], npages, share, True, block_table=block_tables)
+    current = npages - 1 if share else (npages - 1).repeat_interleave(group, 1)
+    pages = select_pages(scores, current, n_select, use_kernel=True)
+    lengths = seq_lens[:, None].expand(r, hkv)
+    out = sparse_decode(query, key_cache, value_cache, pages, lengths, page, scale, share, block_table=block_tables)
+    tokens = torch.where(pages >= 0, (seq_lens[:, None, None] - pages.long() * page).clamp(0, page), 0).sum(-1)
+    return out, tokens.float().mean(-1) / seq_lens.float()
+
+
+def compacted_pages(kept: torch.Tensor, prompt_lens: torch.Tensor, seq_lens: torch.Tensor, page: int, width: int):
+    """Pages ``[R, Hkv, width]`` (-1 padded) holding a compacted head's tokens: ``[0, kept)`` and
+    ``[prompt_len, seq_len)``; the page holding ``prompt_len`` is listed once."""
+    first_recent = (prompt_lens // page)[:, None]  # [R, 1]
+    n1 = torch.minimum((kept + page - 1) // page, first_recent)  # pages wholly before the recent run
+    n2 = ((seq_lens + page - 1) // page)[:, None] - first_recent
+    idx = torch.arange(width, device=kept.device)[None, None, :]
+    n1, n2, first_recent = n1[..., None], n2[..., None], first_recent[..., None]
+    recent = idx - n1
+    return torch.where(idx < n1, idx, torch.where(recent < n2, first_recent + recent, -1)).int()
+
+
+def compacted_decode(query, key_cache, value_cache, block_tables, kept, prompt_lens, seq_lens, page: int,
+                     scale: float, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode over compacted caches: ``kept [R, Hkv]`` tokens kept per head, then the generated ones.
+    ``width``: enough page slots for the longest head (host int). -> (out, density [R])."""
+    pages = compacted_pages(kept, prompt_lens, seq_lens, page, width)
+    r, hkv = kept.shape
+    lengths = seq_lens[:, None].expand(r, hkv)
+    out = sparse_decode(query, key_cache, value_cache, pages, lengths, page, scale, True, block_table=block_tables,
+                        kept=kept, start=prompt_lens)
+    valid = kept.float() + (seq_lens - prompt_lens).float()[:, None]
+    return out, valid.mean(-1) / seq_lens.float()

@@ -1,0 +1,98 @@
+"""Batched decode from a vLLM-layout paged cache (the handler's CUDA path) vs per-request oracles.
+
+Runs the Triton kernels in the interpreter (TRITON_INTERPRET=1) on a FlashAttention-layout cache
+``[num_blocks, block, Hkv, D]`` with shuffled block tables and requests of different lengths.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernels are decorated
+
+import pytest
+import torch
+
+from sparse_frontier.attention.quest import Quest
+from sparse_frontier.attention.reference import masked_decode, page_keep_mask
+from sparse_frontier.vllm_plugin.paged_decode import SummaryPool, compacted_decode, compacted_pages, quest_decode
+
+pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="CPU tests need TRITON_INTERPRET=1")
+
+BLOCK, HQ, HKV, D = 16, 4, 2, 64
+
+
+def paged_cache(lengths, seed=0, spare=5):
+    """Random K/V per request ([Hkv, S, D]) written into a shuffled paged cache; its block tables."""
+    g = torch.Generator().manual_seed(seed)
+    per_req = max(-(-s // BLOCK) for s in lengths)
+    total = len(lengths) * per_req + spare
+    order = torch.randperm(total, generator=g)
+    cache_k = torch.randn(total, BLOCK, HKV, D, generator=g)  # garbage outside the requests' tokens
+    cache_v = torch.randn(total, BLOCK, HKV, D, generator=g)
+    tables = order[: len(lengths) * per_req].reshape(len(lengths), per_req)
+    keys, values = [], []
+    for r, s in enumerate(lengths):
+        k, v = torch.randn(2, HKV, s, D, generator=g)
+        for pos in range(s):
+            cache_k[tables[r, pos // BLOCK], pos % BLOCK] = k[:, pos]
+            cache_v[tables[r, pos // BLOCK], pos % BLOCK] = v[:, pos]
+        keys.append(k)
+        values.append(v)
+    return cache_k, cache_v, tables, keys, values
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_batched_quest_equals_per_request_quest(share):
+    lengths = [130, 47, 200]
+    cache_k, cache_v, tables, keys, values = paged_cache(lengths)
+    g = torch.Generator().manual_seed(1)
+    query = torch.randn(len(lengths), HQ, D, generator=g)
+    methods = [Quest(sparsity=s, share_pages=share) for s in (0.8, 0.5, 0.9)]
+    # summaries: the prompt (all but the last token) at "prefill", then the last token as a decode step
+    pool = SummaryPool().get(0, cache_k)
+    for r, s in enumerate(lengths):
+        SummaryPool.write_prompt(pool, keys[r][:, : s - 1].transpose(0, 1), tables[r], BLOCK)
+    last = torch.stack([keys[r][:, s - 1] for r, s in enumerate(lengths)])
+    seq = torch.tensor(lengths)
+    blocks = tables[torch.arange(len(lengths)), (seq - 1) // BLOCK]
+    SummaryPool.add_keys(pool, last, blocks, (seq - 1) % BLOCK == 0)
+    n_select = torch.tensor([max(1, round((1 - m.sparsity) * s / BLOCK)) for m, s in zip(methods, lengths)])
+    out, density = quest_decode(query, cache_k, cache_v, pool, tables, seq, n_select, BLOCK, 0.125, share)
+    for r, (m, s) in enumerate(zip(methods, lengths)):
+        # the per-request path: summaries of the request's whole cache, Quest's own selection
+        from sparse_frontier.kernels.quest import page_summaries
+
+        pmin, pmax = page_summaries(keys[r][None], BLOCK)
+        pages = m.select_from_summaries(query[r], pmin[0], pmax[0], s)
+        keep = page_keep_mask(pages, s, BLOCK, HQ // HKV if share else 1)
+        want = masked_decode(query[r], keys[r], values[r], keep, 0.125)
+        assert ((out[r] - want).norm() / want.norm()) < 1e-5
+        torch.testing.assert_close(density[r], keep.float().mean(), rtol=1e-6, atol=1e-6)
+
+
+def test_compacted_pages_list_each_page_once():
+    kept = torch.tensor([[5, 40], [0, 33]])
+    pages = compacted_pages(kept, torch.tensor([40, 33]), torch.tensor([50, 70]), 16, 8)
+    assert pages[0, 0].tolist() == [0, 2, 3, -1, -1, -1, -1, -1]  # kept page 0; page 2 holds token 40, the first generated
+    assert pages[0, 1].tolist() == [0, 1, 2, 3, -1, -1, -1, -1]  # kept tokens reach into page 2: listed once
+    assert pages[1, 0].tolist() == [2, 3, 4, -1, -1, -1, -1, -1]
+    assert pages[1, 1].tolist() == [0, 1, 2, 3, 4, -1, -1, -1]
+
+
+def test_batched_compacted_decode_equals_masked_oracle():
+    lengths = [90, 61]  # seq_len; prompts of 70 and 40 tokens, then generated tokens
+    prompts = torch.tensor([70, 40])
+    cache_k, cache_v, tables, keys, values = paged_cache(lengths, seed=2)
+    kept = torch.tensor([[20, 35], [40, 3]])  # per kv head (Ada-SnapKV: different lengths)
+    g = torch.Generator().manual_seed(3)
+    query = torch.randn(2, HQ, D, generator=g)
+    width = int(((kept + BLOCK - 1) // BLOCK).max()) + max(-(-s // BLOCK) - p // BLOCK for s, p in zip(lengths, prompts.tolist()))
+    out, density = compacted_decode(query, cache_k, cache_v, tables, kept, prompts, torch.tensor(lengths), BLOCK, 0.125, width)
+    for r, s in enumerate(lengths):
+        pos = torch.arange(s)
+        keep_kv = (pos[None] < kept[r][:, None]) | (pos[None] >= prompts[r])  # [Hkv, S]
+        keep = keep_kv.repeat_interleave(HQ // HKV, 0)
+        want = masked_decode(query[r], keys[r], values[r], keep, 0.125)
+        assert ((out[r] - want).norm() / want.norm()) < 1e-5
+        torch.testing.assert_close(density[r], keep_kv.float().mean(), rtol=1e-6, atol=1e-6)
