@@ -91,6 +91,26 @@ def cmd_sweep(args) -> None:
               args.output)
 
 
+def cmd_calibrate(args) -> None:
+    from sparse_frontier.calibrate import calibrate_model
+    from sparse_frontier.config import load_config, model_location
+
+    config = load_config(args.config)
+    if args.model not in config["models"]:
+        raise SystemExit(f"unknown model {args.model!r}; the config defines: {sorted(config['models'])}")
+    model = config["models"][args.model]
+    datasets = {}
+    for item in args.dataset:
+        length, sep, path = item.partition("=")
+        if not sep or not length.isdigit():
+            raise SystemExit(f"--dataset {item!r}: expected LENGTH=PATH, e.g. 16384=results/datasets/.../dataset.jsonl")
+        datasets[int(length)] = path
+    calibrate_model(args.model_location or model_location(dict(model, name=args.model)), args.model, datasets,
+                    args.output, config["engine"], prompts_per_length=args.prompts,
+                    tensor_parallel_size=model["tensor_parallel_size"],
+                    yarn_original=model.get("yarn_original_max_position_embeddings"))
+
+
 def cmd_score(args) -> None:
     from sparse_frontier.scoring import score_run
 
@@ -123,6 +143,16 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--config", required=True)
         p.add_argument("output")
         p.set_defaults(func=func)
+    p = sub.add_parser("calibrate", help="calibrate Vertical-Slash/FlexPrefill on a model's own attention "
+                                         "(captured on dataset prompts) into a calibration table")
+    p.add_argument("--config", required=True)
+    p.add_argument("--model", required=True, help="model name in the config")
+    p.add_argument("--model-location", help="checkpoint folder (default: the config's source)")
+    p.add_argument("--dataset", action="append", required=True, metavar="LENGTH=PATH",
+                   help="a dataset generated for this model at LENGTH (repeat per length)")
+    p.add_argument("--prompts", type=int, default=4, help="prompts per length (default 4)")
+    p.add_argument("output", help="calibration table (JSON) to write or extend")
+    p.set_defaults(func=cmd_calibrate)
     args = parser.parse_args(argv)
     setup_logging(args.log)
     args.func(args)

@@ -1,7 +1,7 @@
 """Attention methods: a base class with dense fallbacks, a registry, one module per method.
 
 Registered: dense; prefill vertical_slash, flexprefill, block_sparse; decode quest; KV compression
-snapkv, ada_snapkv; and any ``a+b`` combination of different phases (see ``base.py``).
+snapkv, ada_snapkv; capture_estimation (records estimation scores for calibration); and any ``a+b`` combination of different phases (see ``base.py``).
 """
 
 from sparse_frontier.attention.base import (
@@ -17,5 +17,6 @@ from sparse_frontier.attention import vertical_slash as _vs  # noqa: F401
 from sparse_frontier.attention import block_sparse as _bs  # noqa: F401
 from sparse_frontier.attention import quest as _quest  # noqa: F401
 from sparse_frontier.attention import snapkv as _snapkv  # noqa: F401
+from sparse_frontier.attention import capture as _capture  # noqa: F401  (calibration capture)
 
 __all__ = ["METHODS", "AttentionMethod", "AttentionResult", "KVSelection", "get_method_class", "register_method"]

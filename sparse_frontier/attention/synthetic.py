@@ -72,4 +72,4 @@ def build_table(model: str, lengths, seeds=(0,), heads: int = QWEN25_7B_HEADS, p
 if __name__ == "__main__":
     import sys
 
-    build_table("qwen2.5-7b", [int(x) for x in sys.argv[1:]] or [16384, 32768])
+    build_table("synthetic-qwen2.5-7b", [int(x) for x in sys.argv[1:]] or [16384, 32768])

@@ -1,0 +1,50 @@
+"""A recording method for calibration on a real model: each global layer's estimation scores.
+
+``capture_estimation`` leaves attention dense (its prefill hook returns None) and writes, per
+request and layer, the Vertical-Slash / FlexPrefill estimation scores of the prompt (the same
+:func:`~sparse_frontier.attention.vertical_slash.estimate_scores` the methods run) to ``out_dir``.
+:mod:`sparse_frontier.calibrate` runs it through vLLM on a few dataset prompts per length and turns
+the files into calibration-table entries for the model. Files are written atomically, one per
+(request, layer), so worker processes of a tensor-parallel engine never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from sparse_frontier.attention.base import AttentionMethod, AttentionResult, register_method
+
+
+@register_method
+@dataclass
+class CaptureEstimation(AttentionMethod):
+    name = "capture_estimation"
+    phase = "prefill"
+    out_dir: str = ""
+    approximation_size: int = 256
+    tag: str = "capture"
+
+    def __post_init__(self):
+        self.check(bool(self.out_dir), "out_dir", "a folder to write the captured scores to")
+        self.check(self.approximation_size >= 1, "approximation_size", "an integer >= 1")
+        self.check(bool(self.tag) and "/" not in self.tag, "tag", "a file-name prefix without '/'")
+
+    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
+        from sparse_frontier.attention.vertical_slash import estimate_scores
+
+        vert, slash = estimate_scores(query, key, self.approximation_size, scale)
+        folder = Path(self.out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
+        name = f"{self.tag}-layer{layer_index:03d}-rank{rank}-{uuid.uuid4().hex[:12]}.pt"
+        tmp = folder / (name + ".tmp")
+        torch.save({"vert": vert.float().cpu(), "slash": slash.float().cpu(), "length": query.shape[0],
+                    "layer": layer_index, "approximation_size": self.approximation_size}, tmp)
+        tmp.replace(folder / name)
+        return None  # attention stays dense
