@@ -17,6 +17,7 @@ if not config:
 include: "rules/common.smk"
 include: "rules/models.smk"
 include: "rules/datasets.smk"
+include: "rules/calibrate.smk"
 include: "rules/predict.smk"
 include: "rules/score.smk"
 include: "rules/aggregate.smk"

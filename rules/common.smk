@@ -10,6 +10,7 @@ from sparse_frontier.config import RunIndex, expand_runs, model_location
 from sparse_frontier.predict import copy_sweep_predictions
 from sparse_frontier.resources import predict_resources
 from sparse_frontier.sweeps import SweepIndex, sweep_resources
+from sparse_frontier.calibrate import calibration_datasets, needs_calibration
 from sparse_frontier.tasks.qa.sources import NORMALISED, SOURCES, normalised_path
 
 validate(config, "../workflow/schemas/config.schema.yaml")
@@ -135,3 +136,66 @@ def demo_inputs(wildcards):
             "snakemake --configfile config/demo.yaml --profile profiles/local demo"
         )
     return [paths.SCORES_TABLE] + rules.all_figures.input
+
+
+# -- calibration on captured attention (rules/calibrate.smk) ---------------------------------
+CALIBRATION = config.get("calibration", {})
+CAPTURE = CALIBRATION.get("capture", False)
+# {model: {length: dataset}}: only models with runs of a calibrated method
+CALIBRATION_PLAN = (
+    calibration_datasets(
+        RUNS.runs, dict(config, calibration=dict(task="niah") | CALIBRATION)
+    )
+    if CAPTURE
+    else {}
+)
+
+
+def calibration_input(wildcards):
+    """The model's captured calibration table for runs that need one, else nothing."""
+    if CAPTURE and needs_calibration(wildcards.method):
+        return paths.CALIBRATION.format(model=wildcards.model)
+    return []
+
+
+def sweep_calibration_input(wildcards):
+    """The same for a grouped prediction job: needed if any of its runs needs it."""
+    if CAPTURE and any(
+        needs_calibration(r.key.method) for r in SWEEPS.sweep(wildcards).runs
+    ):
+        return paths.CALIBRATION.format(model=wildcards.model)
+    return []
+
+
+def calibration_run(wildcards):
+    """The run of the longest calibration dataset: its model entry and resource needs."""
+    lengths = CALIBRATION_PLAN[wildcards.model]
+    return RUNS.dataset_run(
+        paths.parse_path(paths.DATASET, lengths[max(lengths)])
+    ).as_dict()
+
+
+def calibration_resource(name):
+    def get(wildcards, attempt):
+        return predict_resources(calibration_run(wildcards), attempt)[name]
+
+    return get
+
+
+def calibration_dataset_run(wildcards):
+    """Any run of the model's first calibration dataset (model entry, GPUs)."""
+    first = next(iter(CALIBRATION_PLAN[wildcards.model].values()))
+    return RUNS.dataset_run(paths.parse_path(paths.DATASET, first))
+
+
+def calibration_datasets_of(wildcards):
+    return list(CALIBRATION_PLAN[wildcards.model].values())
+
+
+def calibration_model_inputs(wildcards):
+    first = next(iter(CALIBRATION_PLAN[wildcards.model].values()))
+    return model_inputs(paths.parse_path(paths.DATASET, first))
+
+
+def calibration_model_location(wildcards):
+    return model_location(calibration_run(wildcards)["model"])

@@ -14,6 +14,7 @@ if config["engine"]["methods_per_job"] == 1:
         input:
             dataset=paths.DATASET,
             model=model_inputs,
+            calibration=calibration_input,
         output:
             paths.PREDICTIONS,
         log:
@@ -39,6 +40,7 @@ else:
         input:
             dataset=paths.DATASET,
             model=model_inputs,
+            calibration=sweep_calibration_input,
         output:
             # only the manifest: Snakemake deletes an incomplete job's outputs before rerunning it,
             # the runs' resumable rows (paths.SWEEP_PREDICTIONS) must survive that

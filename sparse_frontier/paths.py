@@ -38,6 +38,7 @@ SWEEP = (
 )
 SWEEP_PREDICTIONS = "results/sweeps/" + _RUN + "/predictions.jsonl"
 SUMMARY = "results/scores/" + _RUN + "/summary.json"
+CALIBRATION = "results/calibration/{model}.json"  # rule calibrate_attention
 SCORES_TABLE = "results/tables/scores.csv"
 SAMPLE_SCORES_TABLE = "results/tables/sample_scores.csv"
 TABLE = "results/tables/{table}.csv"

@@ -103,3 +103,27 @@ def test_end_to_end_on_the_vllm_cpu_engine(tmp_path, tiny_model):
     assert list((tmp_path / "logs/predictions").rglob("*.log"))
     # Nothing left to do on a second invocation.
     assert "Nothing to be done" in snakemake(*targets, "-n", "--directory", str(tmp_path), "--configfile", str(config))
+
+
+def test_captured_calibration_feeds_the_sparse_runs(tmp_path, tiny_model):
+    """calibration.capture: rule calibrate_attention fits the model's own attention, and the
+    Vertical-Slash run reads that table (no per-call calibration); dense runs do not wait for it."""
+    import yaml
+
+    config_path = write_tiny_config(tmp_path, tiny_model, lengths=(1024,), samples=2, max_output_tokens=4)
+    config = yaml.safe_load(config_path.read_text())
+    config["methods"]["vs"] = {"method": "vertical_slash", "params": {"sparsity": 0.5}}
+    config["experiments"]["tiny"]["methods"] = ["dense", "vs"]
+    config["calibration"] = {"capture": True, "task": "niah", "prompts": 2}
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    dry = snakemake("results/tables/scores.csv", "-n", "--directory", str(tmp_path), "--configfile", str(config_path))
+    assert any(line.split()[:2] == ["calibrate_attention", "1"] for line in dry.splitlines()), dry[-2000:]
+    snakemake("results/tables/scores.csv", "--cores", "2", "--directory", str(tmp_path), "--configfile", str(config_path))
+    table = json.loads((tmp_path / "results/calibration/tiny-llama.json").read_text())["entries"]
+    assert {(e["method"], e["length"]) for e in table} == {("vertical_slash", 1024), ("flexprefill", 1024)}
+    assert all(e["source"].startswith("captured: 2 prompts") for e in table)
+    vs_log = next(p.read_text() for p in (tmp_path / "logs/predictions").rglob("*.log") if "/vertical_slash/" in str(p))
+    assert "calibrating on each call" not in vs_log  # the table had the model's entry
+    scores = pd.read_csv(tmp_path / "results/tables/scores.csv")
+    vs = scores[scores["method"] == "vertical_slash"]
+    assert len(vs) == 1 and 0.2 < float(vs["sparsity"].iloc[0]) < 0.8  # measured, near the 0.5 target

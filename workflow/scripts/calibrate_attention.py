@@ -1,0 +1,18 @@
+"""Snakemake script: calibrate Vertical-Slash / FlexPrefill on one model's captured attention."""
+
+from sparse_frontier.calibrate import calibrate_model
+from sparse_frontier.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+run = snakemake.params.run
+calibrate_model(
+    snakemake.params.model_location,
+    snakemake.wildcards.model,
+    {int(length): path for length, path in snakemake.params.datasets.items()},
+    snakemake.output[0],
+    run["engine"],
+    prompts_per_length=snakemake.params.prompts,
+    max_new_tokens=run["key"]["max_tokens"],
+    tensor_parallel_size=run["model"]["tensor_parallel_size"],
+    yarn_original=run["model"].get("yarn_original_max_position_embeddings"),
+)
