@@ -73,4 +73,4 @@ else:
         params:
             source=lambda wildcards: RUNS.run(wildcards).key.sweep_predictions,
         run:
-            copy_sweep_predictions(params.source, output[0], input[0])
+            copy_sweep_predictions(params.source, output[0], input[0], log[0])

@@ -187,11 +187,15 @@ def _finalise(run: Mapping[str, Any], store: ResumableJsonl, ids: list, manifest
     log.info("wrote %s", store.final)
 
 
-def copy_sweep_predictions(source: str, output: str, manifest: str) -> None:
-    """A grouped run's predictions file: the sweep's rows for the run, with their provenance."""
+def copy_sweep_predictions(source: str, output: str, manifest: str, log_file: str | None = None) -> None:
+    """A grouped run's predictions file: the sweep's rows for the run, with their provenance
+    (``log_file``: a line saying what was copied from where)."""
     listed = {entry["predictions"] for entry in json.loads(Path(manifest).read_text())["runs"]}
     if source not in listed or not Path(source).exists():
         raise FileNotFoundError(f"{source} is not a finished file of the sweep {manifest}")
     provenance = json.loads(Path(paths.provenance_path(source)).read_text())
     write_json_atomic(paths.provenance_path(output), dict(provenance, copied_from=source, sweep=manifest))
     write_text_atomic(output, Path(source).read_text())
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(log_file).write_text(f"copied {source} (sweep {manifest}) -> {output}\n")
