@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -23,64 +22,32 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kernels import dense_prefill_variants, graph_run, timer  # noqa: E402  (timing shared with kernels.py)
 
 FIELDS = ["part", "length", "sparsity", "batch", "variant", "ms", "note"]
 
 
 def cuda_ms(fn, reps: int = 10, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        torch.cuda.synchronize()
-        times.append(a.elapsed_time(b))
-    return statistics.median(times)
+    return timer("cuda", reps, warmup)(fn)
 
 
 def graph_ms(fn, reps: int = 20) -> float:
     """Median time of ``fn`` replayed from a CUDA graph (pure GPU time, no launch overhead)."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    return cuda_ms(g.replay, reps)
+    return graph_run(timer("cuda", reps, 2), fn)
 
 
 def dense_baselines(q, k, v, scale, add):
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    t = q.shape[0]
-    g = q.shape[1] // k.shape[1]
-    qt, kt, vt = (x.transpose(0, 1)[None] for x in (q, k, v))
-    kr, vr = kt.repeat_interleave(g, 1), vt.repeat_interleave(g, 1)
-    variants = {
-        "sdpa flash, enable_gqa": (SDPBackend.FLASH_ATTENTION, kt, vt, True),
-        "sdpa flash, K/V repeated": (SDPBackend.FLASH_ATTENTION, kr, vr, False),
-        "sdpa cudnn, K/V repeated": (SDPBackend.CUDNN_ATTENTION, kr, vr, False),
-        "sdpa cudnn, enable_gqa": (SDPBackend.CUDNN_ATTENTION, kt, vt, True),
-    }
+    """Time every dense SDPA variant (rows ``dense_prefill``); returns the fastest time."""
     best = None
-    for name, (backend, kk, vv, gqa) in variants.items():
-        def f(backend=backend, kk=kk, vv=vv, gqa=gqa):
-            with sdpa_kernel([backend]):
-                extra = {"enable_gqa": True} if gqa else {}
-                return torch.nn.functional.scaled_dot_product_attention(qt, kk, vv, is_causal=True, scale=scale, **extra)
+    for name, f in dense_prefill_variants(q, k, v, scale).items():
         try:
             ms = cuda_ms(f, 5)
-            add("dense_prefill", t, 0.0, 1, name, ms)
+            add("dense_prefill", q.shape[0], 0.0, 1, name, ms)
             best = ms if best is None else min(best, ms)
         except Exception as e:  # noqa: BLE001 - a backend this build lacks
-            add("dense_prefill", t, 0.0, 1, name, None, f"unavailable: {e!r}"[:160])
-    del kr, vr
+            add("dense_prefill", q.shape[0], 0.0, 1, name, None, f"unavailable: {e!r}"[:160])
     return best
 
 

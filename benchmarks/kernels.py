@@ -57,6 +57,28 @@ def timer(device: str, reps: int, warmup: int):
     return run
 
 
+def dense_prefill_variants(q, k, v, scale) -> dict:
+    """Every dense causal SDPA on CUDA for [T, H, D] inputs: {label: fn} over the flash and cuDNN
+    backends, GQA native or with K/V repeated (outside the timing). A variant this build lacks
+    raises RuntimeError when called."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    qt, kt, vt = (x.transpose(0, 1)[None] for x in (q, k, v))
+    g = q.shape[1] // k.shape[1]
+    kr, vr = kt.repeat_interleave(g, 1), vt.repeat_interleave(g, 1)
+    variants = {}
+    for backend, label in [(SDPBackend.CUDNN_ATTENTION, "cudnn"), (SDPBackend.FLASH_ATTENTION, "flash")]:
+        for gqa in (True, False):
+            kk, vv = (kt, vt) if gqa else (kr, vr)
+
+            def f(backend=backend, kk=kk, vv=vv, gqa=gqa):
+                with sdpa_kernel([backend]):
+                    extra = {"enable_gqa": True} if gqa else {}
+                    return torch.nn.functional.scaled_dot_product_attention(qt, kk, vv, is_causal=True, scale=scale, **extra)
+            variants[f"sdpa {label}, " + ("enable_gqa" if gqa else "K/V repeated")] = f
+    return variants
+
+
 def dense_prefill_fn(q, k, v, scale, run=None):
     """The fastest dense causal SDPA this torch offers on [1, H, T, D] (flash / cuDNN, GQA native or K/V repeated).
 
@@ -66,30 +88,21 @@ def dense_prefill_fn(q, k, v, scale, run=None):
     """
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    qt, kt, vt = (x.transpose(0, 1)[None] for x in (q, k, v))
     if not q.is_cuda:
+        qt, kt, vt = (x.transpose(0, 1)[None] for x in (q, k, v))
+
         def f_cpu():
             with sdpa_kernel([SDPBackend.MATH]):
                 return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=True, scale=scale, enable_gqa=True)
         return f_cpu, "sdpa math (cpu)"
-    g = q.shape[1] // k.shape[1]
-    kr, vr = kt.repeat_interleave(g, 1), vt.repeat_interleave(g, 1)
     best = None
-    for backend, label in [(SDPBackend.CUDNN_ATTENTION, "cudnn"), (SDPBackend.FLASH_ATTENTION, "flash")]:
-        for gqa in (True, False):
-            kk, vv = (kt, vt) if gqa else (kr, vr)
-
-            def f(backend=backend, kk=kk, vv=vv, gqa=gqa):
-                with sdpa_kernel([backend]):
-                    extra = {"enable_gqa": True} if gqa else {}
-                    return torch.nn.functional.scaled_dot_product_attention(qt, kk, vv, is_causal=True, scale=scale, **extra)
-            try:
-                ms = run(f) if run else 0.0
-            except RuntimeError:
-                continue
-            note = f"sdpa {label}, " + ("enable_gqa" if gqa else "K/V repeated")
-            if best is None or ms < best[0]:
-                best = (ms, f, note)
+    for note, f in dense_prefill_variants(q, k, v, scale).items():
+        try:
+            ms = run(f) if run else 0.0
+        except RuntimeError:
+            continue
+        if best is None or ms < best[0]:
+            best = (ms, f, note)
     return best[1], best[2] + " (fastest dense SDPA here)"
 
 
