@@ -17,13 +17,13 @@ rule calibrate_attention:
         "../envs/vllm-cuda.yaml"
     threads: config["engine"]["cpu_threads"]
     resources:
-        gpu=lambda wildcards: calibration_dataset_run(wildcards).gpus,
+        gpu=calibration_gpus,
         mem_mb=calibration_resource("mem_mb"),
         runtime=calibration_resource("runtime"),
     params:
         datasets=lambda wildcards: CALIBRATION_PLAN[wildcards.model],
         run=calibration_run,
-        prompts=CALIBRATION.get("prompts", 4),
+        prompts=CALIBRATION["prompts"],
         model_location=calibration_model_location,
     script:
         "../workflow/scripts/calibrate_attention.py"

@@ -100,6 +100,11 @@ def qa_source_inputs(wildcards):
     return [normalised_path(dataset)] if dataset else []
 
 
+@known_params
+def run_gpus(wildcards):
+    return RUNS.run(wildcards).gpus
+
+
 def predict_resource(name):
     @known_params
     def get(wildcards, attempt):
@@ -118,6 +123,11 @@ def sweep_runs_params(wildcards):
 def sweep_of_run(wildcards):
     """The manifest of the grouped prediction job holding this run."""
     return SWEEPS.of_run(RUNS.run(wildcards).key).manifest
+
+
+@known_params
+def sweep_gpus(wildcards):
+    return SWEEPS.sweep(wildcards).gpus
 
 
 def sweep_resource(name):
@@ -139,63 +149,66 @@ def demo_inputs(wildcards):
 
 
 # -- calibration on captured attention (rules/calibrate.smk) ---------------------------------
-CALIBRATION = config.get("calibration", {})
-CAPTURE = CALIBRATION.get("capture", False)
+CALIBRATION = config["calibration"]  # schema defaults filled in by validate()
 # {model: {length: dataset}}: only models with runs of a calibrated method
 CALIBRATION_PLAN = (
-    calibration_datasets(
-        RUNS.runs, dict(config, calibration=dict(task="niah") | CALIBRATION)
-    )
-    if CAPTURE
-    else {}
+    calibration_datasets(RUNS.runs, config) if CALIBRATION["capture"] else {}
 )
 
 
+@known_params
 def calibration_input(wildcards):
     """The model's captured calibration table for runs that need one, else nothing."""
-    if CAPTURE and needs_calibration(wildcards.method):
+    if CALIBRATION_PLAN and needs_calibration(wildcards.method):
         return paths.CALIBRATION.format(model=wildcards.model)
     return []
 
 
+@known_params
 def sweep_calibration_input(wildcards):
     """The same for a grouped prediction job: needed if any of its runs needs it."""
-    if CAPTURE and any(
+    if CALIBRATION_PLAN and any(
         needs_calibration(r.key.method) for r in SWEEPS.sweep(wildcards).runs
     ):
         return paths.CALIBRATION.format(model=wildcards.model)
     return []
 
 
-def calibration_run(wildcards):
-    """The run of the longest calibration dataset: its model entry and resource needs."""
+@known_params
+def calibration_datasets_of(wildcards):
+    return list(CALIBRATION_PLAN[wildcards.model].values())
+
+
+def calibration_dataset_wildcards(wildcards):
+    """Wildcards of the model's longest calibration dataset (it sizes the job)."""
     lengths = CALIBRATION_PLAN[wildcards.model]
-    return RUNS.dataset_run(
-        paths.parse_path(paths.DATASET, lengths[max(lengths)])
-    ).as_dict()
+    return paths.parse_path(paths.DATASET, lengths[max(lengths)])
+
+
+@known_params
+def calibration_run(wildcards):
+    """A run of that dataset (plain data): the model entry, engine and output budget."""
+    return RUNS.dataset_run(calibration_dataset_wildcards(wildcards)).as_dict()
 
 
 def calibration_resource(name):
+    @known_params
     def get(wildcards, attempt):
         return predict_resources(calibration_run(wildcards), attempt)[name]
 
     return get
 
 
-def calibration_dataset_run(wildcards):
-    """Any run of the model's first calibration dataset (model entry, GPUs)."""
-    first = next(iter(CALIBRATION_PLAN[wildcards.model].values()))
-    return RUNS.dataset_run(paths.parse_path(paths.DATASET, first))
+@known_params
+def calibration_gpus(wildcards):
+    return RUNS.dataset_run(calibration_dataset_wildcards(wildcards)).gpus
 
 
-def calibration_datasets_of(wildcards):
-    return list(CALIBRATION_PLAN[wildcards.model].values())
-
-
+@known_params
 def calibration_model_inputs(wildcards):
-    first = next(iter(CALIBRATION_PLAN[wildcards.model].values()))
-    return model_inputs(paths.parse_path(paths.DATASET, first))
+    return model_inputs(calibration_dataset_wildcards(wildcards))
 
 
+@known_params
 def calibration_model_location(wildcards):
-    return model_location(calibration_run(wildcards)["model"])
+    return model_folder(calibration_dataset_wildcards(wildcards))

@@ -1,6 +1,6 @@
 """Planning: the GPU-hours of the config's grid, from a measured throughput table (not part of all)."""
 
-GPU_HOURS = config.get("gpu_hours", {})
+GPU_HOURS = config["gpu_hours"]  # schema defaults filled in by validate()
 #: what the estimate depends on: the grid and the engine, not the figures
 GRID = {
     k: config[k]
@@ -13,7 +13,7 @@ rule estimate_gpu_hours:
     table (gpu_hours.throughput, default benchmarks/results/throughput.csv) and the grid; the rows not
     measured are extrapolated by the resource model (sparse_frontier/throughput.py)."""
     input:
-        throughput=GPU_HOURS.get("throughput", "benchmarks/results/throughput.csv"),
+        throughput=GPU_HOURS["throughput"],
     output:
         csv=paths.TABLE.format(table="gpu_hours"),
         md=paths.TABLE_MD.format(table="gpu_hours"),
@@ -25,6 +25,6 @@ rule estimate_gpu_hours:
         "../envs/pipeline.yaml"
     params:
         grid=GRID,
-        typical_output_tokens=GPU_HOURS.get("typical_output_tokens", 256),
+        typical_output_tokens=GPU_HOURS["typical_output_tokens"],
     script:
         "../workflow/scripts/estimate_gpu_hours.py"

@@ -25,7 +25,7 @@ if config["engine"]["methods_per_job"] == 1:
             "../envs/vllm-cuda.yaml"
         threads: config["engine"]["cpu_threads"]
         resources:
-            gpu=lambda wildcards: RUNS.run(wildcards).gpus,
+            gpu=run_gpus,
             mem_mb=predict_resource("mem_mb"),
             runtime=predict_resource("runtime"),
         params:
@@ -53,7 +53,7 @@ else:
             "../envs/vllm-cuda.yaml"
         threads: config["engine"]["cpu_threads"]
         resources:
-            gpu=lambda wildcards: SWEEPS.sweep(wildcards).gpus,
+            gpu=sweep_gpus,
             mem_mb=sweep_resource("mem_mb"),
             runtime=sweep_resource("runtime"),
         params:
@@ -71,6 +71,6 @@ else:
             paths.log_path(paths.PREDICTIONS),
         localrule: True
         params:
-            source=lambda wildcards: RUNS.run(wildcards).key.sweep_predictions,
+            source=paths.SWEEP_PREDICTIONS,
         run:
             copy_sweep_predictions(params.source, output[0], input[0], log[0])
