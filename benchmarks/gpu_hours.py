@@ -30,11 +30,11 @@ def main(argv=None) -> None:
                         help=f"default: the config's gpu_hours.typical_output_tokens ({TYPICAL_OUTPUT_TOKENS})")  # fmt: skip
     args = parser.parse_args(argv)
     config = load_config(args.config)
-    settings = config.get("gpu_hours", {})
-    table = args.throughput or settings.get("throughput", "benchmarks/results/throughput.csv")
+    settings = config["gpu_hours"]  # schema defaults filled in by load_config
+    table = args.throughput or settings["throughput"]
     if not Path(table).is_absolute() and not Path(table).exists():
         table = str(REPO / table)
-    typical = args.typical_output_tokens or settings.get("typical_output_tokens", TYPICAL_OUTPUT_TOKENS)
+    typical = args.typical_output_tokens or settings["typical_output_tokens"]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_outputs(config, table, out.with_suffix(".csv"), out.with_suffix(".md"),

@@ -111,12 +111,14 @@ def run_predictions(
 def _adopt(run: Mapping[str, Any], store: ResumableJsonl, ids: list) -> bool:
     """Take over the run's finished per-run predictions file (from before grouping was switched on)."""
     source = Path(paths.PREDICTIONS.format(**run["key"]))
-    if not source.exists() or [r["id"] for r in read_jsonl(source)] != ids:
+    if not source.exists():
+        return False
+    text = source.read_text()
+    if [json.loads(line)["id"] for line in text.splitlines() if line.strip()] != ids:
         return False
     source_provenance = Path(paths.provenance_path(str(source)))
     provenance = json.loads(source_provenance.read_text()) if source_provenance.exists() else {"config": dict(run)}
-    write_json_atomic(paths.provenance_path(str(store.final)), dict(provenance, adopted_from=str(source)))
-    write_text_atomic(store.final, source.read_text())
+    _write_with_provenance(str(store.final), text, dict(provenance, adopted_from=str(source)))
     store.partial.unlink(missing_ok=True)
     log.info("%s: adopted the finished %s", store.final, source)
     return True
@@ -156,12 +158,11 @@ def run_sweep(runs: Sequence[Mapping[str, Any]], dataset_path: str, model_locati
     if todo:
         engine = _start_engine(runs[0], samples, model_location)
         specs = [method_spec(run) for run in runs]
-        key = first
         progress = tqdm(total=len(todo), desc="sweep", disable=None)
         for batch in iter_chunks(todo, runs[0]["engine"]["batch_size"]):
             start = time.perf_counter()
             generations = engine.generate(
-                [s["input_ids"] for _, s in batch], key["max_tokens"], key["seed"], method=[specs[i] for i, _ in batch]
+                [s["input_ids"] for _, s in batch], first["max_tokens"], first["seed"], method=[specs[i] for i, _ in batch]
             )
             elapsed = time.perf_counter() - start
             for index in dict.fromkeys(i for i, _ in batch):
@@ -194,8 +195,13 @@ def copy_sweep_predictions(source: str, output: str, manifest: str, log_file: st
     if source not in listed or not Path(source).exists():
         raise FileNotFoundError(f"{source} is not a finished file of the sweep {manifest}")
     provenance = json.loads(Path(paths.provenance_path(source)).read_text())
-    write_json_atomic(paths.provenance_path(output), dict(provenance, copied_from=source, sweep=manifest))
-    write_text_atomic(output, Path(source).read_text())
+    _write_with_provenance(output, Path(source).read_text(), dict(provenance, copied_from=source, sweep=manifest))
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         Path(log_file).write_text(f"copied {source} (sweep {manifest}) -> {output}\n")
+
+
+def _write_with_provenance(output: str, text: str, provenance: Mapping[str, Any]) -> None:
+    """A predictions file copied from elsewhere: provenance first, then the rows (both atomic)."""
+    write_json_atomic(paths.provenance_path(output), provenance)
+    write_text_atomic(output, text)

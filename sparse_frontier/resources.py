@@ -133,8 +133,12 @@ def predict_seconds(model: Mapping[str, Any], key: Mapping[str, Any], engine: Ma
     step_bytes = plan.weights + concurrency * plan.kv_per_sequence * (key["length"] + key["max_tokens"] / 2) / tokens
     step = max(STEP_OVERHEAD_S, step_bytes / HBM_BYTES_PER_S)
     decode = math.ceil(key["samples"] / concurrency) * key["max_tokens"] * step
-    start = START_S + arch["params"] * _DTYPE_BYTES[engine["dtype"]] / LOAD_BYTES_PER_S
-    return start + prefill + decode
+    return engine_start_seconds(model, engine) + prefill + decode
+
+
+def engine_start_seconds(model: Mapping[str, Any], engine: Mapping[str, Any]) -> float:
+    """Engine start: process, weight loading, profiling, graph capture."""
+    return START_S + model["architecture"]["params"] * _DTYPE_BYTES[engine["dtype"]] / LOAD_BYTES_PER_S
 
 
 def predict_resources(run: Mapping[str, Any], attempt: int) -> dict[str, int]:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from sparse_frontier.resources import LOAD_BYTES_PER_S, START_S, _DTYPE_BYTES, predict_seconds
+from sparse_frontier.resources import engine_start_seconds, predict_seconds
 
 #: every column of the throughput table, in order
 COLUMNS = [
@@ -57,7 +57,6 @@ _INT = ("tensor_parallel_size", "length", "prompt_tokens", "output_tokens", "con
 _FLOAT = ("sparsity", "measured_sparsity", "wall_s", "samples_per_hour", "engine_start_s")
 CUDA_GRAPHS = ("piecewise", "none")
 HANDLER = ("on", "off")
-DEFAULT_TABLE = "benchmarks/results/throughput.csv"
 TYPICAL_OUTPUT_TOKENS = 256
 
 
@@ -186,8 +185,7 @@ def nearest(setting: Setting, rows: list[dict[str, Any]]) -> tuple[dict[str, Any
         )
 
     row = min(enumerate(rows), key=distance)[1]
-    exact = all(distance((0, row))[k] == 0 for k in range(8))
-    return row, exact
+    return row, row_setting(row) == setting
 
 
 def modelled_seconds_per_sample(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting) -> float:
@@ -196,12 +194,7 @@ def modelled_seconds_per_sample(model: Mapping[str, Any], engine: Mapping[str, A
     samples = 100 * setting.concurrency
     key = {"length": setting.length, "max_tokens": setting.output_tokens, "samples": samples}
     eng = dict(engine, batch_size=setting.concurrency)
-    return (predict_seconds(model, key, eng) - modelled_start_seconds(model, engine)) / samples
-
-
-def modelled_start_seconds(model: Mapping[str, Any], engine: Mapping[str, Any]) -> float:
-    """Engine start in the resource model (process, weight loading, profiling, graph capture)."""
-    return START_S + model["architecture"]["params"] * _DTYPE_BYTES[engine["dtype"]] / LOAD_BYTES_PER_S
+    return (predict_seconds(model, key, eng) - engine_start_seconds(model, engine)) / samples
 
 
 def row_setting(row: Mapping[str, Any]) -> Setting:
@@ -247,7 +240,7 @@ class Estimator:
         )  # fmt: skip
         if starts:
             return starts[len(starts) // 2], "measured"
-        return modelled_start_seconds(self.model(model), self.engine), "modelled"
+        return engine_start_seconds(self.model(model), self.engine), "modelled"
 
 
 NUMBERS = ["runs", "samples", "engine_starts", "gpu_hours_budget", "gpu_hours_typical"]

@@ -15,6 +15,7 @@ import torch
 
 from sparse_frontier.attention.quest import Quest
 from sparse_frontier.attention.reference import masked_decode, page_keep_mask
+from sparse_frontier.kernels.quest import page_summaries
 from sparse_frontier.vllm_plugin.paged_decode import SummaryPool, compacted_decode, compacted_pages, quest_decode
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="CPU tests need TRITON_INTERPRET=1")
@@ -61,8 +62,6 @@ def test_batched_quest_equals_per_request_quest(share):
     out, density = quest_decode(query, cache_k, cache_v, pool, tables, seq, n_select, BLOCK, 0.125, share)
     for r, (m, s) in enumerate(zip(methods, lengths)):
         # the per-request path: summaries of the request's whole cache, Quest's own selection
-        from sparse_frontier.kernels.quest import page_summaries
-
         pmin, pmax = page_summaries(keys[r][None], BLOCK)
         pages = m.select_from_summaries(query[r], pmin[0], pmax[0], s)
         keep = page_keep_mask(pages, s, BLOCK, HQ // HKV if share else 1)
