@@ -92,8 +92,8 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    from sparse_frontier.calibrate import calibrate_model
-    from sparse_frontier.config import load_config, model_location
+    from sparse_frontier.calibrate import calibrate_model, needs_calibration
+    from sparse_frontier.config import expand_runs, load_config, model_location
 
     config = load_config(args.config)
     if args.model not in config["models"]:
@@ -105,8 +105,10 @@ def cmd_calibrate(args) -> None:
         if not sep or not length.isdigit():
             raise SystemExit(f"--dataset {item!r}: expected LENGTH=PATH, e.g. 16384=results/datasets/.../dataset.jsonl")
         datasets[int(length)] = path
+    # engines sized like the model's sparse predict jobs (their output budget), as rule calibrate_attention does
+    budgets = [r.key.max_tokens for r in expand_runs(config) if r.key.model == args.model and needs_calibration(r.key.method)]
     calibrate_model(args.model_location or model_location(dict(model, name=args.model)), args.model, datasets,
-                    args.output, config["engine"], prompts_per_length=args.prompts,
+                    args.output, config["engine"], prompts_per_length=args.prompts, max_new_tokens=max(budgets, default=1),
                     tensor_parallel_size=model["tensor_parallel_size"],
                     yarn_original=model.get("yarn_original_max_position_embeddings"))
 
