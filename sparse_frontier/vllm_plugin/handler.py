@@ -54,6 +54,7 @@ class RequestState:
     def __init__(self, method):
         self.method = method
         self.touches_attention = any(method.overrides(h) for h in ("prefill", "decode", "compress_kv"))
+        self.pager = _pager(method)  # its page-selecting (Quest) part, or None
         self.prompt_len: int | None = None
         self.decode_steps = 0
         self.kv_lengths: dict[int, torch.Tensor] = {}  # layer -> kept tokens per kv head
@@ -227,7 +228,7 @@ class AttentionHandler:
         for row, (state, (start, query_len, seq_len)) in enumerate(zip(step.states, step.requests)):
             if not (state.touches_attention or state.kv_lengths):
                 continue
-            pager = _pager(state.method)
+            pager = state.pager
             if query_len == seq_len:
                 self._prefill(state, index, impl, layer, q, k, v, out, kv_cache, attn_metadata, row, start, query_len, views)
             elif state.kv_lengths.get(index) is None and pager is not None:
@@ -321,7 +322,7 @@ class AttentionHandler:
             if res is not None:
                 out[start:end] = res.output.to(out.dtype)
                 state.prefill_density[index] = float(res.density.float().mean())
-        pager = _pager(method)
+        pager = state.pager
         if pager is not None and views is not None and pager.page_size == views[0].shape[1]:
             from sparse_frontier.vllm_plugin.paged_decode import SummaryPool
 
@@ -381,7 +382,7 @@ class AttentionHandler:
 
     def _decode_paged(self, state, index, impl, layer, q, k, out, kv_cache, meta, row, token, seq_len):
         """Page-selecting decode (Quest): read the page summaries and the selected pages only."""
-        method = _pager(state.method)
+        method = state.pager
         page = method.page_size
         pmin, pmax = state.pages[index]
         new_key, slot = k[token], (seq_len - 1) // page
