@@ -43,10 +43,13 @@ def run_handler(model, specs, prompts, max_tokens, results, after_stock=False):
     engine = Engine(model, 2048, dict(device="cpu", dtype="float32", cuda_graphs="none",
                                       cpu_kvcache_space_gib=1, cpu_threads=2), dense, seed=0)
     for name, spec in specs.items():
+        rows = HANDLER.backend_rows, HANDLER.skipped_rows
         batch = engine.generate(prompts, max_tokens, 0, method=spec)
         single = [engine.generate([p], max_tokens, 0, method=spec)[0] for p in prompts]
         results[name] = {"batch": [g.token_ids for g in batch], "single": [g.token_ids for g in single],
-                         "stats": [g.attention for g in batch], "single_stats": [g.attention for g in single]}
+                         "stats": [g.attention for g in batch], "single_stats": [g.attention for g in single],
+                         # query rows of global layers: computed by the backend / by the handler alone
+                         "backend_rows": HANDLER.backend_rows - rows[0], "skipped_rows": HANDLER.skipped_rows - rows[1]}
     results["mixed_calls"] = HANDLER.mixed_calls
     results["global_layers"] = sorted(HANDLER.layers_seen)
     results["sliding_layers"] = sorted(HANDLER.sliding_layers_seen)

@@ -62,6 +62,27 @@ def test_dense_through_the_handler_is_token_identical_to_stock_vllm(tiny_runs):
         assert ours["keep_all"][mode] == stock["stock"][mode], "compaction + per-head lengths, keeping all"
     assert ours["mixed_calls"] > 0, "the test should exercise steps mixing prefill and decode"
     assert stock["stock"]["batch"] == stock["stock"]["single"]
+    # The handler-computed dense skipped the backend on every row: its tokens come from the handler alone.
+    assert ours["torch_dense"]["backend_rows"] == 0 and ours["torch_dense"]["skipped_rows"] > 0
+    assert ours["dense"]["skipped_rows"] == 0
+
+
+def test_the_backend_runs_only_where_the_method_does_not(tiny_runs):
+    """Per global layer, each query row is computed once: by the method (prefill rows of a prefill
+    method, decode rows of a decode method or compacted cache) or by the backend (the rest), on
+    sub-batches of the step in the mixed prefill/decode steps."""
+    _, ours = tiny_runs
+    layers, prompt_rows = 2, sum(LENGTHS) * 2  # batch + one prompt at a time
+    decode_rows = (MAX_TOKENS - 1) * len(LENGTHS) * 2
+    expected = {  # rows the handler computes alone, per layer
+        "local_window": prompt_rows,
+        "decode_topk": decode_rows,
+        "keep_recent": decode_rows,
+        "quest": decode_rows,
+    }
+    for name, rows in expected.items():
+        assert ours[name]["skipped_rows"] == layers * rows, name
+        assert ours[name]["backend_rows"] + ours[name]["skipped_rows"] == layers * (prompt_rows + decode_rows), name
 
 
 def test_each_hook_changes_outputs_and_reports_the_expected_sparsity(tiny_runs):

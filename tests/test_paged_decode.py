@@ -95,3 +95,61 @@ def test_batched_compacted_decode_equals_masked_oracle():
         want = masked_decode(query[r], keys[r], values[r], keep, 0.125)
         assert ((out[r] - want).norm() / want.norm()) < 1e-5
         torch.testing.assert_close(density[r], keep_kv.float().mean(), rtol=1e-6, atol=1e-6)
+
+
+def _handler_quest_run(monkeypatch, kernels, lengths, share):
+    """Prefill then one decode step of ``lengths`` requests through the handler on a FlashAttention
+    cache layout ``[2, blocks, 16, Hkv, D]``, Quest for all; ``kernels``: triton = the batched path
+    (summary pool, one set of launches), torch = the per-request gather path."""
+    from types import SimpleNamespace
+
+    from sparse_frontier.vllm_plugin import adapters
+    from sparse_frontier.vllm_plugin.handler import AttentionHandler
+
+    monkeypatch.setenv("SPARSE_FRONTIER_KERNELS", kernels)
+    cache_k, cache_v, tables, keys, values = paged_cache(lengths, seed=4)
+    kv_cache = torch.stack([cache_k, cache_v])
+    handler = AttentionHandler()
+    handler.configure({"method": "quest", "params": {"sparsity": 0.7, "share_pages": share}}, adapters.CUDA_FLASH_ATTN)
+    handler.runner = SimpleNamespace(input_batch=SimpleNamespace(req_ids=[f"r{i}" for i in lengths]), requests={})
+    impl = SimpleNamespace(num_heads=HQ, num_kv_heads=HKV, head_size=D, scale=0.125)
+    layer = SimpleNamespace(layer_name="model.layers.0.self_attn.attn")
+    backend = []
+
+    def original(impl, layer, query, key, value, kv_cache, meta, output, *args, **kwargs):
+        backend.append(meta.query_start_loc.tolist())
+        output.fill_(3.0)  # stands for the backend's dense prefill
+        return output
+
+    # step 1: every prompt (all but its last token) prefilled at once; step 2: one decode step each
+    prompt = [s - 1 for s in lengths]
+    starts = torch.tensor([0] + prompt).cumsum(0)
+    q = torch.randn(sum(prompt), HQ, D)
+    k = torch.cat([keys[r][:, :n].transpose(0, 1) for r, n in enumerate(prompt)])
+    meta = SimpleNamespace(query_start_loc=starts, seq_lens=torch.tensor(prompt), block_table=tables,
+                           num_actual_tokens=sum(prompt), max_query_len=max(prompt), max_seq_len=max(prompt))
+    handler.attention(original, impl, layer, q, k, k, kv_cache, meta, torch.zeros(sum(prompt), HQ * D))
+    query = torch.randn(len(lengths), HQ, D, generator=torch.Generator().manual_seed(5))
+    new_keys = torch.stack([keys[r][:, s - 1] for r, s in enumerate(lengths)])
+    meta = SimpleNamespace(query_start_loc=torch.arange(len(lengths) + 1), seq_lens=torch.tensor(lengths),
+                           block_table=tables, num_actual_tokens=len(lengths), max_query_len=1,
+                           max_seq_len=max(lengths))
+    out = torch.zeros(len(lengths), HQ * D)
+    handler.attention(original, impl, layer, query, new_keys, new_keys, kv_cache, meta, out)
+    return out, handler.take_stats(), backend
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_handler_batched_quest_equals_the_per_request_path(monkeypatch, share):
+    """The handler's batched CUDA-layout decode (per-step index tensors, densities read after the
+    step) gives the per-request path's outputs and sparsities, and the backend never runs for the
+    decode step (only for the dense prefills)."""
+    lengths = [130, 47, 200]
+    batched, stats_b, backend_b = _handler_quest_run(monkeypatch, "triton", lengths, share)
+    single, stats_s, backend_s = _handler_quest_run(monkeypatch, "torch", lengths, share)
+    assert ((batched - single).norm() / single.norm()) < 1e-5
+    assert not torch.any(batched == 3.0)  # every decode row is the handler's
+    for r in stats_s:
+        assert stats_b[r]["decode_sparsity"] == pytest.approx(stats_s[r]["decode_sparsity"], abs=1e-6)
+        assert stats_b[r]["decode_sparsity"] > 0.3 and stats_b[r]["decode_steps"] == 1
+    assert backend_b == backend_s == [[0, 129, 175, 374]]  # the prefill step only

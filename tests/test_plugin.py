@@ -71,6 +71,36 @@ def test_handler_splits_the_batch_by_request_and_passes_dense_through():
     assert handler.take_stats() == {}  # finished requests are reported once
 
 
+def test_the_backend_computes_only_the_requests_the_method_does_not():
+    """A prefill-only method between two decodes: the method computes the prefill, the backend each
+    contiguous run of the other requests, with metadata of that run alone; no row is computed twice."""
+    import plugin_methods  # noqa: F401  (registers test_local_window)
+
+    handler = AttentionHandler()
+    handler.configure({"method": "test_local_window", "params": {"window": 2}}, adapters.CPU)
+    impl = SimpleNamespace(num_heads=2, num_kv_heads=1, head_size=4, scale=0.5)
+    seen = []
+
+    def original(impl, layer, query, key, value, kv_cache, meta, output, *args, **kwargs):
+        seen.append((query.shape[0], meta.num_actual_tokens, meta.query_start_loc.tolist(), meta.seq_lens.tolist(),
+                     meta.block_table.tolist(), meta.max_query_len, meta.max_seq_len))
+        output.fill_(7.0)
+        return output
+
+    # decode (seq 9) | 5-token prefill | decode (seq 3)
+    meta = SimpleNamespace(query_start_loc=torch.tensor([0, 1, 6, 7]), seq_lens=torch.tensor([9, 5, 3]),
+                           block_table=torch.tensor([[10], [11], [12]]), num_actual_tokens=7, max_query_len=5,
+                           max_seq_len=9)
+    layer = SimpleNamespace(layer_name="model.layers.0.self_attn.attn")
+    out = torch.zeros(7, 8)
+    q, kv = torch.randn(7, 2, 4), torch.randn(7, 1, 4)
+    assert handler.attention(original, impl, layer, q, kv, kv, None, meta, out) is out
+    assert seen == [(1, 1, [0, 1], [9], [[10]], 1, 9), (1, 1, [0, 1], [3], [[12]], 1, 3)]
+    assert torch.all(out[0] == 7.0) and torch.all(out[6] == 7.0)
+    assert not torch.any(out[1:6] == 7.0)  # the method's prefill, not overwritten
+    assert (handler.backend_rows, handler.skipped_rows) == (2, 5)
+
+
 def test_chunked_prefill_is_refused_with_a_clear_error():
     handler = AttentionHandler()
     handler.configure({"method": "dense", "params": {}}, adapters.CPU)
@@ -191,7 +221,9 @@ def test_sliding_window_layers_keep_the_backend_result_and_stay_out_of_the_spars
     layers = [(0, 4), (1, 4), (2, None)]
     metas = {i: SimpleNamespace(block_table=torch.tensor([[i]])) for i, _ in layers}
     calls, outputs = _gemma_like_call(handler, layers, metas, steps=1)
-    assert len(calls) == 3
+    # The backend runs the windowed layers; the global layer's only request is the method's.
+    assert calls == ["model.layers.0.self_attn.attn", "model.layers.1.self_attn.attn"]
+    assert (handler.backend_rows, handler.skipped_rows) == (0, 5)
     assert torch.all(outputs[(0, 0)] == 7.0) and torch.all(outputs[(0, 1)] == 7.0)  # untouched
     assert not torch.all(outputs[(0, 2)] == 7.0)  # the method's prefill replaced it
     (stats,) = handler.take_stats().values()

