@@ -12,7 +12,11 @@ import json
 import os
 import sys
 
-ENGINE_ARGS = dict(dtype="float32", max_model_len=2048, max_num_batched_tokens=2048,
+# ENGINE_PROBE_DEVICE=cuda runs the same probe on a GPU (bfloat16: FlashAttention has no float32),
+# as benchmarks/handler_gpu.py does; the tests run it on the CPU.
+DEVICE = os.environ.get("ENGINE_PROBE_DEVICE", "cpu")
+DTYPE = "bfloat16" if DEVICE == "cuda" else "float32"
+ENGINE_ARGS = dict(dtype=DTYPE, max_model_len=2048, max_num_batched_tokens=2048,
                    enable_prefix_caching=False, enable_chunked_prefill=False, enforce_eager=True, seed=0)
 
 
@@ -40,8 +44,10 @@ def run_handler(model, specs, prompts, max_tokens, results, after_stock=False):
     dense = {"method": "dense", "params": {}}
     if after_stock:  # vLLM loaded its plugins (once per process) while the method was unset
         install(dense)
-    engine = Engine(model, 2048, dict(device="cpu", dtype="float32", cuda_graphs="none",
-                                      cpu_kvcache_space_gib=1, cpu_threads=2), dense, seed=0)
+    settings = dict(device=DEVICE, dtype=DTYPE, cuda_graphs="none", cpu_kvcache_space_gib=1, cpu_threads=2)
+    if DEVICE == "cuda":
+        settings["gpu_memory_utilization"] = 0.5
+    engine = Engine(model, 2048, settings, dense, seed=0)
     for name, spec in specs.items():
         rows = HANDLER.backend_rows, HANDLER.skipped_rows
         batch = engine.generate(prompts, max_tokens, 0, method=spec)
