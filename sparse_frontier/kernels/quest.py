@@ -237,12 +237,15 @@ def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool, block_
     return s.masked_fill(~ok, float("-inf"))
 
 
-def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select, use_kernel: bool = False) -> torch.Tensor:
+def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select, use_kernel: bool = False,
+                 row_k: torch.Tensor | None = None) -> torch.Tensor:
     """Top ``n_select`` pages plus each head's current page: ``[B, Hsel, min(max n_select + 1, P)]`` (-1 = none).
 
     ``n_select``: an int, or a ``[B]`` tensor of per-request budgets (requests of one batch may run
     different sparsities). The same set either way; the kernel lists pages in ascending order,
-    ``topk`` by score (per-request budgets: kernel only).
+    ``topk`` by score (per-request budgets: kernel only). ``row_k``: the kernel's pages per row
+    (``min(n_select + 1, P)`` per request, repeated per head, int32 on the device), made once per
+    decode step by the caller; ``n_select`` is then the widest budget (an int).
     """
     b, h, p = scores.shape
     per_row = torch.is_tensor(n_select)
@@ -250,7 +253,9 @@ def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select, use_kern
     k = min(widest + 1, p)
     if use_kernel:
         out = torch.empty(b, h, k, dtype=torch.int32, device=scores.device)
-        if per_row:
+        if row_k is not None:
+            krow = row_k
+        elif per_row:
             krow = (n_select.to(device=scores.device, dtype=torch.int32) + 1).clamp(max=p).repeat_interleave(h)
         else:
             krow = torch.full((b * h,), k, dtype=torch.int32, device=scores.device)

@@ -60,7 +60,11 @@ class RequestState:
         self.pager = _pager(method)  # its page-selecting (Quest) part, or None
         self.prompt_len: int | None = None
         self.decode_steps = 0
-        self.kv_lengths: dict[int, torch.Tensor] = {}  # layer -> kept tokens per kv head
+        self.kv_lengths: dict[int, torch.Tensor] = {}  # layer -> kept tokens per kv head (host)
+        # the same on the cache's device, and its longest / mean head: what the batched decode needs
+        self.kv_lengths_device: dict[int, torch.Tensor] = {}
+        self.kv_longest: dict[int, int] = {}
+        self.kv_mean: dict[int, float] = {}
         self.prefill_density: dict[int, float] = {}
         self.kv_density: dict[int, float] = {}
         self.decode_density: dict[int, float] = defaultdict(float)  # summed over handled steps
@@ -71,8 +75,8 @@ class RequestState:
         """A (re)prefill starts from a full cache and fresh measurements."""
         self.prompt_len = prompt_len
         self.decode_steps = 0
-        for record in (self.kv_lengths, self.prefill_density, self.kv_density, self.decode_density,
-                       self.decode_handled, self.pages):
+        for record in (self.kv_lengths, self.kv_lengths_device, self.kv_longest, self.kv_mean, self.prefill_density,
+                       self.kv_density, self.decode_density, self.decode_handled, self.pages):
             record.clear()
 
     def summary(self, num_layers: int, sliding_layers: int = 0) -> dict[str, Any]:
@@ -151,9 +155,6 @@ class AttentionHandler:
         #: query rows of global layers the backend computed / left to the handler (the handler's work)
         self.backend_rows = 0
         self.skipped_rows = 0
-        # Densities of the batched decode, still on the device: read once the step is over, so that
-        # no layer waits for the GPU (a read per layer would stall the launch queue).
-        self._pending: list[tuple[int, list[RequestState], torch.Tensor]] = []
 
     # -- configuration ---------------------------------------------------------------------
     def configure(self, spec: dict[str, Any], adapter: BackendAdapter) -> None:
@@ -203,7 +204,6 @@ class AttentionHandler:
         for step in self._recent_steps:
             if step.key is key:
                 return step
-        self._flush_densities()  # the previous step has finished: its densities are ready
         requests = self.adapter.requests(meta)
         ids = self._request_ids(len(requests))
         for req_id, (_, query_len, seq_len) in zip(ids, requests):
@@ -280,7 +280,7 @@ class AttentionHandler:
         if quest_batch:
             self._decode_quest_batch(quest_batch, index, impl, q, k, out, views, attn_metadata, step)
         if compact_batch:
-            self._decode_compact_batch(compact_batch, index, impl, q, out, views, attn_metadata)
+            self._decode_compact_batch(compact_batch, index, impl, q, out, views, attn_metadata, step)
         return output
 
     def _run_backend(self, original, impl, layer, query, key, value, kv_cache, meta, output, step, handled, args,
@@ -310,14 +310,6 @@ class AttentionHandler:
             original(impl, layer, query[r0:r1], key[r0:r1], value[r0:r1], kv_cache, sub, output[r0:r1], *args,
                      **kwargs)
 
-    def _flush_densities(self) -> None:
-        """Add the batched decode's densities (device tensors of finished steps) to their requests."""
-        for index, states, density in self._pending:
-            for state, d in zip(states, density.tolist()):
-                state.decode_density[index] += d
-                state.decode_handled[index] += 1
-        self._pending.clear()
-
     @property
     def summaries(self):
         if self._summaries is None:  # imported late: Triton only where the batched CUDA path runs
@@ -332,56 +324,63 @@ class AttentionHandler:
 
     def _decode_quest_batch(self, batch, index, impl, q, k, out, views, meta, step):
         """Every Quest decode request of the step at once (pages read through the block table)."""
-        from sparse_frontier.vllm_plugin.paged_decode import SummaryPool, quest_decode
+        from sparse_frontier.vllm_plugin.paged_decode import SummaryPool
 
         page = views[0].shape[1]
         pool = self.summaries.get(index, views[0])
         # The same requests on every global layer of the step: their index tensors are made once.
         plan = step.cached(("quest", id(meta), tuple(b[0] for b in batch)),
-                           lambda: self._quest_plan(batch, q.device, meta, page))
-        tokens, tables, last_blocks, fresh, groups = plan
+                           lambda: self._quest_plan(batch, q.device, meta, page, impl))
+        tokens, last_blocks, fresh, groups = plan
         SummaryPool.add_keys(pool, k[tokens], last_blocks, fresh)
-        for share, idx, pick_tokens, pick_tables, seq, n_select, states in groups:  # one call per sharing mode
-            rows_out, density = quest_decode(q[pick_tokens], views[0], views[1], pool, pick_tables, seq, n_select,
-                                             page, impl.scale, share)
-            out[pick_tokens] = rows_out.to(out.dtype)
-            self._pending.append((index, states, density))
+        for quest, pick_tokens, states in groups:  # one set of launches per page-sharing mode
+            out[pick_tokens] = quest.decode(q[pick_tokens], views[0], views[1], pool, impl.scale).to(out.dtype)
+            for state, density in zip(states, quest.density):
+                state.decode_density[index] += density
+                state.decode_handled[index] += 1
 
     @staticmethod
-    def _quest_plan(batch, dev, meta, page):
+    def _quest_plan(batch, dev, meta, page, impl):
         from sparse_frontier.attention.quest import budget_pages
+        from sparse_frontier.vllm_plugin.paged_decode import QuestStep
 
-        rows = torch.tensor([b[0] for b in batch], device=dev)
         tokens = torch.tensor([b[3] for b in batch], device=dev)
         seq = torch.tensor([b[4] for b in batch], device=dev)
-        tables = meta.block_table[rows]
+        tables = meta.block_table[torch.tensor([b[0] for b in batch], device=dev)]
         last_blocks = tables.gather(1, ((seq - 1) // page)[:, None]).squeeze(1).long()
         groups = []
         for share in sorted({b[2].share_pages for b in batch}):
             pick = [i for i, b in enumerate(batch) if b[2].share_pages == share]
+            n_select = [budget_pages(batch[i][2].sparsity, batch[i][2].token_budget, batch[i][4], page) for i in pick]
             idx = torch.tensor(pick, device=dev)
-            n_select = torch.tensor([budget_pages(batch[i][2].sparsity, batch[i][2].token_budget, batch[i][4], page)
-                                     for i in pick])
-            groups.append((share, idx, tokens[idx], tables[idx], seq[idx], n_select, [batch[i][1] for i in pick]))
-        return tokens, tables, last_blocks, (seq - 1) % page == 0, groups
+            quest = QuestStep(tables[idx], [batch[i][4] for i in pick], n_select, page, share,
+                              impl.num_heads // impl.num_kv_heads, impl.num_kv_heads)
+            groups.append((quest, tokens[idx], [batch[i][1] for i in pick]))
+        return tokens, last_blocks, (seq - 1) % page == 0, groups
 
-    def _decode_compact_batch(self, batch, index, impl, q, out, views, meta):
+    def _decode_compact_batch(self, batch, index, impl, q, out, views, meta, step):
         """Every decode request of the step whose cache was compacted (SnapKV, Ada-SnapKV) at once."""
         from sparse_frontier.vllm_plugin.paged_decode import compacted_decode
 
         page = views[0].shape[1]
         dev = q.device
-        kept = torch.stack([b[1].kv_lengths[index] for b in batch])  # [R, Hkv], host
-        prompts = [b[1].prompt_len for b in batch]
-        width = -(-int(kept.max()) // page) + max(-(-b[3] // page) - p // page for b, p in zip(batch, prompts))
-        tokens = torch.tensor([b[2] for b in batch], device=dev)
-        rows_out, density = compacted_decode(
-            q[tokens], views[0], views[1], meta.block_table[torch.tensor([b[0] for b in batch], device=dev)],
-            kept.to(dev), torch.tensor(prompts, device=dev), torch.tensor([b[3] for b in batch], device=dev),
-            page, impl.scale, width,
-        )
+
+        def plan():  # the step's index tensors, shared by its layers
+            return (torch.tensor([b[2] for b in batch], device=dev),
+                    meta.block_table[torch.tensor([b[0] for b in batch], device=dev)],
+                    torch.tensor([b[1].prompt_len for b in batch], device=dev),
+                    torch.tensor([b[3] for b in batch], device=dev))
+
+        tokens, tables, prompts, seq = step.cached(("compact", id(meta), tuple(b[0] for b in batch)), plan)
+        kept = torch.stack([b[1].kv_lengths_device[index] for b in batch])  # [R, Hkv], on the device
+        longest = max(b[1].kv_longest[index] for b in batch)
+        width = -(-longest // page) + max(-(-b[3] // page) - b[1].prompt_len // page for b in batch)
+        rows_out, _ = compacted_decode(q[tokens], views[0], views[1], tables, kept, prompts, seq, page, impl.scale,
+                                       width)
         out[tokens] = rows_out.to(out.dtype)
-        self._pending.append((index, [b[1] for b in batch], density))
+        for _, state, _, seq_len in batch:  # tokens read: the kept prompt tokens + every generated one
+            state.decode_density[index] += (state.kv_mean[index] + seq_len - state.prompt_len) / seq_len
+            state.decode_handled[index] += 1
 
     def _classify(self, layer, impl) -> tuple[int, bool]:
         """(layer index, whether it is a sliding-window layer), once per layer object."""
@@ -424,6 +423,9 @@ class AttentionHandler:
         targets = [torch.arange(int(n), device=keys.device) for n in lengths]
         self.adapter.cache.scatter_per_head(kv_cache, meta.block_table[row], targets, kept_k, kept_v, layer)
         state.kv_lengths[index] = lengths
+        state.kv_lengths_device[index] = lengths.to(keys.device)
+        state.kv_longest[index] = longest
+        state.kv_mean[index] = float(lengths.float().mean())
         state.kv_density[index] = float(lengths.float().mean()) / keys.shape[0]
 
     def _decode(self, state, index, impl, layer, q, k, out, kv_cache, meta, row, token, seq_len):
@@ -484,7 +486,6 @@ class AttentionHandler:
     # -- statistics --------------------------------------------------------------------------
     def take_stats(self) -> dict[str, dict[str, Any]]:
         """Per-request summaries; requests vLLM no longer holds are returned once, then dropped."""
-        self._flush_densities()
         summaries = {
             req_id: state.summary(len(self.layers_seen), len(self.sliding_layers_seen))
             for req_id, state in self.states.items()

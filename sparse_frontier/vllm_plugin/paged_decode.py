@@ -71,6 +71,46 @@ def quest_decode(query, key_cache, value_cache, pool, block_tables, seq_lens, n_
     return out, tokens.float().mean(-1) / seq_lens.float()
 
 
+class QuestStep:
+    """One decode step's Quest requests, for every global layer of the step: the index tensors the
+    kernels take (int32, on the device) and each request's density, made once per step rather than
+    once per layer (a host-to-device copy per layer waits for the GPU and stalls the launch queue).
+
+    The density is what the kernels read: the selection holds exactly ``k = min(n_select + 1, pages)``
+    distinct pages, the current (last, partial) one always among them and every other one full, so
+    ``(k - 1) * page + tokens in the last page`` tokens of ``seq_len`` (tests compare it with the
+    positions the per-request path reads).
+    """
+
+    def __init__(self, block_tables, seq_lens: list[int], n_select: list[int], page: int, share: bool, group: int,
+                 hkv: int):
+        dev = block_tables.device
+        r, width = len(seq_lens), block_tables.shape[1]
+        self.page, self.share = page, share
+        self.tables = block_tables.to(torch.int32).contiguous()
+        seq = torch.tensor(seq_lens, dtype=torch.int32, device=dev)
+        npages = (seq + page - 1) // page
+        self.npages = npages[:, None].expand(r, hkv).contiguous()
+        self.current = (self.npages - 1) if share else (self.npages - 1).repeat_interleave(group, 1).contiguous()
+        self.lengths = seq[:, None].expand(r, hkv).contiguous()
+        self.widest = max(n_select)
+        hsel = hkv if share else hkv * group
+        self.row_k = torch.tensor([min(n + 1, width) for n in n_select for _ in range(hsel)], dtype=torch.int32,
+                                  device=dev)
+        self.density = []
+        for s, n in zip(seq_lens, n_select):
+            pages = -(-s // page)
+            k = min(n + 1, pages)
+            self.density.append(((k - 1) * page + s - (pages - 1) * page) / s)
+
+    def decode(self, query, key_cache, value_cache, pool, scale: float) -> torch.Tensor:
+        """Quest attention rows ``[R, Hq, D]`` of this step's requests for one layer."""
+        scores = page_scores(query, pool[0], pool[1], self.npages, self.share, True, block_table=self.tables)
+        pages = select_pages(scores, self.current, self.widest, use_kernel=True, row_k=self.row_k)
+        return sparse_decode(query, key_cache, value_cache, pages, self.lengths, self.page, scale, self.share,
+                             block_table=self.tables)
+
+
 def compacted_pages(kept: torch.Tensor, prompt_lens: torch.Tensor, seq_lens: torch.Tensor, page: int, width: int):
     """Pages ``[R, Hkv, width]`` (-1 padded) holding a compacted head's tokens: ``[0, kept)`` and
     ``[prompt_len, seq_len)``; the page holding ``prompt_len`` is listed once."""
