@@ -28,6 +28,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/gpu_hours"))
     parser.add_argument("--typical-output-tokens", type=int, default=None,
                         help=f"default: the config's gpu_hours.typical_output_tokens ({TYPICAL_OUTPUT_TOKENS})")  # fmt: skip
+    parser.add_argument("--card", default=None, help="the GPU whose hours are estimated (default: the config's gpu_hours.card)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
     settings = config["gpu_hours"]  # schema defaults filled in by load_config
@@ -38,7 +39,8 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_outputs(config, table, out.with_suffix(".csv"), out.with_suffix(".md"),
-                  out.with_name(out.name + "_runs.csv"), typical_output_tokens=typical)  # fmt: skip
+                  out.with_name(out.name + "_runs.csv"), typical_output_tokens=typical,
+                  card=args.card or settings["card"])  # fmt: skip
     print(out.with_suffix(".md").read_text())
 
 

@@ -26,5 +26,6 @@ rule estimate_gpu_hours:
     params:
         grid=GRID,
         typical_output_tokens=GPU_HOURS["typical_output_tokens"],
+        card=GPU_HOURS["card"],
     script:
         "../workflow/scripts/estimate_gpu_hours.py"

@@ -336,13 +336,26 @@ def _fmt(value) -> str:
     return str(value)
 
 
+def rows_of_card(rows: list[dict[str, Any]], card: str | None) -> list[dict[str, Any]]:
+    """The rows measured on ``card`` (a case-insensitive part of the ``card`` column, e.g. ``H100``);
+    all rows for None. An estimate in one card's hours must not mix in another card's speed."""
+    if card is None:
+        return rows
+    kept = [r for r in rows if card.lower() in str(r["card"]).lower()]
+    if not kept:
+        cards = sorted({str(r["card"]) for r in rows})
+        raise ValueError(f"gpu_hours.card {card!r} matches no row of the throughput table; its cards: {cards}")
+    return kept
+
+
 def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_path, md_path, runs_csv_path=None,
-                  typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS) -> list[dict]:  # fmt: skip
-    """Read the throughput table, estimate the grid, write the per-model CSV, the Markdown report and
-    (optionally) the per-(model, length, method) CSV; returns the per-model rows."""
+                  typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS, card: str | None = None) -> list[dict]:  # fmt: skip
+    """Read the throughput table (the rows of ``card`` only, if given), estimate the grid, write the
+    per-model CSV, the Markdown report and (optionally) the per-(model, length, method) CSV; returns
+    the per-model rows."""
     from sparse_frontier.io import write_text_atomic
 
-    rows = read_table(table_path, config["models"])
+    rows = rows_of_card(read_table(table_path, config["models"]), card)
     groups = estimate(config, rows, typical_output_tokens)
     models = per_model(groups)
 

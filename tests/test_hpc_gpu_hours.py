@@ -129,6 +129,20 @@ def test_bad_tables_name_the_bad_value(tmp_path):
             read_table(path, config["models"])
 
 
+def test_an_estimate_uses_the_rows_of_its_card_only(tmp_path):
+    """A faster card's rows never stand in for the estimated card's (H100-hours from H100 rows)."""
+    path = tmp_path / "throughput.csv"
+    append_rows(path, [row(card="NVIDIA H100 80GB HBM3"), row(card="NVIDIA H200", samples_per_hour=7200)])
+    rows = read_table(path)
+    config = small_config(methods=("dense",))
+    h100 = per_model(estimate(config, throughput.rows_of_card(rows, "h100")))[-1]
+    h200 = per_model(estimate(config, throughput.rows_of_card(rows, "H200")))[-1]
+    assert h100["gpu_hours_budget"] == pytest.approx(2 * (10 * 1.0 + 100) / 3600)
+    assert h200["gpu_hours_budget"] == pytest.approx(2 * (10 * 0.5 + 100) / 3600)
+    with pytest.raises(ValueError, match=r"gpu_hours.card 'A100' matches no row.*NVIDIA H200"):
+        throughput.rows_of_card(rows, "A100")
+
+
 def test_shipped_table_and_grid(tmp_path):
     """The committed table holds only earlier measurements (each with its source); the grid's estimate."""
     from sparse_frontier.config import load_config
@@ -137,7 +151,8 @@ def test_shipped_table_and_grid(tmp_path):
     assert rows and all(r["source"] and r["card"] for r in rows)
     config = load_config(REPO / "config/config.yaml")
     models = throughput.write_outputs(config, REPO / "benchmarks/results/throughput.csv", tmp_path / "g.csv",
-                                      tmp_path / "g.md", tmp_path / "g_runs.csv")  # fmt: skip
+                                      tmp_path / "g.md", tmp_path / "g_runs.csv",
+                                      card=config["gpu_hours"]["card"])  # fmt: skip
     total = models[-1]
     assert total["model"] == "total" and total["runs"] == 14679 and len(models) == 10
     assert 0 < total["gpu_hours_typical"] < total["gpu_hours_budget"]

@@ -11,4 +11,5 @@ write_outputs(
     snakemake.output.md,
     snakemake.output.runs,
     typical_output_tokens=snakemake.params.typical_output_tokens,
+    card=snakemake.params.card,
 )
