@@ -54,14 +54,18 @@ def dense_baselines(q, k, v, scale, add):
 def prefill_parts(q, k, v, scale, t, s, add, warps):
     from sparse_frontier.attention.block_sparse import block_index, top_chunks_for
     from sparse_frontier.attention.calibration import search_int
-    from sparse_frontier.attention.vertical_slash import BLOCK, VerticalSlash, estimate_scores, index_density, run_index
+    from sparse_frontier.attention.vertical_slash import (
+        BLOCK, VerticalSlash, estimate_scores, estimate_scores_torch, index_density, run_index,
+    )  # fmt: skip
     from sparse_frontier.kernels.sparse_prefill import sparse_prefill
 
     vert, slash = estimate_scores(q, k, 256, scale)
     probe = VerticalSlash(approximation_size=256)
     n = search_int(lambda n: index_density(*probe.select_raw(vert, slash, n, n)[::-1], t).mean().item(), 1 - s, 1, t)
     m = VerticalSlash(vertical_size=n, slash_size=n)
-    add("vertical_slash", t, s, 1, "estimate_scores (last 256 queries)", cuda_ms(lambda: estimate_scores(q, k, 256, scale)))
+    add("vertical_slash", t, s, 1, "estimate_scores (last 256 queries)", cuda_ms(lambda: estimate_scores(q, k, 256, scale)),
+        "fused Triton kernels (kernels/estimation.py)")
+    add("vertical_slash", t, s, 1, "estimate_scores_torch (its reference)", cuda_ms(lambda: estimate_scores_torch(q, k, 256, scale)))
     add("vertical_slash", t, s, 1, "selection (topk, cover)", cuda_ms(lambda: m.select_from_scores(vert, slash, layer_key=None)))
     cols, cover = m.select_from_scores(vert, slash, layer_key=None)
     add("vertical_slash", t, s, 1, "index + kernel (run_index)", cuda_ms(lambda: run_index(q, k, v, scale, cols, cover)))

@@ -27,6 +27,18 @@ def qkv(t, hq, hkv, d, dtype, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("t,n", [(4096, 256), (5000, 512), (300, 256)])
+def test_estimation_kernels_on_gpu(dtype, t, n):
+    from sparse_frontier.attention.vertical_slash import estimate_scores_torch
+    from sparse_frontier.kernels.estimation import estimate_scores_triton
+
+    q, k, _ = qkv(t, 28, 4, 128, dtype)
+    want_v, want_s = estimate_scores_torch(q, k, n, 128**-0.5)
+    got_v, got_s = estimate_scores_triton(q, k, n, 128**-0.5)
+    assert rel_err(got_v, want_v) < 1e-5 and rel_err(got_s, want_s) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("block,kchunks", [(16, 1), (16, 2), (16, 4), (16, 8), (32, 2), (64, 1)])
 @pytest.mark.parametrize("stages", [2, 3])
 def test_block_sparse_kernel_on_gpu(dtype, block, kchunks, stages):

@@ -17,7 +17,8 @@ from sparse_frontier.attention.reference import (
     page_keep_mask,
     vertical_slash_mask,
 )
-from sparse_frontier.attention.vertical_slash import BLOCK, VerticalSlash, index_density
+from sparse_frontier.attention.vertical_slash import BLOCK, VerticalSlash, estimate_scores_torch, index_density
+from sparse_frontier.kernels.estimation import estimate_scores_triton
 from sparse_frontier.kernels.quest import page_scores, page_summaries, select_pages, sparse_decode
 from sparse_frontier.kernels.snapkv import window_scores, window_scores_torch
 from sparse_frontier.kernels.sparse_prefill import sparse_prefill
@@ -38,6 +39,27 @@ def nan_filled(monkeypatch):
     """Make torch.empty_like return NaN so an output element the kernel skips cannot pass."""
     real = torch.empty_like
     monkeypatch.setattr(torch, "empty_like", lambda x, *a, **k: real(x, *a, **k).fill_(float("nan")))
+
+
+@pytest.mark.parametrize(
+    "t,n,hq,hkv,d",
+    [(100, 32, 4, 2, 64), (300, 64, 4, 1, 64), (77, 100, 2, 2, 128), (257, 128, 6, 2, 64), (130, 70, 2, 1, 64)],
+)
+def test_estimation_kernels_match_the_torch_scores(monkeypatch, t, n, hq, hkv, d):
+    """Vertical (by key) and slash (by offset) scores of the last n queries: lengths off the 64-block
+    grid, n above and below the block and above T, GQA 1-4, head dims 64/128; every buffer starts as
+    NaN, so an output not written or a by-offset entry read where no key exists cannot pass."""
+    q, k, _ = qkv(t, hq, hkv, d, seed=t)
+    want_v, want_s = estimate_scores_torch(q, k, n, d**-0.5)
+    for name in ("empty", "empty_like"):
+        real = getattr(torch, name)
+        monkeypatch.setattr(torch, name, lambda *a, _real=real, **kw: _real(*a, **kw).fill_(float("nan")))
+    got_v, got_s = estimate_scores_triton(q, k, n, d**-0.5)
+    assert not got_v.isnan().any() and not got_s.isnan().any()
+    torch.testing.assert_close(got_v, want_v, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_s, want_s, rtol=1e-5, atol=1e-6)
+    rows = min(n, t)  # each estimation row is a softmax: both score vectors of a head sum to the rows
+    torch.testing.assert_close(got_s.sum(-1), torch.full((hq,), float(rows)), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize(

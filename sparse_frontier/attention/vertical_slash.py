@@ -42,10 +42,21 @@ BLOCK = 64  # MInference's tile: 64x64 blocks, 64-wide column strips
 def estimate_scores(query, key, n: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertical scores ``[Hq, T]`` (by key) and slash scores ``[Hq, T]`` (by offset) from the last ``n`` queries.
 
-    Each estimation row is a causal softmax, so both score vectors of a head sum to ``n``. Float32
-    throughout; bf16/fp16 inputs are exact in TF32, so the GPU matmul may use it without changing
-    a product. Causality only touches the last ``n`` keys, so only that slice is masked.
+    Each estimation row is a causal softmax, so both score vectors of a head sum to ``n``. On CUDA
+    the fused Triton kernels (:mod:`sparse_frontier.kernels.estimation`: no logits or probabilities
+    in memory but one by-offset buffer), else :func:`estimate_scores_torch`, their reference.
     """
+    if use_triton(query):
+        from sparse_frontier.kernels.estimation import estimate_scores_triton
+
+        return estimate_scores_triton(query, key, n, scale)
+    return estimate_scores_torch(query, key, n, scale)
+
+
+def estimate_scores_torch(query, key, n: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`estimate_scores` in float32 torch (the kernels' reference). bf16/fp16 inputs are exact
+    in TF32, so the GPU matmul may use it without changing a product. Causality only touches the
+    last ``n`` keys, so only that slice is masked."""
     t, hq, d = query.shape
     hkv = key.shape[1]
     g = hq // hkv
