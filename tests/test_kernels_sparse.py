@@ -42,19 +42,21 @@ def nan_filled(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "t,n,hq,hkv,d",
-    [(100, 32, 4, 2, 64), (300, 64, 4, 1, 64), (77, 100, 2, 2, 128), (257, 128, 6, 2, 64), (130, 70, 2, 1, 64)],
+    "t,n,hq,hkv,d,span",
+    [(100, 32, 4, 2, 64, 4096), (300, 64, 4, 1, 64, 4096), (77, 100, 2, 2, 128, 4096), (257, 128, 6, 2, 64, 4096),
+     (130, 70, 2, 1, 64, 64), (300, 64, 4, 2, 64, 128)],
 )
-def test_estimation_kernels_match_the_torch_scores(monkeypatch, t, n, hq, hkv, d):
+def test_estimation_kernels_match_the_torch_scores(monkeypatch, t, n, hq, hkv, d, span):
     """Vertical (by key) and slash (by offset) scores of the last n queries: lengths off the 64-block
     grid, n above and below the block and above T, GQA 1-4, head dims 64/128; every buffer starts as
-    NaN, so an output not written or a by-offset entry read where no key exists cannot pass."""
+    NaN, so an output not written or a by-offset entry read where no key exists cannot pass. Small
+    key splits of the row statistics put rows in front of splits they see no key of."""
     q, k, _ = qkv(t, hq, hkv, d, seed=t)
     want_v, want_s = estimate_scores_torch(q, k, n, d**-0.5)
     for name in ("empty", "empty_like"):
         real = getattr(torch, name)
         monkeypatch.setattr(torch, name, lambda *a, _real=real, **kw: _real(*a, **kw).fill_(float("nan")))
-    got_v, got_s = estimate_scores_triton(q, k, n, d**-0.5)
+    got_v, got_s = estimate_scores_triton(q, k, n, d**-0.5, span=span)
     assert not got_v.isnan().any() and not got_s.isnan().any()
     torch.testing.assert_close(got_v, want_v, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(got_s, want_s, rtol=1e-5, atol=1e-6)

@@ -6,7 +6,8 @@ Reference: :func:`sparse_frontier.attention.vertical_slash.estimate_scores` (flo
 softmax, column sums, strided diagonal sums), which is memory-bound on ``[G, n, T]`` float32 tensors
 written and read about six times per kv group. Here, per query head:
 
-1. ``_row_stats``: each estimation row's max and sum of exponentials (online softmax over key blocks);
+1. ``_row_stats``: each estimation row's max and sum of exponentials (online softmax over key blocks,
+   split along the keys so that every SM has work, the splits merged in log-sum-exp);
 2. ``_probs``: per key block, the normalised probabilities of all ``n`` rows: their column sums are
    the vertical scores (no atomics: a program owns its key block), and each probability is stored at
    ``diag[i, o]`` with ``o`` = query position - key position, so row ``i`` of ``diag`` is that
@@ -36,9 +37,12 @@ def _dot(a, b, IEEE: tl.constexpr):
 
 
 @triton.jit
-def _row_stats(Q, K, M, L, T, N, stride_qt, stride_qh, stride_kt, stride_kh, qk_scale,
+def _row_stats(Q, K, M, L, T, N, SPAN, stride_qt, stride_qh, stride_kt, stride_kh, qk_scale,
                GROUP: tl.constexpr, D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, IEEE: tl.constexpr):
+    """Max and sum of exponentials of each row over the keys of split ``program_id(2)`` (SPAN keys)."""
     h = tl.program_id(1)
+    split = tl.program_id(2)
+    hq = tl.num_programs(1)
     rows = tl.program_id(0) * BM + tl.arange(0, BM)  # estimation rows (query T - N + row)
     dims = tl.arange(0, D)
     qpos = T - N + rows
@@ -47,23 +51,29 @@ def _row_stats(Q, K, M, L, T, N, stride_qt, stride_qh, stride_kt, stride_kh, qk_
     kv = h // GROUP
     m = tl.full([BM], float("-inf"), tl.float32)
     l = tl.zeros([BM], tl.float32)
-    for k0 in range(0, T, BN):
+    for k0 in range(split * SPAN, tl.minimum(split * SPAN + SPAN, T), BN):
         keys = k0 + tl.arange(0, BN)
         k = tl.load(K + keys[None, :] * stride_kt + kv * stride_kh + dims[:, None], mask=keys[None, :] < T, other=0.0)
         s = _dot(q, k, IEEE) * qk_scale
         s = tl.where((keys[None, :] <= qpos[:, None]) & (keys[None, :] < T), s, float("-inf"))
         m_new = tl.maximum(m, tl.max(s, 1))
-        l = l * tl.exp2(m - m_new) + tl.sum(tl.exp2(s - m_new[:, None]), 1)
+        base = tl.where(m_new == float("-inf"), 0.0, m_new)  # rows that saw no key yet stay at l = 0
+        l = l * tl.exp2(m - base) + tl.sum(tl.exp2(s - base[:, None]), 1)
         m = m_new
-    tl.store(M + h * N + rows, m, mask=ok_q)
-    tl.store(L + h * N + rows, l, mask=ok_q)
+    out = (split * hq + h) * N + rows
+    tl.store(M + out, m, mask=ok_q)
+    tl.store(L + out, l, mask=ok_q)
 
 
 @triton.jit
 def _probs(Q, K, M, L, VERT, DIAG, T, N, stride_qt, stride_qh, stride_kt, stride_kh, qk_scale,
            GROUP: tl.constexpr, D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, IEEE: tl.constexpr):
     h = tl.program_id(1)
-    keys = tl.program_id(0) * BN + tl.arange(0, BN)
+    # keys in descending order along the tile, so that offsets (query - key) ascend along it and a
+    # row's probabilities are stored contiguously (ascending stores coalesce; descending ones did not)
+    k0 = tl.program_id(0) * BN
+    cols = tl.arange(0, BN)
+    keys = k0 + (BN - 1) - cols
     dims = tl.arange(0, D)
     ok_k = keys < T
     kv = h // GROUP
@@ -80,8 +90,10 @@ def _probs(Q, K, M, L, VERT, DIAG, T, N, stride_qt, stride_qh, stride_kt, stride
         seen = (keys[None, :] <= qpos[:, None]) & ok_k[None, :] & ok_q[:, None]
         p = tl.where(seen, tl.exp2(s - m[:, None]) * inv_l[:, None], 0.0)
         vert += tl.sum(p, 0)
-        offset = qpos[:, None] - keys[None, :]
-        tl.store(DIAG + h.to(tl.int64) * N * T + rows[:, None].to(tl.int64) * T + offset, p, mask=seen)
+        # offset of column c = qpos - k0 - (BN - 1) + c: written as row base + arange so the compiler
+        # sees each row's stores as contiguous
+        start = (rows.to(tl.int64) * T + (qpos - k0 - (BN - 1)))[:, None]
+        tl.store(DIAG + h.to(tl.int64) * N * T + start + cols[None, :], p, mask=seen)
     tl.store(VERT + h * T + keys, vert, mask=ok_k)
 
 
@@ -99,24 +111,28 @@ def _diag_sums(DIAG, SLASH, T, N, BR: tl.constexpr, BO: tl.constexpr):
     tl.store(SLASH + h * T + offs, acc, mask=offs < T)
 
 
-def estimate_scores_triton(query: torch.Tensor, key: torch.Tensor, n: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+def estimate_scores_triton(query: torch.Tensor, key: torch.Tensor, n: int, scale: float,
+                           span: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertical scores ``[Hq, T]`` and slash scores ``[Hq, T]`` (by offset) of the last ``n`` queries,
     as :func:`~sparse_frontier.attention.vertical_slash.estimate_scores`. ``query [T, Hq, D]``,
     ``key [T, Hkv, D]``. One kv group at a time: its by-offset buffer ``[G, n, T]`` float32 is the
-    reference's own working set."""
+    reference's own working set. ``span``: keys per split of the row statistics (a multiple of 64)."""
     t, hq, d = query.shape
     hkv = key.shape[1]
     group = hq // hkv
     n = min(n, t)
     vert = torch.empty(hq, t, device=query.device, dtype=torch.float32)
     slash = torch.empty_like(vert)
-    stats = torch.empty(2, hq, n, device=query.device, dtype=torch.float32)
+    splits = triton.cdiv(t, span)
+    parts = torch.empty(2, splits, hq, n, device=query.device, dtype=torch.float32)
     diag = torch.empty(group, n, t, device=query.device, dtype=torch.float32)
     bm, bn, bo = 64, 64, 128
     common = dict(GROUP=group, D=d, BM=bm, BN=bn, IEEE=query.dtype == torch.float32, num_warps=4)
     qk_scale = scale * LOG2E
-    _row_stats[(triton.cdiv(n, bm), hq)](query, key, stats[0], stats[1], t, n, query.stride(0), query.stride(1),
-                                          key.stride(0), key.stride(1), qk_scale, **common)
+    _row_stats[(triton.cdiv(n, bm), hq, splits)](query, key, parts[0], parts[1], t, n, span, query.stride(0),
+                                                  query.stride(1), key.stride(0), key.stride(1), qk_scale, **common)
+    m = parts[0].amax(0)  # a split's max is -inf where a row sees none of its keys (exp2 -> 0 below)
+    stats = torch.stack([m, (parts[1] * torch.exp2(parts[0] - m)).sum(0)])
     for kv in range(hkv):  # heads kv*G .. kv*G+G-1 read kv head kv: offsets make it head 0 of the slices
         heads = slice(kv * group, (kv + 1) * group)
         q, k = query[:, heads], key[:, kv:kv + 1]
