@@ -97,7 +97,7 @@ def test_batched_compacted_decode_equals_masked_oracle():
         torch.testing.assert_close(density[r], keep_kv.float().mean(), rtol=1e-6, atol=1e-6)
 
 
-def _handler_decode_run(monkeypatch, kernels, lengths, spec):
+def _handler_decode_run(monkeypatch, kernels, lengths, spec, dense=()):
     """Prefill then one decode step of ``lengths`` requests through the handler on a FlashAttention
     cache layout ``[2, blocks, 16, Hkv, D]``, method ``spec`` for all; ``kernels``: triton = the
     batched path (Quest: summary pool; compacted caches: pages of the kept tokens; one set of
@@ -112,7 +112,10 @@ def _handler_decode_run(monkeypatch, kernels, lengths, spec):
     kv_cache = torch.stack([cache_k, cache_v])
     handler = AttentionHandler()
     handler.configure(spec, adapters.CUDA_FLASH_ATTN)
-    handler.runner = SimpleNamespace(input_batch=SimpleNamespace(req_ids=[f"r{i}" for i in lengths]), requests={})
+    # requests named in ``dense`` run dense attention (their own setting, as vLLM's extra_args carry it)
+    dense_params = SimpleNamespace(sampling_params=SimpleNamespace(extra_args={"sparse_frontier": {"method": "dense"}}))
+    handler.runner = SimpleNamespace(input_batch=SimpleNamespace(req_ids=[f"r{i}" for i in lengths]),
+                                     requests={f"r{lengths[i]}": dense_params for i in dense})
     impl = SimpleNamespace(num_heads=HQ, num_kv_heads=HKV, head_size=D, scale=0.125)
     layer = SimpleNamespace(layer_name="model.layers.0.self_attn.attn")
     backend = []
@@ -165,3 +168,19 @@ def test_handler_batched_decode_equals_the_per_request_path(monkeypatch, name):
         assert stats_b[r]["decode_sparsity"] == pytest.approx(stats_s[r]["decode_sparsity"], abs=1e-6)
         assert stats_b[r]["decode_sparsity"] > 0.2 and stats_b[r]["decode_steps"] == 1
     assert backend_b == backend_s == [[0, 129, 175, 374]]  # the prefill step only
+
+
+@pytest.mark.parametrize("name", ["quest", "snapkv"])
+def test_handler_batched_decode_around_a_dense_request(monkeypatch, name):
+    """A dense request between two handled ones: the handled rows are not consecutive (gathered and
+    scattered, not written in place) and the backend computes the dense row alone."""
+    lengths = [130, 47, 200]
+    batched, stats_b, backend_b = _handler_decode_run(monkeypatch, "triton", lengths, DECODE_SPECS[name], dense=[1])
+    single, stats_s, backend_s = _handler_decode_run(monkeypatch, "torch", lengths, DECODE_SPECS[name], dense=[1])
+    assert ((batched - single).norm() / single.norm()) < 1e-5
+    assert torch.all(batched[1] == 3.0) and not torch.any(batched[[0, 2]] == 3.0)
+    assert stats_b["r47"]["decode_sparsity"] == 0.0
+    for r in ("r130", "r200"):
+        assert stats_b[r]["decode_sparsity"] == pytest.approx(stats_s[r]["decode_sparsity"], abs=1e-6)
+        assert stats_b[r]["decode_sparsity"] > 0.2
+    assert backend_b == backend_s == [[0, 129, 175, 374], [0, 1]]  # prefills, then the dense decode row alone

@@ -274,8 +274,11 @@ def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select, use_kern
 
 def sparse_decode(query, key, value, pages, lengths, page: int, scale: float, share: bool, splits: int | None = None,
                   block_table: torch.Tensor | None = None, tile: int | None = None, num_stages: int | None = None,
-                  kept: torch.Tensor | None = None, start: torch.Tensor | None = None):
-    """Attention of ``query [B, Hq, D]`` over the tokens of ``pages [B, Hsel, N]``: ``[B, Hq, D]``.
+                  kept: torch.Tensor | None = None, start: torch.Tensor | None = None,
+                  out: torch.Tensor | None = None):
+    """Attention of ``query [B, Hq, D]`` over the tokens of ``pages [B, Hsel, N]``: ``[B, Hq, D]``
+    (written into ``out`` if given: a contiguous ``[B, Hq, D]`` tensor of any float dtype, e.g. the
+    attention layer's own output rows, which saves a copy and a cast).
 
     ``key``/``value``: ``[B, Hkv, S, D]``, or with ``block_table [B, max_blocks]`` vLLM's paged cache
     ``[num_blocks, page, Hkv, D]`` (a Quest page is one cache block: ``page`` = the block size).
@@ -315,6 +318,10 @@ def sparse_decode(query, key, value, pages, lengths, page: int, scale: float, sh
         HSEL=hsel, HQ=hq, GROUP=g, HP=hp, HPP=max(16, triton.next_power_of_2(hp)),
         D=d, PAGE=page, TILE=tile, PAGED=paged, GAP=gap, num_warps=4, num_stages=num_stages or 3,
     )
-    out = torch.empty(b, hq, d, dtype=query.dtype, device=query.device)
+    if out is None:
+        out = torch.empty(b, hq, d, dtype=query.dtype, device=query.device)
+    elif tuple(out.shape) != (b, hq, d) or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous [{b}, {hq}, {d}] tensor, got {tuple(out.shape)} "
+                         f"(contiguous: {out.is_contiguous()})")
     _combine_kernel[(b * hq,)](m, l, acc, out, splits, D=d, BLOCK_S=max(2, triton.next_power_of_2(splits)))
     return out

@@ -334,7 +334,8 @@ class AttentionHandler:
         tokens, last_blocks, fresh, groups = plan
         SummaryPool.add_keys(pool, k[tokens], last_blocks, fresh)
         for quest, pick_tokens, states in groups:  # one set of launches per page-sharing mode
-            out[pick_tokens] = quest.decode(q[pick_tokens], views[0], views[1], pool, impl.scale).to(out.dtype)
+            _write_rows(out, pick_tokens, lambda into: quest.decode(q[pick_tokens], views[0], views[1], pool,
+                                                                    impl.scale, out=into))
             for state, density in zip(states, quest.density):
                 state.decode_density[index] += density
                 state.decode_handled[index] += 1
@@ -344,7 +345,7 @@ class AttentionHandler:
         from sparse_frontier.attention.quest import budget_pages
         from sparse_frontier.vllm_plugin.paged_decode import QuestStep
 
-        tokens = torch.tensor([b[3] for b in batch], device=dev)
+        tokens = _token_rows([b[3] for b in batch], dev)
         seq = torch.tensor([b[4] for b in batch], device=dev)
         tables = meta.block_table[torch.tensor([b[0] for b in batch], device=dev)]
         last_blocks = tables.gather(1, ((seq - 1) // page)[:, None]).squeeze(1).long()
@@ -355,29 +356,30 @@ class AttentionHandler:
             idx = torch.tensor(pick, device=dev)
             quest = QuestStep(tables[idx], [batch[i][4] for i in pick], n_select, page, share,
                               impl.num_heads // impl.num_kv_heads, impl.num_kv_heads)
-            groups.append((quest, tokens[idx], [batch[i][1] for i in pick]))
+            rows = tokens if len(pick) == len(batch) else _token_rows([batch[i][3] for i in pick], dev)
+            groups.append((quest, rows, [batch[i][1] for i in pick]))
         return tokens, last_blocks, (seq - 1) % page == 0, groups
 
     def _decode_compact_batch(self, batch, index, impl, q, out, views, meta, step):
         """Every decode request of the step whose cache was compacted (SnapKV, Ada-SnapKV) at once."""
-        from sparse_frontier.vllm_plugin.paged_decode import compacted_decode
+        from sparse_frontier.vllm_plugin.paged_decode import compacted_attention
 
         page = views[0].shape[1]
         dev = q.device
 
         def plan():  # the step's index tensors, shared by its layers
-            return (torch.tensor([b[2] for b in batch], device=dev),
-                    meta.block_table[torch.tensor([b[0] for b in batch], device=dev)],
-                    torch.tensor([b[1].prompt_len for b in batch], device=dev),
-                    torch.tensor([b[3] for b in batch], device=dev))
+            seq = torch.tensor([b[3] for b in batch], device=dev, dtype=torch.int32)
+            return (_token_rows([b[2] for b in batch], dev),
+                    meta.block_table[torch.tensor([b[0] for b in batch], device=dev)].to(torch.int32).contiguous(),
+                    torch.tensor([b[1].prompt_len for b in batch], device=dev, dtype=torch.int32), seq,
+                    seq[:, None].expand(len(batch), impl.num_kv_heads).contiguous())
 
-        tokens, tables, prompts, seq = step.cached(("compact", id(meta), tuple(b[0] for b in batch)), plan)
+        tokens, tables, prompts, seq, lengths = step.cached(("compact", id(meta), tuple(b[0] for b in batch)), plan)
         kept = torch.stack([b[1].kv_lengths_device[index] for b in batch])  # [R, Hkv], on the device
         longest = max(b[1].kv_longest[index] for b in batch)
         width = -(-longest // page) + max(-(-b[3] // page) - b[1].prompt_len // page for b in batch)
-        rows_out, _ = compacted_decode(q[tokens], views[0], views[1], tables, kept, prompts, seq, page, impl.scale,
-                                       width)
-        out[tokens] = rows_out.to(out.dtype)
+        _write_rows(out, tokens, lambda into: compacted_attention(
+            q[tokens], views[0], views[1], tables, kept, prompts, seq, page, impl.scale, width, lengths, into))
         for _, state, _, seq_len in batch:  # tokens read: the kept prompt tokens + every generated one
             state.decode_density[index] += (state.kv_mean[index] + seq_len - state.prompt_len) / seq_len
             state.decode_handled[index] += 1
@@ -423,7 +425,7 @@ class AttentionHandler:
         targets = [torch.arange(int(n), device=keys.device) for n in lengths]
         self.adapter.cache.scatter_per_head(kv_cache, meta.block_table[row], targets, kept_k, kept_v, layer)
         state.kv_lengths[index] = lengths
-        state.kv_lengths_device[index] = lengths.to(keys.device)
+        state.kv_lengths_device[index] = lengths.to(keys.device, torch.int32)  # as the kernels read it
         state.kv_longest[index] = longest
         state.kv_mean[index] = float(lengths.float().mean())
         state.kv_density[index] = float(lengths.float().mean()) / keys.shape[0]
@@ -493,6 +495,23 @@ class AttentionHandler:
         live = set(self.runner.requests) if self.runner is not None else set()
         self.states = {r: s for r, s in self.states.items() if r in live}
         return summaries
+
+
+def _token_rows(rows: list[int], device):
+    """Query rows of a batch of decode requests: a slice when they are consecutive (the usual case:
+    a view, so reading and writing them costs no gather), else an index tensor."""
+    if rows == list(range(rows[0], rows[0] + len(rows))):
+        return slice(rows[0], rows[0] + len(rows))
+    return torch.tensor(rows, device=device)
+
+
+def _write_rows(out: torch.Tensor, rows, compute) -> None:
+    """``out[rows] = compute(into)``: consecutive rows of the right dtype are computed in place (the
+    kernel writes the layer's output rows), others through a buffer."""
+    if isinstance(rows, slice) and out[rows].is_contiguous():
+        compute(out[rows])
+    else:
+        out[rows] = compute(None).to(out.dtype)
 
 
 def _pager(method):

@@ -21,7 +21,28 @@ from __future__ import annotations
 
 import torch
 
+import triton
+import triton.language as tl
+
+from sparse_frontier.kernels import use_triton
 from sparse_frontier.kernels.quest import page_scores, page_summaries, select_pages, sparse_decode
+
+
+@triton.jit
+def _fold_keys_kernel(PMIN, PMAX, KEYS, BLOCKS, FRESH, stride_pb, stride_ph, stride_kr, stride_kh, D: tl.constexpr):
+    """One new key per (request, kv head) folded into its block's min/max (replacing it if fresh)."""
+    r = tl.program_id(0)
+    h = tl.program_id(1)
+    dims = tl.arange(0, D)
+    block = tl.load(BLOCKS + r).to(tl.int64)
+    key = tl.load(KEYS + r * stride_kr + h * stride_kh + dims)
+    at = block * stride_pb + h * stride_ph + dims
+    fresh = tl.load(FRESH + r) != 0
+    lo = tl.load(PMIN + at)
+    hi = tl.load(PMAX + at)
+    key = key.to(lo.dtype)
+    tl.store(PMIN + at, tl.where(fresh, key, tl.minimum(lo, key)))
+    tl.store(PMAX + at, tl.where(fresh, key, tl.maximum(hi, key)))
 
 
 class SummaryPool:
@@ -47,7 +68,13 @@ class SummaryPool:
 
     @staticmethod
     def add_keys(pool, keys: torch.Tensor, blocks: torch.Tensor, fresh: torch.Tensor) -> None:
-        """Fold one new key per request ``[R, Hkv, D]`` into its block's summary (``fresh``: the key opens it)."""
+        """Fold one new key per request ``[R, Hkv, D]`` into its block's summary (``fresh``: the key opens it).
+        One kernel launch where the kernels run (the per-layer cost of a decode step), else torch."""
+        if use_triton(keys):
+            r, hkv, d = keys.shape
+            _fold_keys_kernel[(r, hkv)](pool[0], pool[1], keys, blocks, fresh, pool[0].stride(0), pool[0].stride(1),
+                                        keys.stride(0), keys.stride(1), D=d, num_warps=1)
+            return
         f = fresh[:, None, None]
         keys = keys.to(pool[0].dtype)
         pool[0][blocks] = torch.where(f, keys, torch.minimum(pool[0][blocks], keys))
@@ -103,12 +130,12 @@ class QuestStep:
             k = min(n + 1, pages)
             self.density.append(((k - 1) * page + s - (pages - 1) * page) / s)
 
-    def decode(self, query, key_cache, value_cache, pool, scale: float) -> torch.Tensor:
-        """Quest attention rows ``[R, Hq, D]`` of this step's requests for one layer."""
+    def decode(self, query, key_cache, value_cache, pool, scale: float, out=None) -> torch.Tensor:
+        """Quest attention rows ``[R, Hq, D]`` of this step's requests for one layer (into ``out``, if given)."""
         scores = page_scores(query, pool[0], pool[1], self.npages, self.share, True, block_table=self.tables)
         pages = select_pages(scores, self.current, self.widest, use_kernel=True, row_k=self.row_k)
         return sparse_decode(query, key_cache, value_cache, pages, self.lengths, self.page, scale, self.share,
-                             block_table=self.tables)
+                             block_table=self.tables, out=out)
 
 
 def compacted_pages(kept: torch.Tensor, prompt_lens: torch.Tensor, seq_lens: torch.Tensor, page: int, width: int):
@@ -123,14 +150,23 @@ def compacted_pages(kept: torch.Tensor, prompt_lens: torch.Tensor, seq_lens: tor
     return torch.where(idx < n1, idx, torch.where(recent < n2, first_recent + recent, -1)).int()
 
 
+def compacted_attention(query, key_cache, value_cache, block_tables, kept, prompt_lens, seq_lens, page: int,
+                        scale: float, width: int, lengths=None, out=None) -> torch.Tensor:
+    """Attention rows ``[R, Hq, D]`` over compacted caches: ``kept [R, Hkv]`` tokens kept per head, then
+    the generated ones. ``width``: enough page slots for the longest head (host int); ``lengths``:
+    ``seq_lens`` per (request, kv head) as contiguous int32, if the caller has it; ``out``: see
+    :func:`~sparse_frontier.kernels.quest.sparse_decode`."""
+    pages = compacted_pages(kept, prompt_lens, seq_lens, page, width)
+    if lengths is None:
+        lengths = seq_lens[:, None].expand(kept.shape)
+    return sparse_decode(query, key_cache, value_cache, pages, lengths, page, scale, True, block_table=block_tables,
+                         kept=kept, start=prompt_lens, out=out)
+
+
 def compacted_decode(query, key_cache, value_cache, block_tables, kept, prompt_lens, seq_lens, page: int,
                      scale: float, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode over compacted caches: ``kept [R, Hkv]`` tokens kept per head, then the generated ones.
-    ``width``: enough page slots for the longest head (host int). -> (out, density [R])."""
-    pages = compacted_pages(kept, prompt_lens, seq_lens, page, width)
-    r, hkv = kept.shape
-    lengths = seq_lens[:, None].expand(r, hkv)
-    out = sparse_decode(query, key_cache, value_cache, pages, lengths, page, scale, True, block_table=block_tables,
-                        kept=kept, start=prompt_lens)
+    """:func:`compacted_attention` and the density per request (tokens read / tokens in the cache)."""
+    out = compacted_attention(query, key_cache, value_cache, block_tables, kept, prompt_lens, seq_lens, page, scale,
+                              width)
     valid = kept.float() + (seq_lens - prompt_lens).float()[:, None]
     return out, valid.mean(-1) / seq_lens.float()
