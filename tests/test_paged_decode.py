@@ -70,7 +70,9 @@ def test_batched_quest_equals_per_request_quest(share):
         torch.testing.assert_close(density[r], keep.float().mean(), rtol=1e-6, atol=1e-6)
 
 
-def test_compacted_pages_list_each_page_once():
+@pytest.mark.parametrize("kernels", ["torch", "triton"])
+def test_compacted_pages_list_each_page_once(monkeypatch, kernels):
+    monkeypatch.setenv("SPARSE_FRONTIER_KERNELS", kernels)
     kept = torch.tensor([[5, 40], [0, 33]])
     pages = compacted_pages(kept, torch.tensor([40, 33]), torch.tensor([50, 70]), 16, 8)
     assert pages[0, 0].tolist() == [0, 2, 3, -1, -1, -1, -1, -1]  # kept page 0; page 2 holds token 40, the first generated

@@ -138,9 +138,31 @@ class QuestStep:
                              block_table=self.tables, out=out)
 
 
+@triton.jit
+def _compacted_pages_kernel(KEPT, PROMPT, SEQ, OUT, HKV, WIDTH, PAGE: tl.constexpr, BLOCK_W: tl.constexpr):
+    r = tl.program_id(0)
+    h = tl.program_id(1)
+    first_recent = tl.load(PROMPT + r) // PAGE
+    n1 = tl.minimum((tl.load(KEPT + r * HKV + h) + PAGE - 1) // PAGE, first_recent)
+    n2 = (tl.load(SEQ + r) + PAGE - 1) // PAGE - first_recent
+    for w0 in range(0, WIDTH, BLOCK_W):
+        idx = w0 + tl.arange(0, BLOCK_W)
+        recent = idx - n1
+        pages = tl.where(idx < n1, idx, tl.where(recent < n2, first_recent + recent, -1))
+        tl.store(OUT + (r * HKV + h) * WIDTH + idx, pages, mask=idx < WIDTH)
+
+
 def compacted_pages(kept: torch.Tensor, prompt_lens: torch.Tensor, seq_lens: torch.Tensor, page: int, width: int):
     """Pages ``[R, Hkv, width]`` (-1 padded) holding a compacted head's tokens: ``[0, kept)`` and
-    ``[prompt_len, seq_len)``; the page holding ``prompt_len`` is listed once."""
+    ``[prompt_len, seq_len)``; the page holding ``prompt_len`` is listed once. One kernel launch
+    where the kernels run (once per layer of a decode step), else torch."""
+    if use_triton(kept):
+        r, hkv = kept.shape
+        out = torch.empty(r, hkv, width, dtype=torch.int32, device=kept.device)
+        _compacted_pages_kernel[(r, hkv)](kept.to(torch.int32).contiguous(), prompt_lens.to(torch.int32).contiguous(),
+                                          seq_lens.to(torch.int32).contiguous(), out, hkv, width, PAGE=page,
+                                          BLOCK_W=min(1024, max(16, triton.next_power_of_2(width))), num_warps=4)
+        return out
     first_recent = (prompt_lens // page)[:, None]  # [R, 1]
     n1 = torch.minimum((kept + page - 1) // page, first_recent)  # pages wholly before the recent run
     n2 = ((seq_lens + page - 1) // page)[:, None] - first_recent
