@@ -6,7 +6,10 @@ tokens; then for every length x output tokens x concurrency x method setting: a 
 ``concurrency x waves`` prompts of random token ids of exactly that length, handed to vLLM
 ``concurrency`` at a time (as a predict job hands it ``engine.batch_size``), the method chosen per
 request (``SamplingParams.extra_args["sparse_frontier"]``), greedy with ``ignore_eos`` so that every
-answer has exactly ``output_tokens`` tokens. Wall time -> samples/hour, one row per setting appended
+answer has exactly ``output_tokens`` tokens. Vertical-Slash / FlexPrefill first get a calibration
+table fitted on the model's own attention captured from a few random prompts per length (as a grid
+run gets one from rule calibrate_attention; ``--no-calibrate``: they calibrate on every call, which
+a grid run never does). Wall time -> samples/hour, one row per setting appended
 to the table (format: ``sparse_frontier/throughput.py``), flushed at once. Resumable: settings already
 in the table (same model, TP, CUDA graphs, length, method, sparsity, output tokens, concurrency and
 card) are skipped, and a model with nothing left starts no engine. ``--time-budget`` seconds: no new
@@ -172,16 +175,13 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         folder = Path(where)
         dummy = not has_weights(folder)
     vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
-    from sparse_frontier.vllm_plugin import engine as engine_module
     from sparse_frontier.vllm_plugin.engine import Engine
 
     if dummy:
-        base_arguments = engine_module.engine_arguments
-
-        def dummy_arguments(*a, **kw):
-            return dict(base_arguments(*a, **kw), load_format="dummy", skip_tokenizer_init=True)
-
-        engine_module.engine_arguments = dummy_arguments
+        engine["load_format"] = "dummy"
+    calibrated = set()
+    if args.calibrate:
+        calibrated = calibrate(args, name, folder, model, engine, tp, vocab, todo)
     max_model_len = max(args.lengths) + max(args.output_tokens)
     start = time.perf_counter()
     eng = Engine(str(folder), max_model_len, engine, {"method": "dense", "params": {}, "model": name},
@@ -224,7 +224,9 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
             seconds, sparsity_measured = generate(prompts[w * conc : (w + 1) * conc], out, spec)
             wall += seconds
             measured += [] if sparsity_measured is None else [sparsity_measured]
-        row = dict(meta, model=name, tensor_parallel_size=tp, cuda_graphs=cuda_graphs, handler="on", length=length,
+        source = meta["source"] + (", calibration table captured on its own attention" if (method, length) in calibrated
+                                   else "")
+        row = dict(meta, source=source, model=name, tensor_parallel_size=tp, cuda_graphs=cuda_graphs, handler="on", length=length,
                    prompt_tokens=length, method=method, sparsity=sparsity,
                    measured_sparsity=round(sum(measured) / len(measured), 4) if measured else None,
                    output_tokens=out, concurrency=conc, samples=len(prompts), wall_s=round(wall, 4),
@@ -235,6 +237,38 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         log.info("%s L=%d out=%d x%d %s@%g: %.1f samples/h (measured sparsity %s)", name, length, out, conc, method,
                  sparsity, row["samples_per_hour"], row["measured_sparsity"])  # fmt: skip
     return written
+
+
+def calibrate(args, name, folder, model, engine, tp, vocab, todo) -> set[tuple[str, int]]:
+    """Vertical-Slash / FlexPrefill settings get a calibration table fitted on the model's own captured
+    attention (:func:`sparse_frontier.calibrate.calibrate_model` on a few random prompts of each
+    length), as a grid run has from rule calibrate_attention: without one the methods calibrate on
+    every call, a binary search per layer and prompt that a grid run never pays. The table lives in
+    the work folder and is reused by later runs. Returns the (method, length) pairs it covers."""
+    from sparse_frontier.attention import calibration
+    from sparse_frontier.calibrate import calibrate_model, needs_calibration, use_calibration_table
+    from sparse_frontier.io import write_jsonl_atomic
+
+    wanted = sorted({length for length, _, _, method, _ in todo if needs_calibration(method)})
+    methods = sorted({method for *_, method, _ in todo if needs_calibration(method)})
+    if not wanted:
+        return set()
+    table = Path(args.workdir) / f"{name}-calibration.json"
+    use_calibration_table(str(table))  # before the benchmark's engine starts: its workers read it
+    have = {(e["method"], e["length"]) for e in calibration.entries() if e["model"] == name} if table.exists() else set()
+    missing = [length for length in wanted if any((m, length) not in have for m in methods)]
+    if missing:
+        datasets = {}
+        for length in missing:
+            path = Path(args.workdir) / f"{name}-calibration-prompts-{length}.jsonl"
+            prompts = random_prompts(args.calibration_prompts, length, vocab, random.Random(f"{name}/{length}").randrange(1 << 30))
+            write_jsonl_atomic(path, [{"id": i, "input_ids": p} for i, p in enumerate(prompts)])
+            datasets[length] = str(path)
+        log.info("%s: calibrating %s at %s on its own captured attention", name, methods, missing)
+        calibrate_model(str(folder), name, datasets, str(table), engine, prompts_per_length=args.calibration_prompts,
+                        max_new_tokens=max(args.output_tokens), methods=methods, tensor_parallel_size=tp,
+                        yarn_original=model.get("yarn_original_max_position_embeddings"))
+    return {(m, length) for m in methods for length in wanted}
 
 
 def _cuda() -> bool:
@@ -263,6 +297,9 @@ def main(argv=None) -> None:
     parser.add_argument("--dtype", default=None, help="default: the config's (float32 on CPU)")
     parser.add_argument("--cuda-graphs", choices=["piecewise", "none"], default=None, help="default: the config's")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up request before each setting")
+    parser.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                        help="Vertical-Slash/FlexPrefill without a captured calibration table (they then calibrate on every call)")
+    parser.add_argument("--calibration-prompts", type=int, default=2, help="random prompts per length to calibrate on")
     parser.add_argument("--workdir", default="/tmp/sparse_frontier_throughput", help="where dummy models are written")
     parser.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,23 @@ def test_cpu_throughput_rows_resume_and_time_budget(tmp_path, tiny_model):
     assert "tiny: 0 of 1 settings" in log and "tiny2: 1 of 1 settings" in log and log.count("engine started") == 1
     rows = read_table(out)
     assert len(rows) == 5 and rows[-1]["model"] == "tiny2" and rows[-1]["length"] == 256
+
+
+def test_vertical_slash_is_measured_with_a_captured_calibration_table(tmp_path, tiny_model):
+    """As a grid run: the table is fitted on the model's own captured attention first (one capture
+    engine per length), the benchmark's engine reads it, so no call calibrates itself; a rerun for a
+    new setting reuses the table."""
+    out = tmp_path / "throughput.csv"
+    common = ["--lengths", 256, "--output-tokens", 2, "--concurrency", 2, "--out", out, "--workdir", tmp_path,
+              "--no-warmup"]  # fmt: skip
+    log = bench("--model", f"tiny={tiny_model}", "--methods", "vertical_slash=0.5", *common)
+    assert "calibrating ['vertical_slash'] at [256]" in log and "calibrating on each call" not in log
+    table = json.loads((tmp_path / "tiny-calibration.json").read_text())
+    assert {(e["model"], e["method"], e["length"]) for e in table["entries"]} == {("tiny", "vertical_slash", 256)}
+    (row,) = read_table(out)
+    assert "calibration table captured on its own attention" in row["source"] and row["measured_sparsity"] > 0
+    log = bench("--model", f"tiny={tiny_model}", "--methods", "vertical_slash=0.6", *common)
+    assert "calibrating" not in log and len(read_table(out)) == 2
 
 
 def test_bad_arguments_name_the_value(tmp_path):

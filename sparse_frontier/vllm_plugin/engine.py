@@ -105,6 +105,8 @@ def engine_arguments(
     )
     if engine["device"] == "cuda":
         args["gpu_memory_utilization"] = engine["gpu_memory_utilization"]
+    if engine.get("load_format", "auto") == "dummy":  # engine dicts made by hand (tests) may leave it out
+        args.update(load_format="dummy", skip_tokenizer_init=True)
     if engine["device"] == "cuda" and engine["cuda_graphs"] == "piecewise":
         # Attention stays outside the captured graphs, so the Python handler runs every call.
         args["compilation_config"] = {"cudagraph_mode": "PIECEWISE"}
