@@ -81,23 +81,6 @@ class SummaryPool:
         pool[1][blocks] = torch.where(f, keys, torch.maximum(pool[1][blocks], keys))
 
 
-def quest_decode(query, key_cache, value_cache, pool, block_tables, seq_lens, n_select, page: int, scale: float,
-                 share: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Quest for ``R`` decode requests: ``query [R, Hq, D]``, ``block_tables [R, M]``, ``seq_lens [R]``
-    (device), ``n_select [R]`` pages per request besides the current one (host). -> (out, density [R])."""
-    r, hq, _ = query.shape
-    hkv = key_cache.shape[2]
-    group = hq // hkv
-    npages = ((seq_lens + page - 1) // page)[:, None].expand(r, hkv)
-    scores = page_scores(query, pool[0], pool[1], npages, share, True, block_table=block_tables)
-    current = npages - 1 if share else (npages - 1).repeat_interleave(group, 1)
-    pages = select_pages(scores, current, n_select, use_kernel=True)
-    lengths = seq_lens[:, None].expand(r, hkv)
-    out = sparse_decode(query, key_cache, value_cache, pages, lengths, page, scale, share, block_table=block_tables)
-    tokens = torch.where(pages >= 0, (seq_lens[:, None, None] - pages.long() * page).clamp(0, page), 0).sum(-1)
-    return out, tokens.float().mean(-1) / seq_lens.float()
-
-
 class QuestStep:
     """One decode step's Quest requests, for every global layer of the step: the index tensors the
     kernels take (int32, on the device) and each request's density, made once per step rather than
@@ -136,6 +119,16 @@ class QuestStep:
         pages = select_pages(scores, self.current, self.widest, use_kernel=True, row_k=self.row_k)
         return sparse_decode(query, key_cache, value_cache, pages, self.lengths, self.page, scale, self.share,
                              block_table=self.tables, out=out)
+
+
+def quest_decode(query, key_cache, value_cache, pool, block_tables, seq_lens, n_select, page: int, scale: float,
+                 share: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quest for ``R`` decode requests of one layer: ``query [R, Hq, D]``, ``block_tables [R, M]``,
+    ``seq_lens [R]``, ``n_select [R]`` pages per request besides the current one. -> (out, density [R])."""
+    hq, hkv = query.shape[1], key_cache.shape[2]
+    step = QuestStep(block_tables, seq_lens.tolist(), [int(n) for n in n_select], page, share, hq // hkv, hkv)
+    out = step.decode(query, key_cache, value_cache, pool, scale)
+    return out, torch.tensor(step.density, device=query.device)
 
 
 @triton.jit
