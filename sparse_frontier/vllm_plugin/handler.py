@@ -61,10 +61,9 @@ class RequestState:
         self.prompt_len: int | None = None
         self.decode_steps = 0
         self.kv_lengths: dict[int, torch.Tensor] = {}  # layer -> kept tokens per kv head (host)
-        # the same on the cache's device, and its longest / mean head: what the batched decode needs
+        # the same on the cache's device, and its longest head: what the batched decode reads per layer
         self.kv_lengths_device: dict[int, torch.Tensor] = {}
         self.kv_longest: dict[int, int] = {}
-        self.kv_mean: dict[int, float] = {}
         self.prefill_density: dict[int, float] = {}
         self.kv_density: dict[int, float] = {}
         self.decode_density: dict[int, float] = defaultdict(float)  # summed over handled steps
@@ -75,7 +74,7 @@ class RequestState:
         """A (re)prefill starts from a full cache and fresh measurements."""
         self.prompt_len = prompt_len
         self.decode_steps = 0
-        for record in (self.kv_lengths, self.kv_lengths_device, self.kv_longest, self.kv_mean, self.prefill_density,
+        for record in (self.kv_lengths, self.kv_lengths_device, self.kv_longest, self.prefill_density,
                        self.kv_density, self.decode_density, self.decode_handled, self.pages):
             record.clear()
 
@@ -381,7 +380,8 @@ class AttentionHandler:
         _write_rows(out, tokens, lambda into: compacted_attention(
             q[tokens], views[0], views[1], tables, kept, prompts, seq, page, impl.scale, width, lengths, into))
         for _, state, _, seq_len in batch:  # tokens read: the kept prompt tokens + every generated one
-            state.decode_density[index] += (state.kv_mean[index] + seq_len - state.prompt_len) / seq_len
+            kept_mean = state.kv_density[index] * state.prompt_len
+            state.decode_density[index] += (kept_mean + seq_len - state.prompt_len) / seq_len
             state.decode_handled[index] += 1
 
     def _classify(self, layer, impl) -> tuple[int, bool]:
@@ -427,7 +427,6 @@ class AttentionHandler:
         state.kv_lengths[index] = lengths
         state.kv_lengths_device[index] = lengths.to(keys.device, torch.int32)  # as the kernels read it
         state.kv_longest[index] = longest
-        state.kv_mean[index] = float(lengths.float().mean())
         state.kv_density[index] = float(lengths.float().mean()) / keys.shape[0]
 
     def _decode(self, state, index, impl, layer, q, k, out, kv_cache, meta, row, token, seq_len):
