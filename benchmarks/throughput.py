@@ -3,8 +3,9 @@
 For each model: ONE vLLM engine (``sparse_frontier.vllm_plugin.engine.Engine``, so the attention handler
 is active, with the config's engine settings) with ``max_model_len`` = longest length + most output
 tokens; then for every length x output tokens x concurrency x method setting: a warm-up request, and
-``concurrency x waves`` prompts of random token ids of exactly that length, handed to vLLM
-``concurrency`` at a time (as a predict job hands it ``engine.batch_size``), the method chosen per
+``concurrency x waves`` prompts of random token ids of exactly that length, ``concurrency`` of them
+in vLLM at a time, the next handed over as one finishes (``Engine.stream``, as a predict job runs
+``engine.batch_size`` at once), the method chosen per
 request (``SamplingParams.extra_args["sparse_frontier"]``), greedy with ``ignore_eos`` so that every
 answer has exactly ``output_tokens`` tokens. Vertical-Slash / FlexPrefill first get a calibration
 table fitted on the model's own attention captured from a few random prompts per length (as a grid
@@ -183,26 +184,22 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
     if args.calibrate:
         calibrated = calibrate(args, name, folder, model, engine, tp, vocab, todo)
     max_model_len = max(args.lengths) + max(args.output_tokens)
+    engine["batch_size"] = max(args.concurrency)  # vLLM's max_num_seqs; each setting keeps `concurrency` in flight
     start = time.perf_counter()
     eng = Engine(str(folder), max_model_len, engine, {"method": "dense", "params": {}, "model": name},
                  tensor_parallel_size=tp, seed=0, yarn_original=model.get("yarn_original_max_position_embeddings"))  # fmt: skip
     engine_start = time.perf_counter() - start
     log.info("%s: engine started in %.1f s (max_model_len %d, TP %d, %s)", name, engine_start, max_model_len, tp, engine)
-    from vllm import SamplingParams, TokensPrompt
-
-    from sparse_frontier.vllm_plugin.handler import EXTRA_ARGS_KEY, take_stats_rpc
-
-    def generate(prompts, out, spec):
-        params = SamplingParams(temperature=0.0, max_tokens=out, ignore_eos=True, seed=0,
-                                extra_args={EXTRA_ARGS_KEY: spec})  # fmt: skip
+    def generate(prompts, out, spec, conc):
+        """Wall seconds and mean measured sparsity of ``prompts``, ``conc`` of them in vLLM at a time
+        (the next handed over as one finishes, as a predict job's Engine.stream does)."""
         t0 = time.perf_counter()
-        outputs = eng.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
-        wall = time.perf_counter() - t0  # the outputs are complete: vLLM returns finished requests only
-        stats = list(eng.llm.collective_rpc(take_stats_rpc)[0].values())  # drains every rank's statistics
-        lengths = [len(o.outputs[0].token_ids) for o in outputs]
+        generations = list(eng.stream(((p, spec) for p in prompts), out, 0, pending=conc, ignore_eos=True))
+        wall = time.perf_counter() - t0
+        lengths = [g.output_tokens for _, g in generations]
         if lengths != [out] * len(prompts):
             raise RuntimeError(f"{spec}: expected {out} output tokens per answer, got {lengths}")
-        measured = [s["sparsity"] for s in stats if s.get("sparsity") is not None]
+        measured = [g.attention["sparsity"] for _, g in generations if g.attention.get("sparsity") is not None]
         return wall, (sum(measured) / len(measured) if measured else None)
 
     meta = dict(versions(), card=card, date=datetime.date.today().isoformat(),
@@ -217,13 +214,10 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         t0 = time.perf_counter()
         rng = random.Random(f"{name}/{length}/{method}/{sparsity}/{out}/{conc}")
         if not args.no_warmup:  # compile/autotune this method's kernels at this length before timing
-            generate(random_prompts(1, length, vocab, rng.randrange(1 << 30)), 2, spec)
+            generate(random_prompts(1, length, vocab, rng.randrange(1 << 30)), 2, spec, 1)
         prompts = random_prompts(conc * args.waves, length, vocab, rng.randrange(1 << 30))
-        wall, measured = 0.0, []
-        for w in range(args.waves):  # a predict job hands vLLM `concurrency` prompts and waits for them
-            seconds, sparsity_measured = generate(prompts[w * conc : (w + 1) * conc], out, spec)
-            wall += seconds
-            measured += [] if sparsity_measured is None else [sparsity_measured]
+        wall, measured = generate(prompts, out, spec, conc)
+        measured = [] if measured is None else [measured]
         source = meta["source"] + (", calibration table captured on its own attention" if (method, length) in calibrated
                                    else "")
         row = dict(meta, source=source, model=name, tensor_parallel_size=tp, cuda_graphs=cuda_graphs, handler="on", length=length,

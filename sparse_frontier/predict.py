@@ -21,7 +21,6 @@ from tqdm import tqdm
 from sparse_frontier import paths
 from sparse_frontier.io import (
     ResumableJsonl,
-    iter_chunks,
     read_jsonl,
     write_json_atomic,
     write_provenance,
@@ -61,7 +60,7 @@ def _start_engine(run: Mapping[str, Any], samples: list[dict], model_location: s
     )
 
 
-def _row(sample: Mapping[str, Any], gen, batch_size: int, elapsed: float) -> dict[str, Any]:
+def _row(sample: Mapping[str, Any], gen, concurrency: int, seconds: float) -> dict[str, Any]:
     return {
         "id": sample["id"],
         "prediction": gen.text,
@@ -75,8 +74,10 @@ def _row(sample: Mapping[str, Any], gen, batch_size: int, elapsed: float) -> dic
         "decode_sparsity": gen.attention["decode_sparsity"],
         "kv_sparsity": gen.attention["kv_sparsity"],
         "attention_layers": gen.attention["layers"],
-        "batch_size": batch_size,
-        "batch_seconds": round(elapsed, 4),
+        # sequences vLLM ran at once (engine.batch_size) and when this answer came, counted from
+        # the start of the job's generation (n answers / the n-th's time = the job's throughput)
+        "concurrency": concurrency,
+        "finished_after_s": round(seconds, 4),
     }
 
 
@@ -96,12 +97,11 @@ def run_predictions(
     if todo:
         engine = _start_engine(run, samples, model_location)
         progress = tqdm(total=len(todo), desc="predict", disable=None)
-        for batch in iter_chunks(todo, run["engine"]["batch_size"]):
-            start = time.perf_counter()
-            generations = engine.generate([s["input_ids"] for s in batch], key["max_tokens"], key["seed"])
-            elapsed = time.perf_counter() - start
-            store.append(_row(sample, gen, len(batch), elapsed) for sample, gen in zip(batch, generations))
-            progress.update(len(batch))
+        start = time.perf_counter()
+        # every answer is appended as it finishes: a killed job loses only the requests in flight
+        for index, gen in engine.stream(((s["input_ids"], None) for s in todo), key["max_tokens"], key["seed"]):
+            store.append([_row(todo[index], gen, engine.max_num_seqs, time.perf_counter() - start)])
+            progress.update(1)
         progress.close()
     write_provenance(output, dict(run))
     store.finalise([s["id"] for s in samples])
@@ -159,19 +159,15 @@ def run_sweep(runs: Sequence[Mapping[str, Any]], dataset_path: str, model_locati
         engine = _start_engine(runs[0], samples, model_location)
         specs = [method_spec(run) for run in runs]
         progress = tqdm(total=len(todo), desc="sweep", disable=None)
-        for batch in iter_chunks(todo, runs[0]["engine"]["batch_size"]):
-            start = time.perf_counter()
-            generations = engine.generate(
-                [s["input_ids"] for _, s in batch], first["max_tokens"], first["seed"], method=[specs[i] for i, _ in batch]
-            )
-            elapsed = time.perf_counter() - start
-            for index in dict.fromkeys(i for i, _ in batch):
-                part = [(s, g) for (i, s), g in zip(batch, generations) if i == index]
-                stores[index].append(_row(s, g, len(batch), elapsed) for s, g in part)
-                remaining[index] -= len(part)
-                if remaining[index] == 0:
-                    _finalise(runs[index], stores[index], ids, manifest)
-            progress.update(len(batch))
+        start = time.perf_counter()
+        requests = ((s["input_ids"], specs[i]) for i, s in todo)
+        for position, gen in engine.stream(requests, first["max_tokens"], first["seed"]):
+            index, sample = todo[position]
+            stores[index].append([_row(sample, gen, engine.max_num_seqs, time.perf_counter() - start)])
+            remaining[index] -= 1
+            if remaining[index] == 0:
+                _finalise(runs[index], stores[index], ids, manifest)
+            progress.update(1)
         progress.close()
     listing = [
         {"key": dict(run["key"]), "predictions": str(store.final), "samples": len(ids)}

@@ -56,6 +56,11 @@ def run_handler(model, specs, prompts, max_tokens, results, after_stock=False):
                          "stats": [g.attention for g in batch], "single_stats": [g.attention for g in single],
                          # query rows of global layers: computed by the backend / by the handler alone
                          "backend_rows": HANDLER.backend_rows - rows[0], "skipped_rows": HANDLER.skipped_rows - rows[1]}
+    if "quest" in specs:  # Engine.stream with at most 2 requests in vLLM: each answered once, as in a batch
+        seen = [(position, gen.token_ids, engine.llm.llm_engine.get_num_unfinished_requests())
+                for position, gen in engine.stream(((p, specs["quest"]) for p in prompts), max_tokens, 0, pending=2)]
+        results["stream"] = {"positions": [s[0] for s in seen], "tokens": {s[0]: s[1] for s in seen},
+                             "most_unfinished": max(s[2] for s in seen)}
     results["mixed_calls"] = HANDLER.mixed_calls
     results["global_layers"] = sorted(HANDLER.layers_seen)
     results["sliding_layers"] = sorted(HANDLER.sliding_layers_seen)

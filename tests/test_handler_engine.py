@@ -85,6 +85,13 @@ def test_the_backend_runs_only_where_the_method_does_not(tiny_runs):
         assert ours[name]["backend_rows"] + ours[name]["skipped_rows"] == layers * (prompt_rows + decode_rows), name
 
 
+def test_stream_answers_every_request_once_with_at_most_pending_in_vllm(tiny_runs):
+    stream = tiny_runs[1]["stream"]
+    assert sorted(stream["positions"]) == list(range(len(LENGTHS)))
+    assert [stream["tokens"][str(i)] for i in range(len(LENGTHS))] == tiny_runs[1]["quest"]["batch"]
+    assert stream["most_unfinished"] <= 2
+
+
 def test_each_hook_changes_outputs_and_reports_the_expected_sparsity(tiny_runs):
     stock, ours = tiny_runs
     for name in ("local_window", "decode_topk", "keep_recent"):

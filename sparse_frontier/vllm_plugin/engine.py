@@ -6,7 +6,8 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+import itertools
+from typing import Any, Iterable, Iterator, Mapping
 
 from sparse_frontier.vllm_plugin import ENV_METHOD
 
@@ -103,6 +104,8 @@ def engine_arguments(
         tensor_parallel_size=tensor_parallel_size,
         seed=seed,
     )
+    if "batch_size" in engine:  # sequences at once; a job hands over all its prompts (Engine.stream)
+        args["max_num_seqs"] = int(engine["batch_size"])
     if engine["device"] == "cuda":
         args["gpu_memory_utilization"] = engine["gpu_memory_utilization"]
     if engine.get("load_format", "auto") == "dummy":  # engine dicts made by hand (tests) may leave it out
@@ -138,6 +141,8 @@ class Engine:
         args = engine_arguments(model_location, max_model_len, engine, tensor_parallel_size, seed, yarn_original)
         log.info("starting vLLM: %s", args)
         self.llm = LLM(**args)
+        self.max_num_seqs = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)
+        self._request_ids = itertools.count()
         self._check_handler_active()
 
     def _check_handler_active(self) -> None:
@@ -159,33 +164,92 @@ class Engine:
         seed: int,
         method: Mapping[str, Any] | list[Mapping[str, Any]] | None = None,
     ) -> list[Generation]:
-        """Greedy generation from token ids; ``method`` overrides the engine's default for these
-        prompts: one setting for all, or a list with one per prompt (a batch may mix methods)."""
-        from vllm import SamplingParams, TokensPrompt
-
-        from sparse_frontier.vllm_plugin.handler import EXTRA_ARGS_KEY, take_stats_rpc
-
-        def sampling(spec: Mapping[str, Any] | None) -> SamplingParams:
-            extra = {EXTRA_ARGS_KEY: dict(spec)} if spec else None
-            return SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=seed, extra_args=extra)
-
+        """Greedy generation from token ids, in the prompts' order; ``method`` overrides the engine's
+        default for these prompts: one setting for all, or a list with one per prompt (a batch may mix
+        methods)."""
         if isinstance(method, list):
             if len(method) != len(prompts):
                 raise ValueError(f"{len(method)} methods for {len(prompts)} prompts: give one per prompt")
-            params = [sampling(spec) for spec in method]
+            methods = method
         else:
-            params = sampling(method)
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
-        per_rank = self.llm.collective_rpc(take_stats_rpc)
-        generations = []
-        for o in outputs:
-            stats = [
-                next((s for rid, s in rank.items() if _matches(rid, o.request_id)), None) for rank in per_rank
-            ]
-            if any(s is None for s in stats):
-                raise RuntimeError(f"the attention handler has no statistics for request {o.request_id}")
-            completion = o.outputs[0]
-            generations.append(
-                Generation(completion.text, list(completion.token_ids), completion.finish_reason, merge_ranks(stats))
-            )
-        return generations
+            methods = [method] * len(prompts)
+        done = dict(self.stream(zip(prompts, methods), max_tokens, seed))
+        return [done[i] for i in range(len(prompts))]
+
+    def stream(
+        self,
+        requests: Iterable[tuple[list[int], Mapping[str, Any] | None]],
+        max_tokens: int,
+        seed: int,
+        pending: int | None = None,
+        ignore_eos: bool = False,
+    ) -> Iterator[tuple[int, Generation]]:
+        """Generate for each ``(prompt token ids, method or None)`` of ``requests``; yield
+        ``(position in requests, generation)`` as each request finishes.
+
+        vLLM runs up to ``max_num_seqs`` (the engine's ``batch_size``) at once and starts the next
+        request as soon as one finishes, so a slow answer never holds the others back; a caller that
+        writes each answer as it comes loses nothing but the requests in flight when killed. At most
+        ``pending`` (default 2 x max_num_seqs) requests are handed to vLLM ahead, so a long queue of
+        long prompts is not copied into the engine at once (``pending`` below max_num_seqs caps how
+        many run at once: what benchmarks/throughput.py uses to measure several concurrencies with one
+        engine). ``ignore_eos``: every answer runs to ``max_tokens`` (benchmarks).
+        """
+        from vllm import TokensPrompt
+
+        from sparse_frontier.vllm_plugin.handler import take_stats_rpc
+
+        # LLMEngine.add_request / step / has_unfinished_requests: the same in vLLM 0.20 and 0.32;
+        # outputs carry the id given here (vLLM suffixes it only inside the engine).
+        engine = self.llm.llm_engine
+        ahead = pending or 2 * self.max_num_seqs
+        feed = iter(enumerate(requests))
+        position: dict[str, int] = {}  # request id -> position, for requests handed to vLLM
+
+        def top_up() -> None:
+            while len(position) < ahead:
+                item = next(feed, None)
+                if item is None:
+                    return
+                index, (prompt, spec) = item
+                request_id = f"sf-{next(self._request_ids)}"
+                params = self._sampling(spec, max_tokens, seed, ignore_eos)
+                engine.add_request(request_id, TokensPrompt(prompt_token_ids=list(prompt)), params)
+                position[request_id] = index
+
+        try:
+            top_up()
+            while engine.has_unfinished_requests():
+                finished = [o for o in engine.step() if o.finished]
+                if not finished:
+                    continue
+                per_rank = self.llm.collective_rpc(take_stats_rpc)  # once per step that finished requests
+                for output in finished:
+                    yield position.pop(output.request_id), self._generation(output, per_rank)
+                top_up()
+        finally:  # a caller that stops early (or an error) leaves nothing running in the engine
+            if position:
+                engine.abort_request(list(position))
+        if position:
+            raise RuntimeError(f"vLLM stopped without answering the requests at {sorted(position.values())}")
+
+    @staticmethod
+    def _sampling(spec: Mapping[str, Any] | None, max_tokens: int, seed: int, ignore_eos: bool = False):
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        from sparse_frontier.vllm_plugin.handler import EXTRA_ARGS_KEY
+
+        extra = {EXTRA_ARGS_KEY: dict(spec)} if spec else None
+        return SamplingParams(
+            temperature=0.0, max_tokens=max_tokens, seed=seed, ignore_eos=ignore_eos, extra_args=extra,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+        )
+
+    @staticmethod
+    def _generation(output: Any, per_rank: list[dict[str, dict[str, Any]]]) -> Generation:
+        stats = [next((s for rid, s in rank.items() if _matches(rid, output.request_id)), None) for rank in per_rank]
+        if any(s is None for s in stats):
+            raise RuntimeError(f"the attention handler has no statistics for request {output.request_id}")
+        completion = output.outputs[0]
+        return Generation(completion.text, list(completion.token_ids), completion.finish_reason, merge_ranks(stats))
