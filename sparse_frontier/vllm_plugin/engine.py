@@ -143,6 +143,7 @@ class Engine:
         self.llm = LLM(**args)
         self.max_num_seqs = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)
         self._request_ids = itertools.count()
+        self._stats: list[dict[str, dict[str, Any]]] = []  # per TP rank: request id -> latest statistics
         self._check_handler_active()
 
     def _check_handler_active(self) -> None:
@@ -150,6 +151,7 @@ class Engine:
         from sparse_frontier.vllm_plugin.handler import attach_runner_rpc
 
         self.ranks = self.llm.collective_rpc(attach_runner_rpc)
+        self._stats = [{} for _ in self.ranks]
         probe = self.generate([[1, 2, 3]], max_tokens=2, seed=0)[0]
         if not (probe.attention.get("layers") or probe.attention.get("sliding_layers")):
             raise RuntimeError(
@@ -223,9 +225,13 @@ class Engine:
                 finished = [o for o in engine.step() if o.finished]
                 if not finished:
                     continue
-                per_rank = self.llm.collective_rpc(take_stats_rpc)  # once per step that finished requests
+                # Once per step that finished requests. vLLM's engine may run ahead of the outputs
+                # read here, so a request can leave the worker (its statistics handed out once, on
+                # that call) before its finished output arrives: keep each request's latest.
+                for seen, rank in zip(self._stats, self.llm.collective_rpc(take_stats_rpc)):
+                    seen.update(rank)
                 for output in finished:
-                    yield position.pop(output.request_id), self._generation(output, per_rank)
+                    yield position.pop(output.request_id), self._generation(output, self._stats)
                 top_up()
         finally:  # a caller that stops early (or an error) leaves nothing running in the engine
             if position:
@@ -248,7 +254,10 @@ class Engine:
 
     @staticmethod
     def _generation(output: Any, per_rank: list[dict[str, dict[str, Any]]]) -> Generation:
-        stats = [next((s for rid, s in rank.items() if _matches(rid, output.request_id)), None) for rank in per_rank]
+        """The answer with its statistics, taken out of ``per_rank`` (one dict of request id ->
+        statistics per TP rank; the latest seen, computed after the request's last forward pass)."""
+        ids = [next((rid for rid in rank if _matches(rid, output.request_id)), None) for rank in per_rank]
+        stats = [rank.pop(rid) if rid is not None else None for rid, rank in zip(ids, per_rank)]
         if any(s is None for s in stats):
             raise RuntimeError(f"the attention handler has no statistics for request {output.request_id}")
         completion = output.outputs[0]
