@@ -186,8 +186,10 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
     max_model_len = max(args.lengths) + max(args.output_tokens)
     engine["batch_size"] = max(args.concurrency)  # vLLM's max_num_seqs; each setting keeps `concurrency` in flight
     start = time.perf_counter()
+    specs = [{"method": m, "params": {"sparsity": s} if m != "dense" else {}} for *_, m, s in todo]
     eng = Engine(str(folder), max_model_len, engine, {"method": "dense", "params": {}, "model": name},
-                 tensor_parallel_size=tp, seed=0, yarn_original=model.get("yarn_original_max_position_embeddings"))  # fmt: skip
+                 tensor_parallel_size=tp, seed=0, yarn_original=model.get("yarn_original_max_position_embeddings"),
+                 request_methods=specs)  # fmt: skip
     engine_start = time.perf_counter() - start
     log.info("%s: engine started in %.1f s (max_model_len %d, TP %d, %s)", name, engine_start, max_model_len, tp, engine)
     def generate(prompts, out, spec, conc):

@@ -43,8 +43,9 @@ def method_spec(run: Mapping[str, Any]) -> dict[str, Any]:
     return {"method": key["method"], "params": dict(run["method_params"]), "model": key["model"]}
 
 
-def _start_engine(run: Mapping[str, Any], samples: list[dict], model_location: str):
-    """One engine for ``run``'s dataset (runs of one sweep share every argument but the method)."""
+def _start_engine(run: Mapping[str, Any], samples: list[dict], model_location: str, others: Sequence[Mapping] = ()):
+    """One engine for ``run``'s dataset (runs of one sweep share every argument but the method;
+    ``others``: the sweep's other runs)."""
     from sparse_frontier.vllm_plugin.engine import Engine
 
     key = run["key"]
@@ -57,6 +58,7 @@ def _start_engine(run: Mapping[str, Any], samples: list[dict], model_location: s
         tensor_parallel_size=run["model"]["tensor_parallel_size"],
         seed=key["seed"],
         yarn_original=run["model"].get("yarn_original_max_position_embeddings"),
+        request_methods=[method_spec(r) for r in others],
     )
 
 
@@ -156,7 +158,7 @@ def run_sweep(runs: Sequence[Mapping[str, Any]], dataset_path: str, model_locati
         if not missing:
             _finalise(run, store, ids, manifest)
     if todo:
-        engine = _start_engine(runs[0], samples, model_location)
+        engine = _start_engine(runs[0], samples, model_location, runs[1:])
         specs = [method_spec(run) for run in runs]
         progress = tqdm(total=len(todo), desc="sweep", disable=None)
         start = time.perf_counter()

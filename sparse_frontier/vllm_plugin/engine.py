@@ -84,6 +84,19 @@ def yarn_overrides(hf_config: Any, max_model_len: int, original: int | None) -> 
     return {"rope_scaling": yarn, "max_position_embeddings": max_model_len}
 
 
+#: Quest's page min/max summaries live beside vLLM's KV cache, outside its memory budget: two per
+#: 16-token block of keys, 1/16 of the cache's bytes. vLLM's share shrinks so that both fit.
+SUMMARY_SHARE = 1 / 16
+
+
+def keeps_page_summaries(specs: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether any method setting selects pages from summaries (Quest, alone or as a decode part)."""
+    from sparse_frontier.attention import get_method_class
+    from sparse_frontier.vllm_plugin.handler import _pager
+
+    return any(_pager(get_method_class(s["method"]).from_params(s.get("params", {}))) is not None for s in specs)
+
+
 def engine_arguments(
     model_location: str,
     max_model_len: int,
@@ -91,6 +104,7 @@ def engine_arguments(
     tensor_parallel_size: int,
     seed: int,
     yarn_original: int | None = None,
+    page_summaries: bool = False,
 ) -> dict[str, Any]:
     """Arguments of ``vllm.LLM`` for an evaluation run (see docs/plugin.md for why each is set)."""
     args: dict[str, Any] = dict(
@@ -107,7 +121,9 @@ def engine_arguments(
     if "batch_size" in engine:  # sequences at once; a job hands over all its prompts (Engine.stream)
         args["max_num_seqs"] = int(engine["batch_size"])
     if engine["device"] == "cuda":
-        args["gpu_memory_utilization"] = engine["gpu_memory_utilization"]
+        # page_summaries: the KV cache gets 16/17 of what it would, the summaries the rest
+        share = 1 / (1 + SUMMARY_SHARE) if page_summaries else 1.0
+        args["gpu_memory_utilization"] = engine["gpu_memory_utilization"] * share
     if engine.get("load_format", "auto") == "dummy":  # engine dicts made by hand (tests) may leave it out
         args.update(load_format="dummy", skip_tokenizer_init=True)
     if engine["device"] == "cuda" and engine["cuda_graphs"] == "piecewise":
@@ -134,11 +150,16 @@ class Engine:
         tensor_parallel_size: int = 1,
         seed: int = 0,
         yarn_original: int | None = None,
+        request_methods: Iterable[Mapping[str, Any]] = (),
     ):
+        """``request_methods``: the settings requests will ask for besides ``method`` (a sweep's), so
+        that memory is left for what they keep beside the KV cache."""
         os.environ.update(engine_environment(engine, method))
         from vllm import LLM
 
-        args = engine_arguments(model_location, max_model_len, engine, tensor_parallel_size, seed, yarn_original)
+        summaries = keeps_page_summaries([method, *request_methods])
+        args = engine_arguments(model_location, max_model_len, engine, tensor_parallel_size, seed, yarn_original,
+                                page_summaries=summaries)
         log.info("starting vLLM: %s", args)
         self.llm = LLM(**args)
         self.max_num_seqs = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)
