@@ -61,7 +61,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from plugin_gpu import QWEN25_7B, random_prompts, write_dummy_model  # noqa: E402
 
-from sparse_frontier.throughput import append_rows, key_of, read_table  # noqa: E402
+from sparse_frontier.throughput import CALIBRATED_SOURCE, append_rows, key_of, read_table  # noqa: E402
 
 log = logging.getLogger("throughput")
 DEFAULT_METHODS = ["dense", "vertical_slash=0.9", "quest=0.9", "snapkv=0.9", "block_sparse=0.9", "flexprefill=0.9",
@@ -220,7 +220,7 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         prompts = random_prompts(conc * args.waves, length, vocab, rng.randrange(1 << 30))
         wall, measured = generate(prompts, out, spec, conc)
         measured = [] if measured is None else [measured]
-        source = meta["source"] + (", calibration table captured on its own attention" if (method, length) in calibrated
+        source = meta["source"] + (f", {CALIBRATED_SOURCE}" if (method, length) in calibrated
                                    else "")
         row = dict(meta, source=source, model=name, tensor_parallel_size=tp, cuda_graphs=cuda_graphs, handler="on", length=length,
                    prompt_tokens=length, method=method, sparsity=sparsity,

@@ -30,6 +30,8 @@ from typing import Any, Mapping
 GIB = 1024**3
 #: GPU memory of the cards the grid is planned for (H100 80GB; A100 80GB and H200 have at least this).
 GPU_MEMORY = 80 * GIB
+#: Memory per card (as torch reports it) for estimates in another card's hours (sparse_frontier/throughput.py).
+CARD_MEMORY = {"H100": GPU_MEMORY, "H200": 139.8 * GIB}
 #: Memory vLLM's budget does not cover: CUDA context, NCCL buffers, CUDA-graph pools.
 RESERVED = 3 * GIB
 #: Dense bf16 prefill throughput per GPU (H100: attention measured at 570-630 TFLOP/s, GEMMs similar;
@@ -91,12 +93,14 @@ def kv_bytes(arch: Mapping[str, Any], tokens: int, dtype_bytes: int) -> float:
 
 
 def memory_plan(
-    model: Mapping[str, Any], tokens: int, engine: Mapping[str, Any], tensor_parallel_size: int
+    model: Mapping[str, Any], tokens: int, engine: Mapping[str, Any], tensor_parallel_size: int,
+    gpu_memory: float = GPU_MEMORY,
 ) -> MemoryPlan:
-    """Memory of a job whose sequences hold ``tokens`` (prompt + output) on ``tensor_parallel_size`` GPUs."""
+    """Memory of a job whose sequences hold ``tokens`` (prompt + output) on ``tensor_parallel_size`` GPUs
+    of ``gpu_memory`` bytes each."""
     arch, tp = _arch(model), tensor_parallel_size
     nbytes = _DTYPE_BYTES[engine["dtype"]]
-    budget = engine["gpu_memory_utilization"] * GPU_MEMORY - RESERVED
+    budget = engine["gpu_memory_utilization"] * gpu_memory - RESERVED
     weights = arch["params"] * nbytes / tp
     # peak of one layer's prefill: gate+up MLP outputs (sharded) and a few hidden-size buffers
     activations = tokens * (2 * arch["mlp"] / tp + 4 * arch["hidden"]) * nbytes
@@ -119,11 +123,13 @@ def min_tensor_parallel_size(model: Mapping[str, Any], tokens: int, engine: Mapp
     )
 
 
-def predict_seconds(model: Mapping[str, Any], key: Mapping[str, Any], engine: Mapping[str, Any]) -> float:
+def predict_seconds(
+    model: Mapping[str, Any], key: Mapping[str, Any], engine: Mapping[str, Any], gpu_memory: float = GPU_MEMORY
+) -> float:
     """Estimated wall time of one GPU predict job (before SAFETY and attempt)."""
     arch, tp = _arch(model), int(model["tensor_parallel_size"])
     tokens = key["length"] + key["max_tokens"]
-    plan = memory_plan(model, tokens, engine, tp)
+    plan = memory_plan(model, tokens, engine, tp, gpu_memory)
     concurrency = max(plan.concurrency, 1)
     flops = 2 * arch["params"] * key["length"]
     flops += 2 * global_layers(arch) * arch["heads"] * arch["head_dim"] * key["length"] ** 2  # causal QK + PV

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from sparse_frontier.resources import engine_start_seconds, predict_seconds
+from sparse_frontier.resources import CARD_MEMORY, GPU_MEMORY, engine_start_seconds, memory_plan, predict_seconds
 
 #: every column of the throughput table, in order
 COLUMNS = [
@@ -188,13 +188,22 @@ def nearest(setting: Setting, rows: list[dict[str, Any]]) -> tuple[dict[str, Any
     return row, row_setting(row) == setting
 
 
-def modelled_seconds_per_sample(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting) -> float:
+def in_flight(model: Mapping[str, Any], engine: Mapping[str, Any], length: int, output_tokens: int,
+              tensor_parallel_size: int, gpu_memory: float = GPU_MEMORY) -> int:  # fmt: skip
+    """Sequences a job runs at once: ``engine.batch_size``, fewer where their KV cache does not fit
+    (the resource model's memory plan on cards of ``gpu_memory``; at least one)."""
+    plan = memory_plan(model, length + output_tokens, engine, tensor_parallel_size, gpu_memory)
+    return max(1, plan.concurrency)
+
+
+def modelled_seconds_per_sample(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting,
+                                gpu_memory: float = GPU_MEMORY) -> float:  # fmt: skip
     """The resource model's steady-state time per sample (dense; engine start left out)."""
     model = dict(model, tensor_parallel_size=setting.tensor_parallel_size)
     samples = 100 * setting.concurrency
     key = {"length": setting.length, "max_tokens": setting.output_tokens, "samples": samples}
     eng = dict(engine, batch_size=setting.concurrency)
-    return (predict_seconds(model, key, eng) - engine_start_seconds(model, engine)) / samples
+    return (predict_seconds(model, key, eng, gpu_memory) - engine_start_seconds(model, engine)) / samples
 
 
 def row_setting(row: Mapping[str, Any]) -> Setting:
@@ -210,8 +219,9 @@ def describe(row: Mapping[str, Any]) -> str:
 class Estimator:
     """Time per sample and engine start of any setting, from a throughput table and the config's models."""
 
-    def __init__(self, rows: list[dict[str, Any]], models: Mapping[str, Any], engine: Mapping[str, Any]):
-        self.rows, self.models, self.engine = rows, models, engine
+    def __init__(self, rows: list[dict[str, Any]], models: Mapping[str, Any], engine: Mapping[str, Any],
+                 gpu_memory: float = GPU_MEMORY):  # fmt: skip
+        self.rows, self.models, self.engine, self.gpu_memory = rows, models, engine, gpu_memory
         self._cache: dict[Setting, tuple[float, str, dict]] = {}
 
     def model(self, name: str) -> dict:
@@ -228,8 +238,8 @@ class Estimator:
                 self._cache[setting] = (measured, "measured", row)
             else:
                 ref = row_setting(row)
-                ratio = measured / modelled_seconds_per_sample(self.model(ref.model), self.engine, ref)
-                own = modelled_seconds_per_sample(self.model(setting.model), self.engine, setting)
+                ratio = measured / modelled_seconds_per_sample(self.model(ref.model), self.engine, ref, self.gpu_memory)
+                own = modelled_seconds_per_sample(self.model(setting.model), self.engine, setting, self.gpu_memory)
                 self._cache[setting] = (own * ratio, "extrapolated", row)
         return self._cache[setting]
 
@@ -257,7 +267,8 @@ def engine_starts(runs: list, methods_per_job: int = 1) -> dict:
     return {r.key: 1.0 / len(sweep.runs) for sweep in plan_sweeps(runs, methods_per_job) for r in sweep.runs}
 
 
-def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS):
+def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS,
+             gpu_memory: float = GPU_MEMORY):  # fmt: skip
     """GPU-hours of every run of ``config``, grouped per (model, TP, length, method): a list of dicts.
 
     Each group has runs, samples, engine_starts, gpu_hours_budget/typical, basis_budget/typical
@@ -269,7 +280,7 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
     engine = dict(config["engine"])
     runs = expand_runs(config)
     starts_of = engine_starts(runs, int(engine.get("methods_per_job", 1) or 1))
-    est = Estimator(rows, config["models"], engine)
+    est = Estimator(rows, config["models"], engine, gpu_memory)
     groups: dict[tuple, dict] = {}
     for run in runs:
         k, tp = run.key, int(run.model["tensor_parallel_size"])
@@ -284,8 +295,9 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
         g["samples"] += k.samples
         g["engine_starts"] += starts
         for variant, out in (("budget", k.max_tokens), ("typical", min(k.max_tokens, typical_output_tokens))):
+            conc = in_flight(est.model(k.model), engine, k.length, out, tp, gpu_memory)
             setting = Setting(k.model, tp, engine["cuda_graphs"], k.length, k.method,
-                              run_sparsity(run.method_params), out, int(engine["batch_size"]))  # fmt: skip
+                              run_sparsity(run.method_params), out, conc)  # fmt: skip
             seconds, basis, row = est.seconds_per_sample(setting)
             g[f"gpu_hours_{variant}"] += (k.samples * seconds + starts * start_s) * tp / 3600
             g[f"basis_{variant}"].add(basis)
@@ -318,12 +330,14 @@ def per_model(groups: list[dict]) -> list[dict]:
     return rows + [total]
 
 
-def calibration(rows: list[dict], models: Mapping[str, Any], engine: Mapping[str, Any]) -> list[dict]:
+def calibration(rows: list[dict], models: Mapping[str, Any], engine: Mapping[str, Any],
+                gpu_memory: float = GPU_MEMORY) -> list[dict]:  # fmt: skip
     """Every measured row against the resource model at its own setting (measured / modelled)."""
     out = []
     for r in rows:
         setting = row_setting(r)
-        modelled = 3600.0 / modelled_seconds_per_sample(dict(models[r["model"]], name=r["model"]), engine, setting)
+        model = dict(models[r["model"]], name=r["model"])
+        modelled = 3600.0 / modelled_seconds_per_sample(model, engine, setting, gpu_memory)
         out.append(dict(r, modelled_samples_per_hour=modelled, measured_over_modelled=r["samples_per_hour"] / modelled))
     return out
 
@@ -334,6 +348,22 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
     return str(value)
+
+
+#: What benchmarks/throughput.py adds to ``source`` when a Vertical-Slash / FlexPrefill row read a
+#: calibration table fitted on the model's own attention, as every grid run does.
+CALIBRATED_SOURCE = "calibration table captured on its own attention"
+
+
+def representative(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows an estimate may use, rows left out). Left out: rows of a calibrated method (Vertical-Slash,
+    FlexPrefill, or a combination with one) measured without a calibration table: those calibrate on
+    every call (a binary search per layer and prompt), which no grid run does (rule
+    calibrate_attention writes the table first), so their speed says nothing about the grid's."""
+    from sparse_frontier.calibrate import needs_calibration
+
+    left_out = [r for r in rows if needs_calibration(r["method"]) and CALIBRATED_SOURCE not in str(r["source"])]
+    return [r for r in rows if r not in left_out], left_out
 
 
 def rows_of_card(rows: list[dict[str, Any]], card: str | None) -> list[dict[str, Any]]:
@@ -348,6 +378,15 @@ def rows_of_card(rows: list[dict[str, Any]], card: str | None) -> list[dict[str,
     return kept
 
 
+def card_memory(card: str | None) -> tuple[float, str]:
+    """GPU memory for an estimate in ``card``'s hours and where it came from: the card's entry of
+    ``resources.CARD_MEMORY`` (matched as part of the name), else the plan's ``GPU_MEMORY``."""
+    for name, memory in CARD_MEMORY.items():
+        if card and name.lower() in card.lower():
+            return memory, f"{name}: {memory / 1024**3:.0f} GiB"
+    return GPU_MEMORY, f"{GPU_MEMORY / 1024**3:.0f} GiB, the resource model's card"
+
+
 def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_path, md_path, runs_csv_path=None,
                   typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS, card: str | None = None) -> list[dict]:  # fmt: skip
     """Read the throughput table (the rows of ``card`` only, if given), estimate the grid, write the
@@ -355,8 +394,9 @@ def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_
     the per-model rows."""
     from sparse_frontier.io import write_text_atomic
 
-    rows = rows_of_card(read_table(table_path, config["models"]), card)
-    groups = estimate(config, rows, typical_output_tokens)
+    rows, left_out = representative(rows_of_card(read_table(table_path, config["models"]), card))
+    gpu_memory, memory_note = card_memory(card)
+    groups = estimate(config, rows, typical_output_tokens, gpu_memory)
     models = per_model(groups)
 
     def to_csv(records, fields):
@@ -382,7 +422,8 @@ def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_
         "",
         f"Config `{config.get('name', '?')}`; measured throughput from `{table_path}` ({len(rows)} rows; "
         f"cards: {', '.join(sorted({r['card'] for r in rows}))}). Method: `sparse_frontier/throughput.py`. "
-        f"Engine setting of the grid: CUDA graphs `{engine['cuda_graphs']}`, {engine['batch_size']} prompts at once, "
+        f"Engine setting of the grid: CUDA graphs `{engine['cuda_graphs']}`, up to {engine['batch_size']} sequences at "
+        f"once (fewer where their KV cache does not fit on a GPU of {memory_note}), "
         + ("one engine start per job." if per_job <= 1 else f"one engine start per chunk of {per_job} method settings.")
         + f" 'budget' = every answer uses the run's full output budget (upper bound); 'typical' = "
         f"{typical_output_tokens} output tokens per answer. 'measured' counts the runs whose own setting was "
@@ -402,10 +443,15 @@ def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_
               "| model | TP | CUDA graphs | handler | length | method | sparsity | out | at once | samples/h | "
               "modelled samples/h | measured / modelled | card | source |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in calibration(rows, config["models"], engine):
+    for r in calibration(rows, config["models"], engine, gpu_memory):
         lines.append(f"| {r['model']} | {r['tensor_parallel_size']} | {r['cuda_graphs']} | {r['handler']} | {r['length']} | "
                      f"{r['method']} | {r['sparsity']:g} | {r['output_tokens']} | {r['concurrency']} | "
                      f"{r['samples_per_hour']:,.0f} | {r['modelled_samples_per_hour']:,.0f} | "
                      f"{r['measured_over_modelled']:.2f} | {r['card']} | {r['source']} |")  # fmt: skip
+    if left_out:
+        lines += ["", "## Rows left out", "",
+                  "Calibrated methods measured without a calibration table (they calibrate on every call, which "
+                  "no grid run does: `representative` in `sparse_frontier/throughput.py`):", ""]  # fmt: skip
+        lines += [f"* {describe(r)}: {r['samples_per_hour']:,.0f} samples/h, {r['card']}, {r['source']}" for r in left_out]
     write_text_atomic(md_path, "\n".join(lines) + "\n")
     return models

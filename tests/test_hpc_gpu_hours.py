@@ -143,6 +143,38 @@ def test_an_estimate_uses_the_rows_of_its_card_only(tmp_path):
         throughput.rows_of_card(rows, "A100")
 
 
+def test_runs_are_estimated_at_the_sequences_that_fit_at_once(tmp_path):
+    """A grid asking for 32 at once runs what fits: the 7B shape holds 13-14 sequences of 64k on an
+    80 GiB card, more on an H200; a row measured at that number is the run's own setting."""
+    model = {"name": "qwen2.5-7b", "tensor_parallel_size": 1, "architecture": QWEN7B}
+    engine = dict(ENGINE, batch_size=32)
+    assert throughput.in_flight(model, engine, 16384, 256, 1) == 32
+    h100 = throughput.in_flight(model, engine, 65536, 256, 1)
+    h200 = throughput.in_flight(model, engine, 65536, 256, 1, throughput.card_memory("NVIDIA H200")[0])
+    assert 8 <= h100 < h200 <= 32
+    assert throughput.in_flight(model, engine, 10**7, 256, 1) == 1  # none fits: vLLM's start fails, not 0/h
+    path = tmp_path / "throughput.csv"
+    append_rows(path, [row(length=65536, concurrency=h100, samples_per_hour=1000)])
+    config = small_config(methods=("dense",), lengths=(65536,))
+    config["engine"]["batch_size"] = 32
+    (group,) = estimate(config, read_table(path))
+    assert group["basis_typical"] == "measured"
+
+
+def test_calibrated_methods_measured_without_a_table_are_left_out(tmp_path):
+    """Vertical-Slash rows that calibrated on every call (no table, which no grid run lacks) do not
+    set the estimate's speed; the report lists them."""
+    rows = [row(), row(method="vertical_slash", sparsity=0.9, samples_per_hour=100),
+            row(method="vertical_slash", sparsity=0.9, length=32768, source=f"bench, {throughput.CALIBRATED_SOURCE}")]
+    kept, left_out = throughput.representative(rows)
+    assert left_out == [rows[1]] and kept == [rows[0], rows[2]]
+    path = tmp_path / "throughput.csv"
+    append_rows(path, rows)
+    throughput.write_outputs(small_config(methods=("dense",)), path, tmp_path / "h.csv", tmp_path / "h.md")
+    report = (tmp_path / "h.md").read_text()
+    assert "## Rows left out" in report and "vertical_slash@0.9 L16384 out256 x8" in report.split("## Rows left out")[1]
+
+
 def test_shipped_table_and_grid(tmp_path):
     """The committed table holds only earlier measurements (each with its source); the grid's estimate."""
     from sparse_frontier.config import load_config

@@ -133,6 +133,22 @@ def test_engine_arguments_follow_the_evaluation_protocol():
     assert engine_arguments("m", 4096, cpu, 1, 0)["enforce_eager"] is True
 
 
+def test_batch_size_is_vllms_sequences_at_once_and_quest_jobs_leave_room_for_summaries():
+    from sparse_frontier.vllm_plugin.engine import SUMMARY_SHARE, engine_arguments, keeps_page_summaries
+
+    cuda = {"device": "cuda", "dtype": "bfloat16", "cuda_graphs": "piecewise", "gpu_memory_utilization": 0.9,
+            "batch_size": 32}  # fmt: skip
+    plain = engine_arguments("m", 4096, cuda, 1, 0)
+    assert plain["max_num_seqs"] == 32 and plain["gpu_memory_utilization"] == pytest.approx(0.9)
+    quest = engine_arguments("m", 4096, cuda, 1, 0, page_summaries=True)["gpu_memory_utilization"]
+    # KV cache x (1 + 1/16) fits where the KV cache alone would have
+    assert quest * (1 + SUMMARY_SHARE) == pytest.approx(0.9)
+    assert keeps_page_summaries([{"method": "dense"}, {"method": "quest", "params": {"sparsity": 0.9}}])
+    combo = {"method": "vertical_slash+quest", "params": {"prefill_sparsity": 0.9, "decode_sparsity": 0.9}}
+    assert keeps_page_summaries([combo])
+    assert not keeps_page_summaries([{"method": "dense"}, {"method": "snapkv", "params": {"sparsity": 0.9}}])
+
+
 def test_yarn_beyond_the_native_context():
     from sparse_frontier.vllm_plugin.engine import yarn_overrides
 
