@@ -3,6 +3,7 @@ method are in ``sparse_frontier/throughput.py``, the workflow's rule is ``estima
 
 Usage: python benchmarks/gpu_hours.py [--config config/config.yaml]
            [--throughput benchmarks/results/throughput.csv] [--out benchmarks/results/gpu_hours]
+           [--card H100|H200] [--methods-per-job N]
 writes OUT.csv (per model and total), OUT.md (the same, and every measured row against the resource
 model) and OUT_runs.csv (per model, length and method: GPU-hours, measured or extrapolated, rows used).
 Inside the workflow: ``snakemake estimate_gpu_hours`` (results/tables/gpu_hours.*).
@@ -29,8 +30,14 @@ def main(argv=None) -> None:
     parser.add_argument("--typical-output-tokens", type=int, default=None,
                         help=f"default: the config's gpu_hours.typical_output_tokens ({TYPICAL_OUTPUT_TOKENS})")  # fmt: skip
     parser.add_argument("--card", default=None, help="the GPU whose hours are estimated (default: the config's gpu_hours.card)")
+    parser.add_argument("--methods-per-job", type=int, default=None,
+                        help="engine.methods_per_job to estimate with (default: the config's; docs/hpc.md, Grouping)")  # fmt: skip
     args = parser.parse_args(argv)
     config = load_config(args.config)
+    if args.methods_per_job is not None:
+        if args.methods_per_job < 1:
+            parser.error(f"--methods-per-job must be 1 or more, got {args.methods_per_job}")
+        config["engine"]["methods_per_job"] = args.methods_per_job
     settings = config["gpu_hours"]  # schema defaults filled in by load_config
     table = args.throughput or settings["throughput"]
     if not Path(table).is_absolute() and not Path(table).exists():

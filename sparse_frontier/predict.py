@@ -160,6 +160,9 @@ def run_sweep(runs: Sequence[Mapping[str, Any]], dataset_path: str, model_locati
     if todo:
         engine = _start_engine(runs[0], samples, model_location, runs[1:])
         specs = [method_spec(run) for run in runs]
+        if engine.shares_prompts:  # sample by sample: each prompt's KV is computed once for every run
+            order = {s["id"]: i for i, s in enumerate(samples)}
+            todo.sort(key=lambda item: (order[item[1]["id"]], item[0]))
         progress = tqdm(total=len(todo), desc="sweep", disable=None)
         start = time.perf_counter()
         requests = ((s["input_ids"], specs[i]) for i, s in todo)

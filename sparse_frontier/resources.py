@@ -127,6 +127,13 @@ def predict_seconds(
     model: Mapping[str, Any], key: Mapping[str, Any], engine: Mapping[str, Any], gpu_memory: float = GPU_MEMORY
 ) -> float:
     """Estimated wall time of one GPU predict job (before SAFETY and attempt)."""
+    return sum(predict_phases(model, key, engine, gpu_memory))
+
+
+def predict_phases(
+    model: Mapping[str, Any], key: Mapping[str, Any], engine: Mapping[str, Any], gpu_memory: float = GPU_MEMORY
+) -> tuple[float, float, float]:
+    """(engine start, prefill, decode) seconds of one GPU predict job (before SAFETY and attempt)."""
     arch, tp = _arch(model), int(model["tensor_parallel_size"])
     tokens = key["length"] + key["max_tokens"]
     plan = memory_plan(model, tokens, engine, tp, gpu_memory)
@@ -139,7 +146,7 @@ def predict_seconds(
     step_bytes = plan.weights + concurrency * plan.kv_per_sequence * (key["length"] + key["max_tokens"] / 2) / tokens
     step = max(STEP_OVERHEAD_S, step_bytes / HBM_BYTES_PER_S)
     decode = math.ceil(key["samples"] / concurrency) * key["max_tokens"] * step
-    return engine_start_seconds(model, engine) + prefill + decode
+    return engine_start_seconds(model, engine), prefill, decode
 
 
 def engine_start_seconds(model: Mapping[str, Any], engine: Mapping[str, Any]) -> float:

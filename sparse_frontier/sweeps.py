@@ -51,16 +51,22 @@ class Sweep:
 
 
 def plan_sweeps(runs: Iterable[Run], methods_per_job: int) -> list[Sweep]:
-    """Chunks of at most ``methods_per_job`` runs of each group, keeping the order of ``runs``.
+    """Chunks of at most ``methods_per_job`` runs of each group, keeping the order of ``runs``. The
+    runs whose methods share cached prompts (dense-prefill methods: dense, Quest) are chunked apart
+    from the others, so that in their chunks every prompt's KV is computed once (the engine turns
+    prefix caching on for such a chunk: ``vllm_plugin.engine.share_prompts``).
 
     ``expand_runs`` lists a group's runs in its experiment's method order (a run shared by several
-    experiments keeps its first place), so chunks follow the config's method order.
+    experiments keeps its first place), so chunks otherwise follow the config's method order.
     """
     if methods_per_job < 1:
         raise ValueError(f"methods_per_job must be 1 or more, got {methods_per_job!r}")
+    from sparse_frontier.attention import get_method_class
+
     groups: dict[tuple, list[Run]] = {}
-    for run in runs:
-        groups.setdefault(group_key(run.key), []).append(run)
+    for run in runs:  # per dataset: runs sharing cached prompts, the others
+        shares = methods_per_job > 1 and get_method_class(run.key.method).shares_prompt_cache()
+        groups.setdefault(group_key(run.key) + (not shares,), []).append(run)
     return [
         Sweep(tuple(members[start : start + methods_per_job]))
         for members in groups.values()

@@ -39,7 +39,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from sparse_frontier.resources import CARD_MEMORY, GPU_MEMORY, engine_start_seconds, memory_plan, predict_seconds
+from sparse_frontier.resources import (
+    CARD_MEMORY,
+    GPU_MEMORY,
+    engine_start_seconds,
+    memory_plan,
+    predict_phases,
+    predict_seconds,
+)
 
 #: every column of the throughput table, in order
 COLUMNS = [
@@ -206,6 +213,31 @@ def modelled_seconds_per_sample(model: Mapping[str, Any], engine: Mapping[str, A
     return (predict_seconds(model, key, eng, gpu_memory) - engine_start_seconds(model, engine)) / samples
 
 
+def prefill_fraction(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting,
+                     gpu_memory: float = GPU_MEMORY) -> float:  # fmt: skip
+    """The share of a sample's time the resource model gives its prefill (the rest: decode)."""
+    model = dict(model, tensor_parallel_size=setting.tensor_parallel_size)
+    key = {"length": setting.length, "max_tokens": setting.output_tokens, "samples": 100 * setting.concurrency}
+    _, prefill, decode = predict_phases(model, key, dict(engine, batch_size=setting.concurrency), gpu_memory)
+    return prefill / (prefill + decode)
+
+
+def prompt_sharing(runs: list, methods_per_job: int = 1) -> dict:
+    """Per run key: how many runs of its prediction job share each prompt's prefill (vLLM's prefix
+    caching in a chunk of dense-prefill methods, ``vllm_plugin.engine.share_prompts``), else 1."""
+    if methods_per_job <= 1:
+        return {r.key: 1 for r in runs}
+    from sparse_frontier.sweeps import plan_sweeps
+    from sparse_frontier.vllm_plugin.engine import share_prompts
+
+    out = {}
+    for sweep in plan_sweeps(runs, methods_per_job):
+        specs = [{"method": r.key.method, "params": dict(r.method_params)} for r in sweep.runs]
+        k = len(sweep.runs) if share_prompts(specs) else 1
+        out.update({r.key: k for r in sweep.runs})
+    return out
+
+
 def row_setting(row: Mapping[str, Any]) -> Setting:
     return Setting(row["model"], row["tensor_parallel_size"], row["cuda_graphs"], row["length"], row["method"],
                    row["sparsity"], row["output_tokens"], row["concurrency"])  # fmt: skip
@@ -280,6 +312,7 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
     engine = dict(config["engine"])
     runs = expand_runs(config)
     starts_of = engine_starts(runs, int(engine.get("methods_per_job", 1) or 1))
+    sharing = prompt_sharing(runs, int(engine.get("methods_per_job", 1) or 1))
     est = Estimator(rows, config["models"], engine, gpu_memory)
     groups: dict[tuple, dict] = {}
     for run in runs:
@@ -299,6 +332,9 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
             setting = Setting(k.model, tp, engine["cuda_graphs"], k.length, k.method,
                               run_sparsity(run.method_params), out, conc)  # fmt: skip
             seconds, basis, row = est.seconds_per_sample(setting)
+            if sharing[k] > 1:  # the prefill is paid once for the chunk's runs (prefix caching): modelled
+                seconds *= 1 - prefill_fraction(est.model(k.model), engine, setting, gpu_memory) * (1 - 1 / sharing[k])
+                basis = "modelled sharing"
             g[f"gpu_hours_{variant}"] += (k.samples * seconds + starts * start_s) * tp / 3600
             g[f"basis_{variant}"].add(basis)
             g[f"measured_{variant}"] += basis == "measured"
@@ -424,7 +460,10 @@ def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_
         f"cards: {', '.join(sorted({r['card'] for r in rows}))}). Method: `sparse_frontier/throughput.py`. "
         f"Engine setting of the grid: CUDA graphs `{engine['cuda_graphs']}`, up to {engine['batch_size']} sequences at "
         f"once (fewer where their KV cache does not fit on a GPU of {memory_note}), "
-        + ("one engine start per job." if per_job <= 1 else f"one engine start per chunk of {per_job} method settings.")
+        + ("one engine start per job." if per_job <= 1 else
+           f"one engine start per chunk of {per_job} method settings; in chunks of dense-prefill methods (dense, "
+           "Quest) each prompt's prefill is paid once (prefix caching; modelled from the resource model's prefill "
+           "share, basis 'modelled sharing').")
         + f" 'budget' = every answer uses the run's full output budget (upper bound); 'typical' = "
         f"{typical_output_tokens} output tokens per answer. 'measured' counts the runs whose own setting was "
         "measured; the others are extrapolated from the nearest measured row by the resource model "

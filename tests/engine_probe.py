@@ -67,6 +67,25 @@ def run_handler(model, specs, prompts, max_tokens, results, after_stock=False):
     results["recorded_layers"] = {hook: sorted(layers) for hook, layers in plugin_methods.RecordLayers.CALLS.items()}
 
 
+def run_shared(model, specs, prompts, max_tokens, results):
+    """One engine for several dense-prefill settings (prefix caching on): each prompt handed over for
+    every setting in turn, as a sweep of them runs; tokens per setting and the cached prompt tokens."""
+    from sparse_frontier.vllm_plugin.engine import Engine
+    from sparse_frontier.vllm_plugin.handler import HANDLER
+
+    names = list(specs)
+    settings = dict(device=DEVICE, dtype=DTYPE, cuda_graphs="none", cpu_kvcache_space_gib=1, cpu_threads=2)
+    if DEVICE == "cuda":
+        settings["gpu_memory_utilization"] = 0.5
+    engine = Engine(model, 2048, settings, specs[names[0]], seed=0, request_methods=[specs[n] for n in names[1:]])
+    requests = [(p, specs[n]) for p in prompts for n in names]
+    tokens = {n: [None] * len(prompts) for n in names}
+    for position, gen in engine.stream(requests, max_tokens, 0):
+        tokens[names[position % len(names)]][position // len(names)] = gen.token_ids
+    results.update(tokens=tokens, shares_prompts=engine.shares_prompts, cached_prompt_tokens=HANDLER.cached_prompt_tokens,
+                   prefix_caching=bool(engine.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching))
+
+
 if __name__ == "__main__":
     model, mode, specs, prompts, max_tokens = sys.argv[1], sys.argv[2], *map(json.loads, sys.argv[3:5]), int(sys.argv[5])
     os.environ.update(VLLM_ENABLE_V1_MULTIPROCESSING="0", OMP_NUM_THREADS="2", VLLM_CPU_KVCACHE_SPACE="1")
@@ -74,6 +93,8 @@ if __name__ == "__main__":
     if mode in ("off", "both"):
         os.environ.pop("SPARSE_FRONTIER_ATTENTION", None)
         results["stock"] = run_stock(model, prompts, max_tokens)
+    if mode == "shared":
+        run_shared(model, specs, prompts, max_tokens, results)
     if mode in ("on", "both"):
         run_handler(model, specs, prompts, max_tokens, results, after_stock=mode == "both")
     print("RESULT " + json.dumps(results))

@@ -67,9 +67,26 @@ def test_known_grid_gives_hand_computed_gpu_hours(table):
 
 
 def test_model_grouped_sweeps_start_one_engine_per_chunk(table):
-    # methods_per_job 2: each task's two runs share one start -> dense 2 x (10 + 50), quest 2 x (5 + 50)
-    _, total = totals(small_config(methods_per_job=2), table)
-    assert total["engine_starts"] == 2 and total["gpu_hours_budget"] == pytest.approx(230 / 3600)
+    # methods_per_job 2, SnapKV + Ada-SnapKV (at dense's speed; no shared prompts): each task's two
+    # runs share one start -> 2 x (10 + 50) each
+    config = small_config(methods=("snapkv_90", "ada_90"), methods_per_job=2)
+    config["methods"]["ada_90"] = {"method": "ada_snapkv", "params": {"sparsity": 0.9}}
+    _, total = totals(config, table)
+    assert total["engine_starts"] == 2 and total["gpu_hours_budget"] == pytest.approx(240 / 3600)
+
+
+def test_grouped_dense_prefill_runs_pay_each_prompts_prefill_once(table):
+    """Dense + Quest in one chunk share each prompt's prefill (prefix caching): each of the two runs
+    saves half of the prefill share f the resource model gives its setting (modelled, marked so)."""
+    config = small_config(methods_per_job=2)
+    groups, total = totals(config, table)
+    model = dict(config["models"]["qwen2.5-7b"], name="qwen2.5-7b")
+    f = throughput.prefill_fraction(model, config["engine"], Setting("qwen2.5-7b", 1, "piecewise", 16384, "dense",
+                                                                     0.0, 256, 8))  # fmt: skip
+    assert 0.05 < f < 0.95
+    assert groups[("dense", 16384)]["gpu_hours_budget"] == pytest.approx(2 * (10 * 1.0 * (1 - f / 2) + 50) / 3600)
+    assert groups[("quest", 16384)]["gpu_hours_budget"] == pytest.approx(2 * (10 * 0.5 * (1 - f / 2) + 50) / 3600)
+    assert {g["basis_budget"] for g in groups.values()} == {"modelled sharing"} and total["engine_starts"] == 2
 
 
 def test_missing_settings_are_extrapolated_and_marked(table):

@@ -101,15 +101,23 @@ def test_the_backend_computes_only_the_requests_the_method_does_not():
     assert (handler.backend_rows, handler.skipped_rows) == (2, 5)
 
 
-def test_chunked_prefill_is_refused_with_a_clear_error():
-    handler = AttentionHandler()
-    handler.configure({"method": "dense", "params": {}}, adapters.CPU)
+def test_a_prompt_on_top_of_cached_tokens_is_refused_for_methods_that_need_the_whole_prefill():
+    """4 new prompt tokens on top of 6 cached ones (prefix caching or chunked prefill): the backend's
+    dense attention handles them for dense-prefill methods (dense, Quest); a method computing its own
+    prefill (or rewriting the cache) gets a clear error instead of a silently partial prefill."""
     impl = SimpleNamespace(num_heads=2, num_kv_heads=1, head_size=4, scale=0.5)
     meta = SimpleNamespace(query_start_loc=torch.tensor([0, 4]), seq_lens=torch.tensor([10]))
     layer = SimpleNamespace(layer_name="model.layers.0.self_attn.attn")
-    with pytest.raises(RuntimeError, match="chunked prefill or prefix caching"):
-        handler.attention(lambda *a, **k: None, impl, layer, torch.zeros(4, 2, 4), torch.zeros(4, 1, 4),
-                          torch.zeros(4, 1, 4), None, meta, torch.zeros(4, 8))
+    args = (impl, layer, torch.zeros(4, 2, 4), torch.zeros(4, 1, 4), torch.zeros(4, 1, 4), None, meta, torch.zeros(4, 8))
+    calls = []
+    dense = AttentionHandler()
+    dense.configure({"method": "dense", "params": {}}, adapters.CPU)
+    dense.attention(lambda *a, **k: calls.append(a[2].shape[0]), *args)
+    assert calls == [4] and dense.cached_prompt_tokens == 6
+    sparse = AttentionHandler()
+    sparse.configure({"method": "vertical_slash", "params": {"sparsity": 0.9}}, adapters.CPU)
+    with pytest.raises(RuntimeError, match=r"vertical_slash.*4 new prompt tokens on top of 6 cached.*dense, Quest"):
+        sparse.attention(lambda *a, **k: None, *args)
 
 
 def test_statistics_are_averaged_over_tensor_parallel_ranks():
@@ -147,6 +155,21 @@ def test_batch_size_is_vllms_sequences_at_once_and_quest_jobs_leave_room_for_sum
     combo = {"method": "vertical_slash+quest", "params": {"prefill_sparsity": 0.9, "decode_sparsity": 0.9}}
     assert keeps_page_summaries([combo])
     assert not keeps_page_summaries([{"method": "dense"}, {"method": "snapkv", "params": {"sparsity": 0.9}}])
+
+
+def test_only_sweeps_of_dense_prefill_methods_share_cached_prompts():
+    from sparse_frontier.vllm_plugin.engine import engine_arguments, share_prompts
+
+    dense, quest = {"method": "dense", "params": {}}, {"method": "quest", "params": {"sparsity": 0.9}}
+    assert share_prompts([dense, quest]) and share_prompts([quest, {"method": "quest", "params": {"sparsity": 0.5}}])
+    assert not share_prompts([dense]) and not share_prompts([quest, dict(quest)])  # one setting: nothing to share
+    assert not share_prompts([dense, {"method": "snapkv", "params": {"sparsity": 0.9}}])  # rewrites the cache
+    assert not share_prompts([dense, {"method": "vertical_slash", "params": {"sparsity": 0.9}}])  # sparse prefill
+    combo = {"method": "vertical_slash+quest", "params": {"prefill_sparsity": 0.9, "decode_sparsity": 0.9}}
+    assert not share_prompts([dense, combo])
+    cpu = {"device": "cpu", "dtype": "float32", "cuda_graphs": "none"}
+    assert engine_arguments("m", 4096, cpu, 1, 0)["enable_prefix_caching"] is False
+    assert engine_arguments("m", 4096, cpu, 1, 0, prefix_caching=True)["enable_prefix_caching"] is True
 
 
 def test_yarn_beyond_the_native_context():

@@ -114,7 +114,7 @@ def test_sweep_resources_add_up_the_runs(tmp_path):
 
     (sweep, *_) = chunks(grouped_config(tmp_path, "model", 3, lengths=[512])).sweeps
     per_run = [predict_resources(r.as_dict(), 2) for r in sweep.runs]
-    assert len(sweep.runs) == 3
+    assert [r.key.method for r in sweep.runs] == ["dense", "quest"]  # Vertical-Slash in a chunk of its own
     assert sweep_resources(sweep, 2) == {"mem_mb": max(r["mem_mb"] for r in per_run),
                                          "runtime": sum(r["runtime"] for r in per_run)}
 
@@ -137,7 +137,8 @@ def job_counts(out):
     return counts
 
 
-@pytest.mark.parametrize("methods_per_job, sweeps", [(1, 0), (2, 4), (3, 2)])
+# 3 methods x 2 lengths; dense and Quest (which share cached prompts) are chunked apart from Vertical-Slash
+@pytest.mark.parametrize("methods_per_job, sweeps", [(1, 0), (2, 4), (3, 4)])
 def test_dry_run_groups_methods_into_sweep_jobs(tmp_path, methods_per_job, sweeps):
     config = grouped_config(tmp_path, tmp_path / "model", methods_per_job)  # 2 lengths x 3 methods
     counts = job_counts(snakemake("-n", "--directory", str(tmp_path), "--configfile", str(config)))
@@ -171,21 +172,25 @@ def rows(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
+SHARING = {"dense": {"method": "dense"}, "quest": METHODS["quest"],
+           "quest_half": {"method": "quest", "params": {"sparsity": 0.5, "page_size": 16}}}
+
+
 def test_killed_sweep_resumes_under_another_chunking(tmp_path, tiny_model):
-    """Kill a 3-method sweep in its second method; rerun as a 2-method chunk: nothing recomputed."""
+    """Kill a sweep of three dense-prefill methods (prefix caching on, sample by sample) midway;
+    rerun as a 2-method chunk: what was done is kept, nothing is recomputed or written twice."""
     kwargs = dict(lengths=[512], samples=SAMPLES, max_output_tokens=24, batch_size=1)
-    config3 = grouped_config(tmp_path, tiny_model, 3, **kwargs)
+    config3 = grouped_config(tmp_path, tiny_model, 3, methods=SHARING, **kwargs)
     (sweep,) = chunks(config3).sweeps
-    dense, quest, vs = sweep.runs
+    dense, quest, half = sweep.runs
     prepare = cli("prepare", "--config", str(config3), dense.key.dataset, cwd=tmp_path)
     assert prepare.wait(timeout=300) == 0, prepare.stdout.read()
 
-    dense_final = tmp_path / dense.key.sweep_predictions
-    quest_partial = tmp_path / (quest.key.sweep_predictions + ".partial")
+    partials = [tmp_path / (r.key.sweep_predictions + ".partial") for r in sweep.runs]
     job = cli("sweep", "--config", str(config3), sweep.manifest, cwd=tmp_path, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and job.poll() is None:
-        if dense_final.exists() and quest_partial.exists() and len(quest_partial.read_text().splitlines()) >= 2:
+        if partials[2].exists() and len(partials[2].read_text().splitlines()) >= 2:
             break
         time.sleep(0.05)
     assert job.poll() is None, "the sweep ended before it could be killed:\n" + job.stdout.read()[-3000:]
@@ -193,37 +198,38 @@ def test_killed_sweep_resumes_under_another_chunking(tmp_path, tiny_model):
     job.wait()
 
     assert not (tmp_path / sweep.manifest).exists()
-    assert not (tmp_path / quest.key.sweep_predictions).exists(), "final only when every sample is done"
-    dense_text = dense_final.read_text()
-    before = rows(quest_partial)
-    assert 2 <= len(before) < SAMPLES and len(rows(dense_final)) == SAMPLES
-    with open(quest_partial, "a") as f:
+    assert not any((tmp_path / r.key.sweep_predictions).exists() for r in sweep.runs), "final only when complete"
+    before = [rows(p) for p in partials]
+    # sample by sample: every method got as far as the last (give or take the requests in flight)
+    assert all(2 <= len(b) < SAMPLES for b in before), [len(b) for b in before]
+    with open(partials[1], "a") as f:
         f.write('{"id": 999, "predic')  # what a kill in the middle of a write leaves
 
-    # Re-chunked: two methods per job, so dense + quest are one (new) sweep, vertical_slash another.
+    # Re-chunked: two methods per job, so dense + quest are one (new) sweep, quest_half another.
     (tmp_path / "two").mkdir()
-    config2 = grouped_config(tmp_path / "two", tiny_model, 2, **kwargs)
+    config2 = grouped_config(tmp_path / "two", tiny_model, 2, methods=SHARING, **kwargs)
     first, second = chunks(config2).sweeps
     assert names(first) == names(sweep)[:2] and first.manifest != sweep.manifest
     rerun = cli("sweep", "--config", str(config2), first.manifest, cwd=tmp_path)
     log = rerun.communicate(timeout=600)[0]
     assert rerun.returncode == 0, log[-3000:]
-    assert f"{dense.key.sweep_predictions}: finished earlier" in log
-    assert f"{len(before)} already done, {SAMPLES - len(before)} to predict" in log
+    for run, rows_before in zip((dense, quest), before):
+        assert f"{run.key.sweep_predictions}: {SAMPLES} samples, {len(rows_before)} already done" in log
     assert log.count("starting vLLM") == 1
 
-    assert dense_final.read_text() == dense_text
-    done = rows(tmp_path / quest.key.sweep_predictions)
-    assert [r["id"] for r in done] == list(range(SAMPLES))
-    assert all(done[r["id"]] == r for r in before), "rows done before the kill are kept as they were"
+    for run, rows_before in zip((dense, quest), before):
+        done = rows(tmp_path / run.key.sweep_predictions)
+        assert [r["id"] for r in done] == list(range(SAMPLES))
+        assert all(done[r["id"]] == r for r in rows_before), "rows done before the kill are kept as they were"
     manifest = json.loads((tmp_path / first.manifest).read_text())
     assert [e["predictions"] for e in manifest["runs"]] == [dense.key.sweep_predictions, quest.key.sweep_predictions]
-    assert not (tmp_path / vs.key.sweep_predictions).exists()
+    assert not (tmp_path / half.key.sweep_predictions).exists()
 
 
 @pytest.mark.slow
 def test_grouped_run_equals_ungrouped_and_starts_one_engine(tmp_path, tiny_model):
-    """Three methods, batches of 2 mixing them: the same texts and sparsity as one job per run."""
+    """Three methods, batches of 2 mixing them: the same texts and sparsity as one job per run. Dense
+    and Quest form one sweep that shares cached prompts (prefix caching), Vertical-Slash another."""
     grouped_dir, plain_dir = tmp_path / "grouped", tmp_path / "plain"
     grouped_dir.mkdir(), plain_dir.mkdir()
     grouped = grouped_config(grouped_dir, tiny_model, 3, lengths=[512])
@@ -233,9 +239,12 @@ def test_grouped_run_equals_ungrouped_and_starts_one_engine(tmp_path, tiny_model
 
     snakemake("results/tables/scores.csv", "--cores", "2", "--directory", str(grouped_dir),
               "--configfile", str(grouped))
-    (sweep,) = chunks(grouped).sweeps
-    sweep_log = (grouped_dir / paths.log_path(paths.SWEEP).format(**sweep.wildcards())).read_text()
-    assert sweep_log.count("starting vLLM") == 1
+    sweeps = chunks(grouped).sweeps
+    assert [[r.key.method for r in s.runs] for s in sweeps] == [["dense", "quest"], ["vertical_slash"]]
+    for sweep in sweeps:
+        sweep_log = (grouped_dir / paths.log_path(paths.SWEEP).format(**sweep.wildcards())).read_text()
+        assert sweep_log.count("starting vLLM") == 1
+        assert ("'enable_prefix_caching': True" in sweep_log) == (len(sweep.runs) == 2)
     assert not list((grouped_dir / "logs/predictions").rglob("*.log")) or all(
         "starting vLLM" not in p.read_text() for p in (grouped_dir / "logs/predictions").rglob("*.log"))
     snakemake(*targets, "--cores", "2", "--directory", str(plain_dir), "--configfile", str(plain))
@@ -247,6 +256,7 @@ def test_grouped_run_equals_ungrouped_and_starts_one_engine(tmp_path, tiny_model
             for field in ("prediction", "output_tokens", "sparsity", "prefill_sparsity", "decode_sparsity"):
                 assert a[field] == b[field], (run.key.method, a["id"], field)
         provenance = json.loads((grouped_dir / paths.provenance_path(run.key.predictions)).read_text())
+        sweep = next(s for s in sweeps if run.key in [r.key for r in s.runs])
         assert provenance["copied_from"] == run.key.sweep_predictions and provenance["sweep"] == sweep.manifest
     assert any(r["sparsity"] > 0 for run in runs if run.key.method != "dense"
                for r in rows(grouped_dir / run.key.predictions))
@@ -257,6 +267,6 @@ def test_grouped_run_equals_ungrouped_and_starts_one_engine(tmp_path, tiny_model
     regrouped = grouped_config(plain_dir, tiny_model, 3, lengths=[512])
     before = {t: (plain_dir / t).read_text() for t in targets}
     snakemake(*targets, "--cores", "2", "--directory", str(plain_dir), "--configfile", str(regrouped))
-    sweep_log = (plain_dir / paths.log_path(paths.SWEEP).format(**sweep.wildcards())).read_text()
-    assert "starting vLLM" not in sweep_log and sweep_log.count("adopted the finished") == 3
+    logs = [(plain_dir / paths.log_path(paths.SWEEP).format(**s.wildcards())).read_text() for s in sweeps]
+    assert not any("starting vLLM" in text for text in logs) and sum(t.count("adopted the finished") for t in logs) == 3
     assert {t: (plain_dir / t).read_text() for t in targets} == before

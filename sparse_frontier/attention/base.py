@@ -81,6 +81,14 @@ class AttentionMethod(Parameterised):
     def compress_kv(self, query, key, value, *, layer_index: int, scale: float) -> Optional[KVSelection]:
         return None
 
+    @classmethod
+    def shares_prompt_cache(cls) -> bool:
+        """Whether a request of this method may start from another request's cached prompt KV (vLLM's
+        prefix caching): its prefill is the backend's dense attention and it never rewrites the
+        cache, so its prompt's KV is exactly dense attention's (dense, Quest; not the sparse
+        prefills, whose later layers' KV differ, nor KV compression, which rewrites the blocks)."""
+        return cls.prefill is AttentionMethod.prefill and cls.compress_kv is AttentionMethod.compress_kv
+
     def overrides(self, hook: str) -> bool:
         return getattr(type(self), hook) is not getattr(AttentionMethod, hook)
 

@@ -38,6 +38,11 @@ class Combined(AttentionMethod):
             c.bind(model=model)
         return self
 
+    @classmethod
+    def shares_prompt_cache(cls) -> bool:
+        phases = {part.phase for part, _ in cls.parts}
+        return "prefill" not in phases and "kv" not in phases
+
     def _part(self, phase):
         return self.components.get(phase)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import itertools
 from typing import Any, Iterable, Iterator, Mapping
 
-from sparse_frontier.vllm_plugin import ENV_METHOD
+from sparse_frontier.vllm_plugin import ENV_METHOD, ENV_PREFIX_CACHING
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ def _matches(internal_id: str, external_id: str) -> bool:
     return internal_id == external_id or internal_id.rsplit("-", 1)[0] == external_id
 
 
-def engine_environment(engine: Mapping[str, Any], method: Mapping[str, Any]) -> dict[str, str]:
+def engine_environment(engine: Mapping[str, Any], method: Mapping[str, Any], prefix_caching: bool = False) -> dict[str, str]:
     """Environment the engine's processes need; set before vLLM is imported so children inherit it."""
-    env = {ENV_METHOD: json.dumps(dict(method))}
+    env = {ENV_METHOD: json.dumps(dict(method)), ENV_PREFIX_CACHING: "1" if prefix_caching else "0"}
     if engine["device"] == "cpu":
         env.update(
             VLLM_CPU_KVCACHE_SPACE=str(engine["cpu_kvcache_space_gib"]),
@@ -97,6 +97,18 @@ def keeps_page_summaries(specs: Iterable[Mapping[str, Any]]) -> bool:
     return any(_pager(get_method_class(s["method"]).from_params(s.get("params", {}))) is not None for s in specs)
 
 
+def share_prompts(specs: list[Mapping[str, Any]]) -> bool:
+    """Whether a job of these method settings turns vLLM's prefix caching on: two or more settings,
+    every one of them with a dense prefill that leaves the cache as it is (``shares_prompt_cache``),
+    so requests of one prompt reuse its KV instead of recomputing it."""
+    from sparse_frontier.attention import get_method_class
+    from sparse_frontier.vllm_plugin.handler import shares_prompt_cache
+
+    settings = {json.dumps(dict(s), sort_keys=True) for s in specs}
+    methods = [get_method_class(s["method"]).from_params(s.get("params", {})) for s in specs]
+    return len(settings) > 1 and all(shares_prompt_cache(m) for m in methods)
+
+
 def engine_arguments(
     model_location: str,
     max_model_len: int,
@@ -105,8 +117,10 @@ def engine_arguments(
     seed: int,
     yarn_original: int | None = None,
     page_summaries: bool = False,
+    prefix_caching: bool = False,
 ) -> dict[str, Any]:
-    """Arguments of ``vllm.LLM`` for an evaluation run (see docs/plugin.md for why each is set)."""
+    """Arguments of ``vllm.LLM`` for an evaluation run (see docs/plugin.md for why each is set).
+    ``prefix_caching``: only for jobs whose methods all share dense prompts (``share_prompts``)."""
     args: dict[str, Any] = dict(
         model=model_location,
         dtype=engine["dtype"],
@@ -114,7 +128,7 @@ def engine_arguments(
         # The whole prompt in one forward pass: the method sees the complete prefill.
         max_num_batched_tokens=max(max_model_len, 2048),
         enable_chunked_prefill=False,
-        enable_prefix_caching=False,
+        enable_prefix_caching=prefix_caching,
         tensor_parallel_size=tensor_parallel_size,
         seed=seed,
     )
@@ -154,12 +168,14 @@ class Engine:
     ):
         """``request_methods``: the settings requests will ask for besides ``method`` (a sweep's), so
         that memory is left for what they keep beside the KV cache."""
-        os.environ.update(engine_environment(engine, method))
+        specs = [method, *request_methods]
+        #: requests of one prompt reuse its cached KV (a sweep of dense-prefill methods): hand them over together
+        self.shares_prompts = share_prompts(specs) if request_methods else False
+        os.environ.update(engine_environment(engine, method, self.shares_prompts))
         from vllm import LLM
 
-        summaries = keeps_page_summaries([method, *request_methods])
         args = engine_arguments(model_location, max_model_len, engine, tensor_parallel_size, seed, yarn_original,
-                                page_summaries=summaries)
+                                page_summaries=keeps_page_summaries(specs), prefix_caching=self.shares_prompts)
         log.info("starting vLLM: %s", args)
         self.llm = LLM(**args)
         self.max_num_seqs = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -38,6 +39,7 @@ import torch
 
 from sparse_frontier.attention.ops import decode_attention
 from sparse_frontier.kernels import use_triton
+from sparse_frontier.vllm_plugin import ENV_PREFIX_CACHING
 from sparse_frontier.vllm_plugin.adapters import BackendAdapter, current_adapter, forward_pass, layer_index
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class RequestState:
         self.method = method
         self.touches_attention = any(method.overrides(h) for h in ("prefill", "decode", "compress_kv"))
         self.pager = _pager(method)  # its page-selecting (Quest) part, or None
+        self.shares_prompt_cache = shares_prompt_cache(method)
         self.prompt_len: int | None = None
         self.decode_steps = 0
         self.kv_lengths: dict[int, torch.Tensor] = {}  # layer -> kept tokens per kv head (host)
@@ -121,10 +124,11 @@ class _Step:
     """One scheduler step, shared by all layers: the batch split into requests (computed once), and
     what the layers of the step can share (sub-batch metadata, the batched decode's index tensors)."""
 
-    __slots__ = ("key", "requests", "ids", "states", "touched", "shared")
+    __slots__ = ("key", "requests", "ids", "states", "prefilling", "touched", "shared")
 
-    def __init__(self, key, requests, ids, states):
+    def __init__(self, key, requests, ids, states, prefilling):
         self.key, self.requests, self.ids, self.states = key, requests, ids, states
+        self.prefilling = prefilling  # per request: this step computes (the rest of) its prompt
         self.touched = any(s.touches_attention or s.kv_lengths for s in states)
         self.shared: dict[Any, Any] = {}
 
@@ -144,6 +148,7 @@ class AttentionHandler:
         self._methods: dict[str, Any] = {}
         #: steps whose batch mixed prefill and decode requests (vLLM schedules them together)
         self.mixed_calls = 0
+        self.cached_prompt_tokens = 0  # prompt tokens vLLM took from its prefix cache (not recomputed)
         #: global (full-attention) layers seen: the method applies to these
         self.layers_seen: set[int] = set()
         #: sliding-window layers seen: always the backend's own attention
@@ -205,21 +210,31 @@ class AttentionHandler:
                 return step
         requests = self.adapter.requests(meta)
         ids = self._request_ids(len(requests))
-        for req_id, (_, query_len, seq_len) in zip(ids, requests):
-            if query_len != seq_len and query_len != 1:
-                raise RuntimeError(
-                    f"request {req_id}: {query_len} new tokens on top of {seq_len - query_len} cached "
-                    "ones (chunked prefill or prefix caching); the handler needs both turned off"
-                )
         states = [self._state(r) for r in ids]
-        for state, (_, query_len, seq_len) in zip(states, requests):
-            if query_len == seq_len:
-                state.start_prefill(query_len)
+        prefix_caching = os.environ.get(ENV_PREFIX_CACHING) == "1"  # per step: an engine may follow another
+        prefilling = []
+        for req_id, state, (_, query_len, seq_len) in zip(ids, states, requests):
+            # A prompt vLLM partly took from its prefix cache arrives as its last tokens on top of
+            # cached ones (at least one token: a single one looks like a decode step, but comes on
+            # the request's first step).
+            prefill = query_len == seq_len or query_len > 1 or (prefix_caching and state.prompt_len is None)
+            cached = seq_len - query_len if prefill else 0
+            if cached and not state.shares_prompt_cache:
+                raise RuntimeError(
+                    f"request {req_id} ({state.method.name}): {query_len} new prompt tokens on top of {cached} "
+                    "cached ones (chunked prefill or prefix caching), but its method computes its own prefill or "
+                    "rewrites the cache, so it needs the whole prompt in one step: only dense-prefill methods "
+                    "(dense, Quest) may share cached prompts (engine_arguments(prefix_caching=...))"
+                )
+            self.cached_prompt_tokens += cached
+            if prefill:
+                state.start_prefill(seq_len)
             else:
                 state.decode_steps += 1
-        if len({query_len == seq_len for _, query_len, seq_len in requests}) == 2:
+            prefilling.append(prefill)
+        if len(set(prefilling)) == 2:
             self.mixed_calls += 1
-        step = _Step(key, requests, ids, states)
+        step = _Step(key, requests, ids, states, prefilling)
         self._recent_steps = [step] + self._recent_steps[:3]
         return step
 
@@ -246,7 +261,7 @@ class AttentionHandler:
             if not (state.touches_attention or state.kv_lengths):
                 continue
             method, pager, compacted = state.method, state.pager, state.kv_lengths.get(index) is not None
-            if query_len == seq_len:
+            if step.prefilling[row]:
                 res = None
                 if method.overrides("prefill"):
                     res = method.prefill(q[start:start + query_len], k[start:start + query_len],
@@ -268,12 +283,13 @@ class AttentionHandler:
         self._run_backend(original, impl, layer, query, key, value, kv_cache, attn_metadata, output, step, handled,
                           args, kwargs)
         for row, state, res in prefills:
-            start, length, _ = step.requests[row]
+            start, length, seq_len = step.requests[row]
             if res is not None:
                 out[start:start + length] = res.output.to(out.dtype)
                 state.prefill_density[index] = float(res.density.float().mean())
             # after the backend: compaction rewrites the cache that a dense prefill reads
-            self._after_prefill(state, index, impl, layer, q, k, v, kv_cache, attn_metadata, row, start, length, views)
+            self._after_prefill(state, index, impl, layer, q, k, v, kv_cache, attn_metadata, row, start, length, views,
+                                seq_len)
         for decode, row, state, start, seq_len in decodes:
             decode(state, index, impl, layer, q, k, out, kv_cache, attn_metadata, row, start, seq_len)
         if quest_batch:
@@ -394,19 +410,26 @@ class AttentionHandler:
         (self.sliding_layers_seen if window is not None else self.layers_seen).add(index)
         return index, window is not None
 
-    def _after_prefill(self, state, index, impl, layer, q, k, v, kv_cache, meta, row, start, length, views=None):
-        """A prefill's cache-side work: Quest page summaries, KV compaction."""
+    def _after_prefill(self, state, index, impl, layer, q, k, v, kv_cache, meta, row, start, length, views=None,
+                       seq_len=None):
+        """A prefill's cache-side work: Quest page summaries, KV compaction. ``seq_len`` > ``length``:
+        the prompt's first tokens came from vLLM's prefix cache (dense-prefill methods only)."""
         method, end = state.method, start + length
         pager = state.pager
-        if pager is not None and views is not None and pager.page_size == views[0].shape[1]:
-            from sparse_frontier.vllm_plugin.paged_decode import SummaryPool
+        if pager is not None:
+            keys = k[start:end]
+            if seq_len is not None and seq_len > length:  # the whole prompt's keys, from the cache
+                positions = torch.arange(seq_len, device=kv_cache.device)
+                keys = self.adapter.cache.gather(kv_cache, meta.block_table[row], positions, layer)[0].transpose(0, 1)
+            if views is not None and pager.page_size == views[0].shape[1]:
+                from sparse_frontier.vllm_plugin.paged_decode import SummaryPool
 
-            SummaryPool.write_prompt(self.summaries.get(index, views[0]), k[start:end], meta.block_table[row], pager.page_size)
-        elif pager is not None:
-            from sparse_frontier.kernels.quest import page_summaries
+                SummaryPool.write_prompt(self.summaries.get(index, views[0]), keys, meta.block_table[row], pager.page_size)
+            else:
+                from sparse_frontier.kernels.quest import page_summaries
 
-            pmin, pmax = page_summaries(k[start:end].transpose(0, 1)[None], pager.page_size)
-            state.pages[index] = [pmin[0].contiguous(), pmax[0].contiguous()]
+                pmin, pmax = page_summaries(keys.transpose(0, 1)[None], pager.page_size)
+                state.pages[index] = [pmin[0].contiguous(), pmax[0].contiguous()]
         if method.overrides("compress_kv"):
             selection = method.compress_kv(q[start:end], k[start:end], v[start:end], layer_index=index, scale=impl.scale)
             if selection is not None:
@@ -511,6 +534,11 @@ def _write_rows(out: torch.Tensor, rows, compute) -> None:
         compute(out[rows])
     else:
         out[rows] = compute(None).to(out.dtype)
+
+
+def shares_prompt_cache(method) -> bool:
+    """Whether requests of ``method`` may reuse cached prompt KV (``AttentionMethod.shares_prompt_cache``)."""
+    return type(method).shares_prompt_cache()
 
 
 def _pager(method):
