@@ -86,6 +86,11 @@ def parse_method(text: str) -> tuple[str, float]:
     return name, value
 
 
+def setting_spec(method: str, sparsity: float) -> dict:
+    """The per-request method setting of a measured (method, sparsity)."""
+    return {"method": method, "params": {"sparsity": sparsity} if method != "dense" else {}}
+
+
 def dummy_hf_config(name: str, model: dict) -> dict:
     """config.json of a dummy-weight model with ``model``'s architecture (Qwen 2.5 or Llama 3.1 family)."""
     arch = model.get("architecture")
@@ -186,7 +191,7 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
     max_model_len = max(args.lengths) + max(args.output_tokens)
     engine["batch_size"] = max(args.concurrency)  # vLLM's max_num_seqs; each setting keeps `concurrency` in flight
     start = time.perf_counter()
-    specs = [{"method": m, "params": {"sparsity": s} if m != "dense" else {}} for *_, m, s in todo]
+    specs = [setting_spec(m, s) for *_, m, s in todo]
     eng = Engine(str(folder), max_model_len, engine, {"method": "dense", "params": {}, "model": name},
                  tensor_parallel_size=tp, seed=0, yarn_original=model.get("yarn_original_max_position_embeddings"),
                  request_methods=specs)  # fmt: skip
@@ -212,7 +217,7 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         if time.time() + last.get(length, 0.0) > deadline:
             log.warning("%s: time budget reached, %d settings left (run again to continue)", name, len(todo) - i)
             break
-        spec = {"method": method, "params": {"sparsity": sparsity} if method != "dense" else {}, "model": name}
+        spec = dict(setting_spec(method, sparsity), model=name)
         t0 = time.perf_counter()
         rng = random.Random(f"{name}/{length}/{method}/{sparsity}/{out}/{conc}")
         if not args.no_warmup:  # compile/autotune this method's kernels at this length before timing

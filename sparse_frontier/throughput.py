@@ -203,39 +203,27 @@ def in_flight(model: Mapping[str, Any], engine: Mapping[str, Any], length: int, 
     return max(1, plan.concurrency)
 
 
-def modelled_seconds_per_sample(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting,
-                                gpu_memory: float = GPU_MEMORY) -> float:  # fmt: skip
-    """The resource model's steady-state time per sample (dense; engine start left out)."""
+def _modelled_phases(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting,
+                     gpu_memory: float) -> tuple[float, float]:  # fmt: skip
+    """The resource model's steady-state (prefill, decode) seconds per sample at ``setting``."""
     model = dict(model, tensor_parallel_size=setting.tensor_parallel_size)
     samples = 100 * setting.concurrency
     key = {"length": setting.length, "max_tokens": setting.output_tokens, "samples": samples}
-    eng = dict(engine, batch_size=setting.concurrency)
-    return (predict_seconds(model, key, eng, gpu_memory) - engine_start_seconds(model, engine)) / samples
+    _, prefill, decode = predict_phases(model, key, dict(engine, batch_size=setting.concurrency), gpu_memory)
+    return prefill / samples, decode / samples
+
+
+def modelled_seconds_per_sample(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting,
+                                gpu_memory: float = GPU_MEMORY) -> float:  # fmt: skip
+    """The resource model's steady-state time per sample (dense; engine start left out)."""
+    return sum(_modelled_phases(model, engine, setting, gpu_memory))
 
 
 def prefill_fraction(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting,
                      gpu_memory: float = GPU_MEMORY) -> float:  # fmt: skip
     """The share of a sample's time the resource model gives its prefill (the rest: decode)."""
-    model = dict(model, tensor_parallel_size=setting.tensor_parallel_size)
-    key = {"length": setting.length, "max_tokens": setting.output_tokens, "samples": 100 * setting.concurrency}
-    _, prefill, decode = predict_phases(model, key, dict(engine, batch_size=setting.concurrency), gpu_memory)
+    prefill, decode = _modelled_phases(model, engine, setting, gpu_memory)
     return prefill / (prefill + decode)
-
-
-def prompt_sharing(runs: list, methods_per_job: int = 1) -> dict:
-    """Per run key: how many runs of its prediction job share each prompt's prefill (vLLM's prefix
-    caching in a chunk of dense-prefill methods, ``vllm_plugin.engine.share_prompts``), else 1."""
-    if methods_per_job <= 1:
-        return {r.key: 1 for r in runs}
-    from sparse_frontier.sweeps import plan_sweeps
-    from sparse_frontier.vllm_plugin.engine import share_prompts
-
-    out = {}
-    for sweep in plan_sweeps(runs, methods_per_job):
-        specs = [{"method": r.key.method, "params": dict(r.method_params)} for r in sweep.runs]
-        k = len(sweep.runs) if share_prompts(specs) else 1
-        out.update({r.key: k for r in sweep.runs})
-    return out
 
 
 def row_setting(row: Mapping[str, Any]) -> Setting:
@@ -255,6 +243,7 @@ class Estimator:
                  gpu_memory: float = GPU_MEMORY):  # fmt: skip
         self.rows, self.models, self.engine, self.gpu_memory = rows, models, engine, gpu_memory
         self._cache: dict[Setting, tuple[float, str, dict]] = {}
+        self._prefill: dict[Setting, float] = {}
 
     def model(self, name: str) -> dict:
         if name not in self.models:
@@ -275,6 +264,12 @@ class Estimator:
                 self._cache[setting] = (own * ratio, "extrapolated", row)
         return self._cache[setting]
 
+    def prefill_fraction(self, setting: Setting) -> float:
+        """The resource model's prefill share of a sample's time at ``setting`` (see :func:`prefill_fraction`)."""
+        if setting not in self._prefill:
+            self._prefill[setting] = prefill_fraction(self.model(setting.model), self.engine, setting, self.gpu_memory)
+        return self._prefill[setting]
+
     def start_seconds(self, model: str, tensor_parallel_size: int, cuda_graphs: str) -> tuple[float, str]:
         starts = sorted(
             r["engine_start_s"] for r in self.rows
@@ -288,15 +283,28 @@ class Estimator:
 NUMBERS = ["runs", "samples", "engine_starts", "gpu_hours_budget", "gpu_hours_typical"]
 
 
-def engine_starts(runs: list, methods_per_job: int = 1) -> dict:
-    """Engine starts per run key: 1 (one job per run), or with ``methods_per_job`` N > 1 a 1/k share
-    of its chunk's one start (``sparse_frontier.sweeps.plan_sweeps``: chunks of k <= N runs that
-    differ only in their method, one prediction job each)."""
+def prediction_jobs(runs: list, methods_per_job: int = 1) -> dict:
+    """Per run key: (its share of an engine start, how many runs share each of its prompts' prefill).
+    One job per run: (1, 1). With ``methods_per_job`` N > 1 (``sparse_frontier.sweeps.plan_sweeps``:
+    chunks of k <= N runs that differ only in their method, one prediction job each): 1/k of the
+    chunk's start, and k runs sharing each prefill where the chunk's methods share cached prompts
+    (vLLM's prefix caching, ``vllm_plugin.engine.share_prompts``), else 1."""
     if methods_per_job <= 1:
-        return {r.key: 1.0 for r in runs}
+        return {r.key: (1.0, 1) for r in runs}
     from sparse_frontier.sweeps import plan_sweeps
+    from sparse_frontier.vllm_plugin.engine import share_prompts
 
-    return {r.key: 1.0 / len(sweep.runs) for sweep in plan_sweeps(runs, methods_per_job) for r in sweep.runs}
+    jobs = {}
+    for sweep in plan_sweeps(runs, methods_per_job):
+        k = len(sweep.runs)
+        shared = share_prompts([{"method": r.key.method, "params": dict(r.method_params)} for r in sweep.runs])
+        jobs.update({r.key: (1.0 / k, k if shared else 1) for r in sweep.runs})
+    return jobs
+
+
+def engine_starts(runs: list, methods_per_job: int = 1) -> dict:
+    """Engine starts per run key (see :func:`prediction_jobs`)."""
+    return {key: start for key, (start, _) in prediction_jobs(runs, methods_per_job).items()}
 
 
 def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS,
@@ -311,8 +319,7 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
 
     engine = dict(config["engine"])
     runs = expand_runs(config)
-    starts_of = engine_starts(runs, int(engine.get("methods_per_job", 1) or 1))
-    sharing = prompt_sharing(runs, int(engine.get("methods_per_job", 1) or 1))
+    jobs = prediction_jobs(runs, int(engine.get("methods_per_job", 1) or 1))
     est = Estimator(rows, config["models"], engine, gpu_memory)
     groups: dict[tuple, dict] = {}
     for run in runs:
@@ -323,7 +330,7 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
             "basis_typical": set(), "rows_used": set(),
         })  # fmt: skip
         start_s, _ = est.start_seconds(k.model, tp, engine["cuda_graphs"])
-        starts = starts_of[k]
+        starts, sharing = jobs[k]
         g["runs"] += 1
         g["samples"] += k.samples
         g["engine_starts"] += starts
@@ -332,8 +339,8 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
             setting = Setting(k.model, tp, engine["cuda_graphs"], k.length, k.method,
                               run_sparsity(run.method_params), out, conc)  # fmt: skip
             seconds, basis, row = est.seconds_per_sample(setting)
-            if sharing[k] > 1:  # the prefill is paid once for the chunk's runs (prefix caching): modelled
-                seconds *= 1 - prefill_fraction(est.model(k.model), engine, setting, gpu_memory) * (1 - 1 / sharing[k])
+            if sharing > 1:  # the prefill is paid once for the chunk's runs (prefix caching): modelled
+                seconds *= 1 - est.prefill_fraction(setting) * (1 - 1 / sharing)
                 basis = "modelled sharing"
             g[f"gpu_hours_{variant}"] += (k.samples * seconds + starts * start_s) * tp / 3600
             g[f"basis_{variant}"].add(basis)

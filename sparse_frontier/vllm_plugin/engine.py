@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import itertools
 import os
 from dataclasses import dataclass
-import itertools
 from typing import Any, Iterable, Iterator, Mapping
 
 from sparse_frontier.vllm_plugin import ENV_METHOD, ENV_PREFIX_CACHING
@@ -102,11 +102,9 @@ def share_prompts(specs: list[Mapping[str, Any]]) -> bool:
     every one of them with a dense prefill that leaves the cache as it is (``shares_prompt_cache``),
     so requests of one prompt reuse its KV instead of recomputing it."""
     from sparse_frontier.attention import get_method_class
-    from sparse_frontier.vllm_plugin.handler import shares_prompt_cache
 
     settings = {json.dumps(dict(s), sort_keys=True) for s in specs}
-    methods = [get_method_class(s["method"]).from_params(s.get("params", {})) for s in specs]
-    return len(settings) > 1 and all(shares_prompt_cache(m) for m in methods)
+    return len(settings) > 1 and all(get_method_class(s["method"]).shares_prompt_cache() for s in specs)
 
 
 def engine_arguments(
@@ -180,7 +178,6 @@ class Engine:
         self.llm = LLM(**args)
         self.max_num_seqs = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)
         self._request_ids = itertools.count()
-        self._stats: list[dict[str, dict[str, Any]]] = []  # per TP rank: request id -> latest statistics
         self._check_handler_active()
 
     def _check_handler_active(self) -> None:
@@ -188,7 +185,7 @@ class Engine:
         from sparse_frontier.vllm_plugin.handler import attach_runner_rpc
 
         self.ranks = self.llm.collective_rpc(attach_runner_rpc)
-        self._stats = [{} for _ in self.ranks]
+        self._stats: list[dict[str, dict[str, Any]]] = [{} for _ in self.ranks]  # per rank: request id -> latest
         probe = self.generate([[1, 2, 3]], max_tokens=2, seed=0)[0]
         if not (probe.attention.get("layers") or probe.attention.get("sliding_layers")):
             raise RuntimeError(

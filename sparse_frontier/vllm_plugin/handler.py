@@ -60,7 +60,7 @@ class RequestState:
         self.method = method
         self.touches_attention = any(method.overrides(h) for h in ("prefill", "decode", "compress_kv"))
         self.pager = _pager(method)  # its page-selecting (Quest) part, or None
-        self.shares_prompt_cache = shares_prompt_cache(method)
+        self.shares_prompt_cache = type(method).shares_prompt_cache()
         self.prompt_len: int | None = None
         self.decode_steps = 0
         self.kv_lengths: dict[int, torch.Tensor] = {}  # layer -> kept tokens per kv head (host)
@@ -534,11 +534,6 @@ def _write_rows(out: torch.Tensor, rows, compute) -> None:
         compute(out[rows])
     else:
         out[rows] = compute(None).to(out.dtype)
-
-
-def shares_prompt_cache(method) -> bool:
-    """Whether requests of ``method`` may reuse cached prompt KV (``AttentionMethod.shares_prompt_cache``)."""
-    return type(method).shares_prompt_cache()
 
 
 def _pager(method):
