@@ -101,6 +101,11 @@ def prefill_parts(q, k, v, scale, t, s, add, warps):
             add("block_sparse", t, s, 1, f"chunk {bs}", None, f"error: {e!r}"[:160])
 
 
+# Page-score launches tried: (pages per tile, tiles per program, warps, pipeline stages).
+SCORE_LAUNCHES = [(64, 1, 4, 2), (128, 1, 8, 2), (64, 2, 4, 3), (64, 4, 4, 3), (64, 8, 4, 3), (64, 16, 4, 3),
+                  (128, 4, 8, 3), (32, 8, 4, 3)]
+
+
 def quest_parts(t, s, b, add, hq=28, hkv=4, d=128):
     from sparse_frontier.attention.quest import budget_pages
     from sparse_frontier.kernels.quest import page_scores, page_summaries, select_pages, sparse_decode
@@ -109,11 +114,15 @@ def quest_parts(t, s, b, add, hq=28, hkv=4, d=128):
     q = torch.randn(b, hq, d, device=dev, dtype=dt)
     kc = torch.randn(b, hkv, t, d, device=dev, dtype=dt)
     vc = torch.randn(b, hkv, t, d, device=dev, dtype=dt)
-    lens = torch.full((b, hkv), t, device=dev)
+    # index tensors as the plugin passes them: int32, made once per decode step (QuestStep)
+    lens = torch.full((b, hkv), t, device=dev, dtype=torch.int32)
     scale = d**-0.5
     dense = lambda: torch.nn.functional.scaled_dot_product_attention(q[:, :, None], kc, vc, scale=scale, enable_gqa=True)  # noqa: E731
     add("quest", t, s, b, "dense decode (sdpa, enable_gqa)", cuda_ms(dense))
     add("quest", t, s, b, "dense decode, CUDA graph", graph_ms(dense))
+    tiny = torch.zeros(1, device=dev)
+    add("quest", t, s, b, "floor: one tiny kernel, CUDA graph", graph_ms(tiny.zero_),
+        "replay + event overhead in every single-part graph row below (paid once by a whole step)")
     pmin, pmax = page_summaries(kc, 16)
     npages = (lens + 15) // 16
     cur = npages - 1
@@ -124,26 +133,58 @@ def quest_parts(t, s, b, add, hq=28, hkv=4, d=128):
         "select, torch topk": lambda: select_pages(sc, cur, nsel),
         "select, kernel": lambda: select_pages(sc, cur, nsel, True),
     }
+    for block_p, tiles, warps, stages in SCORE_LAUNCHES:
+        parts[f"page scores, {block_p} pages x {tiles} tiles, warps {warps} stages {stages}"] = (
+            lambda a=(block_p, tiles, warps, stages): page_scores(q, pmin, pmax, npages, True, True, block_p=a[0], tiles=a[1],
+                                                                  num_warps=a[2], num_stages=a[3]))
+    for warps in (4, 8, 16, 32):
+        parts[f"select, kernel, warps {warps}"] = lambda w=warps: select_pages(sc, cur, nsel, True, num_warps=w)
     pages = select_pages(sc, cur, nsel, True)
     for tile in (64, 128):
         for stages in (2, 3, 4):
             parts[f"sparse decode + merge, tile {tile}, stages {stages}"] = (
                 lambda tile=tile, stages=stages: sparse_decode(q, kc, vc, pages, lens, 16, scale, True, tile=tile, num_stages=stages))
+    for splits in (8, 16, 24, 32, 48):
+        parts[f"sparse decode + merge, splits {splits}"] = (
+            lambda n=splits: sparse_decode(q, kc, vc, pages, lens, 16, scale, True, splits=n))
     for name, fn in parts.items():
         add("quest", t, s, b, name, cuda_ms(fn))
         add("quest", t, s, b, name + ", CUDA graph", graph_ms(fn))
 
+    row_k = torch.full((b * hkv,), min(nsel + 1, int(npages.max())), device=dev, dtype=torch.int32)
+    out = torch.empty(b, hq, d, device=dev, dtype=dt)
+
     def step():
         scores = page_scores(q, pmin, pmax, npages, True, True)
-        return sparse_decode(q, kc, vc, select_pages(scores, cur, nsel, True), lens, 16, scale, True)
+        pages = select_pages(scores, cur, nsel, True, row_k=row_k)
+        return sparse_decode(q, kc, vc, pages, lens, 16, scale, True, out=out)
 
     def step_topk():
         scores = page_scores(q, pmin, pmax, npages, True, True)
-        return sparse_decode(q, kc, vc, select_pages(scores, cur, nsel), lens, 16, scale, True)
+        return sparse_decode(q, kc, vc, select_pages(scores, cur, nsel), lens, 16, scale, True, out=out)
+
+    # the plugin's layout: vLLM cache blocks [blocks, 16, Hkv, D] and summary pools [blocks, Hkv, D]
+    # in shuffled order, read through a block table
+    per_req = t // 16
+    table = torch.randperm(b * per_req, device=dev).reshape(b, per_req).to(torch.int32)
+    cache_k, cache_v = (torch.empty(b * per_req, 16, hkv, d, device=dev, dtype=dt) for _ in range(2))
+    pool_min, pool_max = (torch.empty(b * per_req, hkv, d, device=dev, dtype=dt) for _ in range(2))
+    flat = table.flatten().long()
+    cache_k[flat] = kc.permute(0, 2, 1, 3).reshape(b * per_req, 16, hkv, d)
+    cache_v[flat] = vc.permute(0, 2, 1, 3).reshape(b * per_req, 16, hkv, d)
+    pool_min[flat] = pmin.permute(0, 2, 1, 3).reshape(b * per_req, hkv, d)
+    pool_max[flat] = pmax.permute(0, 2, 1, 3).reshape(b * per_req, hkv, d)
+
+    def paged_step():
+        scores = page_scores(q, pool_min, pool_max, npages, True, True, block_table=table)
+        pages = select_pages(scores, cur, nsel, True, row_k=row_k)
+        return sparse_decode(q, cache_k, cache_v, pages, lens, 16, scale, True, block_table=table, out=out)
 
     add("quest", t, s, b, "whole step (select kernel)", cuda_ms(step))
     add("quest", t, s, b, "whole step (torch topk)", cuda_ms(step_topk))
     add("quest", t, s, b, "whole step (select kernel), CUDA graph", graph_ms(step))
+    add("quest", t, s, b, "whole step, paged cache (the plugin's path), CUDA graph", graph_ms(paged_step))
+    del cache_k, cache_v, pool_min, pool_max
     del q, kc, vc, pmin, pmax
 
 

@@ -274,7 +274,7 @@ def main(argv=None) -> int:
                 qd = torch.randn(b, hq, d, device=device, dtype=dtype, generator=g)
                 kc = torch.randn(b, hkv, t, d, device=device, dtype=dtype, generator=g)
                 vc = torch.randn(b, hkv, t, d, device=device, dtype=dtype, generator=g)
-                lens = torch.full((b, hkv), t, device=device)
+                lens = torch.full((b, hkv), t, device=device, dtype=torch.int32)  # int32 as the plugin passes it
                 dense, note = dense_decode_fn(qd, kc, vc, scale)
                 dense_ms = run(dense)
                 results.append(row("decode", "dense", t, 0.0, b, 1.0, dense_ms, dense_ms, None, "", note))
@@ -288,11 +288,15 @@ def main(argv=None) -> int:
 
                     npages = (lens + 15) // 16
                     nsel = budget_pages(s, 0, t, 16)
+                    # per-step index tensors made once, outside the layer's kernels, as QuestStep does
+                    current = npages - 1
+                    row_k = torch.full((b * hkv,), min(nsel + 1, int(npages.max())), device=device, dtype=torch.int32)
+                    out_rows = torch.empty_like(qd)
 
                     def step():
                         sc = page_scores(qd, pmin, pmax, npages, True, True)
-                        pages = select_pages(sc, npages - 1, nsel, True)
-                        return sparse_decode(qd, kc, vc, pages, lens, 16, scale, True), pages
+                        pages = select_pages(sc, current, nsel, True, row_k=row_k)
+                        return sparse_decode(qd, kc, vc, pages, lens, 16, scale, True, out=out_rows), pages
 
                     out, pages = step()
                     keep = page_keep_mask(pages[0], t, 16, hq // hkv)

@@ -118,6 +118,9 @@ def test_quest_kernels_match_reference(share, b, hq, hkv, d, s, page, budget):
     finite = torch.isfinite(torch_scores)
     assert torch.equal(finite, torch.isfinite(kernel_scores))
     torch.testing.assert_close(kernel_scores[finite], torch_scores[finite], rtol=1e-5, atol=1e-4)
+    # a program looping over several page tiles (the last one past the pages) gives the same scores
+    looped = page_scores(q, pmin, pmax, npages, share, use_kernel=True, block_p=16, tiles=3)
+    assert torch.equal(looped, kernel_scores)
     rep = hq // hkv if share else 1
     current = (npages - 1).repeat_interleave(1 if share else hq // hkv, 1)
     pages = select_pages(torch_scores, current, budget)
@@ -128,7 +131,7 @@ def test_quest_kernels_match_reference(share, b, hq, hkv, d, s, page, budget):
         assert rel_err(out[i], masked_decode(q[i], kc[i], vc[i], keep, 0.1)) < 1e-5
 
 
-@pytest.mark.parametrize("p,n_select", [(13, 4), (200, 37), (64, 63), (5, 10)])
+@pytest.mark.parametrize("p,n_select", [(13, 4), (200, 37), (64, 63), (5, 10), (3000, 150)])
 def test_select_kernel_picks_the_topk_set(p, n_select):
     g = torch.Generator().manual_seed(p)
     scores = torch.randn(3, 4, p, generator=g)

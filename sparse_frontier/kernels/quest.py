@@ -20,42 +20,44 @@ def _page_score_kernel(
     Q, PMIN, PMAX, NPAGES, OUT, BLOCK_TABLE,
     P, stride_qb, stride_qh, stride_pb, stride_ph, stride_pp, stride_ob, stride_oh, stride_bt,
     HKV: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr, SHARE: tl.constexpr, D: tl.constexpr,
-    BLOCK_P: tl.constexpr, IEEE: tl.constexpr, PAGED: tl.constexpr,
+    BLOCK_P: tl.constexpr, TILES: tl.constexpr, IEEE: tl.constexpr, PAGED: tl.constexpr,
 ):
     # PAGED: PMIN/PMAX are pools [num_blocks, Hkv, D] indexed like vLLM's cache (stride_pp per block),
     # page p of request b is block BLOCK_TABLE[b, p].
     # sum_d max(q_d min_d, q_d max_d) = max . relu(q) + min . (q - relu(q)): two tensor-core products
-    # for all query heads of the group at once.
+    # for all query heads of the group at once. A program scores TILES tiles of BLOCK_P pages in a
+    # loop, so the summary loads of the next tile are in flight while this one is multiplied.
     pid_p = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // HKV
     kvh = bh % HKV
-    pages = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
     dims = tl.arange(0, D)
     heads = tl.arange(0, GP)
     h_ok = heads < GROUP
     n_valid = tl.load(NPAGES + b * HKV + kvh)
-    ok = pages < n_valid
-    if PAGED:
-        blk = tl.load(BLOCK_TABLE + b * stride_bt + pages, mask=ok, other=0).to(tl.int64)
-        off = kvh * stride_ph + blk[:, None] * stride_pp + dims[None, :]
-    else:
-        off = b * stride_pb + kvh * stride_ph + pages[:, None] * stride_pp + dims[None, :]
-    mn = tl.load(PMIN + off, mask=ok[:, None], other=0.0)
-    mx = tl.load(PMAX + off, mask=ok[:, None], other=0.0)
     q = tl.load(Q + b * stride_qb + (kvh * GROUP + heads)[None, :] * stride_qh + dims[:, None], mask=h_ok[None, :], other=0.0)
-    q_pos = tl.maximum(q, 0.0).to(mn.dtype)
-    q_neg = tl.minimum(q, 0.0).to(mn.dtype)
-    if IEEE:
-        s = tl.dot(mx, q_pos, input_precision="ieee") + tl.dot(mn, q_neg, input_precision="ieee")  # [BLOCK_P, GP]
-    else:
-        s = tl.dot(mx, q_pos) + tl.dot(mn, q_neg)
-    if SHARE:
-        total = tl.sum(tl.where(h_ok[None, :], s, 0.0), 1)
-        tl.store(OUT + b * stride_ob + kvh * stride_oh + pages, tl.where(ok, total, float("-inf")), mask=pages < P)
-    else:
-        dst = OUT + b * stride_ob + (kvh * GROUP + heads)[None, :] * stride_oh + pages[:, None]
-        tl.store(dst, tl.where(ok[:, None], s, float("-inf")), mask=(pages < P)[:, None] & h_ok[None, :])
+    q_pos = tl.maximum(q, 0.0).to(PMIN.dtype.element_ty)
+    q_neg = tl.minimum(q, 0.0).to(PMIN.dtype.element_ty)
+    for t in range(TILES):
+        pages = (pid_p * TILES + t) * BLOCK_P + tl.arange(0, BLOCK_P)
+        ok = pages < n_valid
+        if PAGED:
+            blk = tl.load(BLOCK_TABLE + b * stride_bt + pages, mask=ok, other=0).to(tl.int64)
+            off = kvh * stride_ph + blk[:, None] * stride_pp + dims[None, :]
+        else:
+            off = b * stride_pb + kvh * stride_ph + pages[:, None] * stride_pp + dims[None, :]
+        mn = tl.load(PMIN + off, mask=ok[:, None], other=0.0)
+        mx = tl.load(PMAX + off, mask=ok[:, None], other=0.0)
+        if IEEE:
+            s = tl.dot(mx, q_pos, input_precision="ieee") + tl.dot(mn, q_neg, input_precision="ieee")  # [BLOCK_P, GP]
+        else:
+            s = tl.dot(mx, q_pos) + tl.dot(mn, q_neg)
+        if SHARE:
+            total = tl.sum(tl.where(h_ok[None, :], s, 0.0), 1)
+            tl.store(OUT + b * stride_ob + kvh * stride_oh + pages, tl.where(ok, total, float("-inf")), mask=pages < P)
+        else:
+            dst = OUT + b * stride_ob + (kvh * GROUP + heads)[None, :] * stride_oh + pages[:, None]
+            tl.store(dst, tl.where(ok[:, None], s, float("-inf")), mask=(pages < P)[:, None] & h_ok[None, :])
 
 
 @triton.jit
@@ -132,8 +134,10 @@ def _sparse_decode_kernel(
 def _select_kernel(SCORES, CURRENT, KROW, OUT, P, KOUT, stride_s, stride_o, BLOCK_P: tl.constexpr):
     """Top ``KOUT`` pages of one row (the current page forced in), ascending page ids, -1 padded.
 
-    Exact: bisection over the order-preserving int32 image of the float32 scores (32 steps), then
-    ties at the threshold taken in page order. One program per (request, head) row.
+    Exact: bisection over the order-preserving int32 image of the float32 scores (at most 32 steps),
+    then ties at the threshold taken in page order. One program per (request, head) row. A step
+    costs the per-element work of the few programs there are, so it is one int32 compare and add
+    (invalid pages get the smallest key, below any threshold tried; radix histograms were slower).
     """
     row = tl.program_id(0)
     offs = tl.arange(0, BLOCK_P)
@@ -143,18 +147,19 @@ def _select_kernel(SCORES, CURRENT, KROW, OUT, P, KOUT, stride_s, stride_o, BLOC
     s = tl.where(offs == cur, float("inf"), s)
     valid = inside & (s > float("-inf"))
     bits = s.to(tl.int32, bitcast=True)
-    key = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF).to(tl.int64)  # float order as integers
+    key = tl.where(valid, tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF), -2147483648)  # float order as int32
     n_valid = tl.sum(valid.to(tl.int32), 0)
     k = tl.minimum(tl.load(KROW + row), n_valid)  # this row's budget (<= KOUT, the output width)
-    lo = tl.full([], -2147483648, tl.int64)  # invariant: count(key >= lo) >= k
+    lo = tl.full([], -2147483647, tl.int64)  # invariant: count(key >= lo) >= k (every valid key >= lo)
     hi = tl.full([], 2147483647, tl.int64)
-    for _ in range(32):
+    while lo < hi:  # stops as soon as a threshold keeps exactly k (~14 steps for distinct scores)
         mid = lo + (hi - lo + 1) // 2
-        enough = tl.sum((valid & (key >= mid)).to(tl.int32), 0) >= k
-        lo = tl.where(enough, mid, lo)
-        hi = tl.where(enough, hi, mid - 1)
-    above = valid & (key > lo)
-    tie = valid & (key == lo)
+        count = tl.sum((key >= mid.to(tl.int32)).to(tl.int32), 0)
+        lo = tl.where(count >= k, mid, lo)
+        hi = tl.where(count > k, hi, tl.where(count == k, mid, mid - 1))
+    thr = lo.to(tl.int32)
+    above = key > thr
+    tie = valid & (key == thr)
     room = k - tl.sum(above.to(tl.int32), 0)
     chosen = above | (tie & (tl.cumsum(tie.to(tl.int32), 0) <= room))
     pos = tl.cumsum(chosen.to(tl.int32), 0) - 1
@@ -197,11 +202,15 @@ def page_summaries(key: torch.Tensor, page: int, lengths: torch.Tensor | None = 
     return k.amin(3), k.amax(3)
 
 
-def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool, block_table=None) -> torch.Tensor:
+def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool, block_table=None,
+                block_p: int | None = None, tiles: int | None = None, num_warps: int = 4,
+                num_stages: int | None = None) -> torch.Tensor:
     """Quest page scores ``[B, Hsel, P]`` (float32, -inf past each head's pages).
 
     ``pmin``/``pmax``: ``[B, Hkv, P, D]``, or with ``block_table [B, P]`` pools ``[num_blocks, Hkv, D]``
     holding each cache block's summary (page p of request b = block ``block_table[b, p]``).
+    Kernel launch: ``tiles`` tiles of ``block_p`` pages per program (defaults measured on an H200,
+    ``benchmarks/kernel_breakdown.py``).
     """
     b, hq, d = query.shape
     if block_table is not None and not use_kernel:  # gather the pools into the contiguous layout
@@ -221,13 +230,18 @@ def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool, block_
         else:
             strides = (pmin.stride(0), pmin.stride(1), pmin.stride(2))
             bt, stride_bt = out, 0  # unused
-        block_p = 64 if p <= 4096 else 128
-        grid = (triton.cdiv(p, block_p), b * hkv)
+        block_p = block_p or 64
+        if tiles is None:  # loop over up to 8 tiles per program while >= 2 programs per SM remain
+            tiles = 1
+            while tiles < 8 and triton.cdiv(p, block_p * tiles * 2) * b * hkv >= 264:
+                tiles *= 2
+        grid = (triton.cdiv(p, block_p * tiles), b * hkv)
         _page_score_kernel[grid](
             query, pmin, pmax, npages.to(torch.int32).contiguous(), out, bt,
             p, query.stride(0), query.stride(1), *strides, out.stride(0), out.stride(1), stride_bt,
             HKV=hkv, GROUP=g, GP=max(16, triton.next_power_of_2(g)), SHARE=share, D=d, BLOCK_P=block_p,
-            IEEE=pmin.dtype == torch.float32, PAGED=paged, num_warps=4,
+            TILES=tiles, IEEE=pmin.dtype == torch.float32, PAGED=paged, num_warps=num_warps,
+            **({} if num_stages is None else {"num_stages": num_stages}),
         )
         return out
     q = query.float().reshape(b, hkv, g, 1, d)
@@ -238,7 +252,7 @@ def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool, block_
 
 
 def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select, use_kernel: bool = False,
-                 row_k: torch.Tensor | None = None) -> torch.Tensor:
+                 row_k: torch.Tensor | None = None, num_warps: int | None = None) -> torch.Tensor:
     """Top ``n_select`` pages plus each head's current page: ``[B, Hsel, min(max n_select + 1, P)]`` (-1 = none).
 
     ``n_select``: an int, or a ``[B]`` tensor of per-request budgets (requests of one batch may run
@@ -262,7 +276,7 @@ def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select, use_kern
         block = max(16, triton.next_power_of_2(p))
         _select_kernel[(b * h,)](
             scores.contiguous(), current.to(torch.int32).contiguous(), krow, out, p, k, p, k,
-            BLOCK_P=block, num_warps=4 if block <= 2048 else (8 if block <= 8192 else 16),
+            BLOCK_P=block, num_warps=num_warps or (4 if block <= 2048 else (8 if block <= 8192 else 16)),
         )
         return out
     if per_row:
