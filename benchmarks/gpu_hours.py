@@ -3,7 +3,7 @@ method are in ``sparse_frontier/throughput.py``, the workflow's rule is ``estima
 
 Usage: python benchmarks/gpu_hours.py [--config config/config.yaml]
            [--throughput benchmarks/results/throughput.csv] [--out benchmarks/results/gpu_hours]
-           [--card H100|H200] [--methods-per-job N]
+           [--card H100|H200] [--rows-card H200] [--methods-per-job N]
 writes OUT.csv (per model and total), OUT.md (the same, and every measured row against the resource
 model) and OUT_runs.csv (per model, length and method: GPU-hours, measured or extrapolated, rows used).
 Inside the workflow: ``snakemake estimate_gpu_hours`` (results/tables/gpu_hours.*).
@@ -30,6 +30,9 @@ def main(argv=None) -> None:
     parser.add_argument("--typical-output-tokens", type=int, default=None,
                         help=f"default: the config's gpu_hours.typical_output_tokens ({TYPICAL_OUTPUT_TOKENS})")  # fmt: skip
     parser.add_argument("--card", default=None, help="the GPU whose hours are estimated (default: the config's gpu_hours.card)")
+    parser.add_argument("--rows-card", default=None,
+                        help="estimate --card's hours from this card's rows, converted by the resource model "
+                             "(default: the config's gpu_hours.rows_card, else --card's own rows)")  # fmt: skip
     parser.add_argument("--methods-per-job", type=int, default=None,
                         help="engine.methods_per_job to estimate with (default: the config's; docs/hpc.md, Grouping)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -47,7 +50,7 @@ def main(argv=None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_outputs(config, table, out.with_suffix(".csv"), out.with_suffix(".md"),
                   out.with_name(out.name + "_runs.csv"), typical_output_tokens=typical,
-                  card=args.card or settings["card"])  # fmt: skip
+                  card=args.card or settings["card"], rows_card=args.rows_card or settings["rows_card"])  # fmt: skip
     print(out.with_suffix(".md").read_text())
 
 

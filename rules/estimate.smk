@@ -27,5 +27,6 @@ rule estimate_gpu_hours:
         grid=GRID,
         typical_output_tokens=GPU_HOURS["typical_output_tokens"],
         card=GPU_HOURS["card"],
+        rows_card=GPU_HOURS["rows_card"],
     script:
         "../workflow/scripts/estimate_gpu_hours.py"

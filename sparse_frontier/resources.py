@@ -13,7 +13,8 @@ One memory plan per job (docs/hpc.md writes the rule down with the numbers of th
   per wave of concurrent sequences, each step bound by the larger of ``STEP_OVERHEAD_S`` and the bytes
   moved (weights + KV cache) at ``HBM_BYTES_PER_S``; calibrated on the measured H100 throughput of
   the Qwen2.5-7B shape (../shared/spec/vllm.md, benchmarks/results/plugin_gpu.json) and multiplied
-  by ``SAFETY``.
+  by ``SAFETY``. The card's memory, bandwidth and FLOP rate are a :class:`Card` (H100 by default;
+  ``CARDS`` for estimates in another card's hours).
 * **mem_mb** (host): a base for Python/vLLM/tokenizer + per GPU worker + the weights once (loading
   reads every shard through host memory).
 
@@ -30,8 +31,6 @@ from typing import Any, Mapping
 GIB = 1024**3
 #: GPU memory of the cards the grid is planned for (H100 80GB; A100 80GB and H200 have at least this).
 GPU_MEMORY = 80 * GIB
-#: Memory per card (as torch reports it) for estimates in another card's hours (sparse_frontier/throughput.py).
-CARD_MEMORY = {"H100": GPU_MEMORY, "H200": 139.8 * GIB}
 #: Memory vLLM's budget does not cover: CUDA context, NCCL buffers, CUDA-graph pools.
 RESERVED = 3 * GIB
 #: Dense bf16 prefill throughput per GPU (H100: attention measured at 570-630 TFLOP/s, GEMMs similar;
@@ -48,6 +47,34 @@ START_S = 120.0
 LOAD_BYTES_PER_S = 1.0e9
 SAFETY = 1.5
 TP_CHOICES = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class Card:
+    """A GPU as the resource model sees it: memory (as torch reports it), the HBM bandwidth decode
+    reaches, the prefill FLOP rate. Estimates in another card's hours use it (sparse_frontier/throughput.py)."""
+
+    name: str
+    memory: float
+    hbm_bytes_per_s: float
+    prefill_flops: float
+
+
+#: The card the constants above were calibrated on.
+H100 = Card("H100", GPU_MEMORY, HBM_BYTES_PER_S, PREFILL_FLOPS)
+#: Same tensor cores as the H100 (989 dense bf16 TFLOP/s on both data sheets; cuDNN's 128k prefill
+#: took 217 / 221-225 ms on the two cards here), HBM 4.8 vs 3.35 TB/s, 141 GB.
+H200 = Card("H200", 139.8 * GIB, HBM_BYTES_PER_S * 4.8 / 3.35, PREFILL_FLOPS)
+CARDS = {card.name: card for card in (H100, H200)}
+
+
+def card_named(name: str | None) -> Card | None:
+    """The card of :data:`CARDS` whose name is part of ``name`` (case-insensitive, e.g. a throughput
+    row's ``NVIDIA H200``), else None."""
+    for card in CARDS.values():
+        if name and card.name.lower() in name.lower():
+            return card
+    return None
 
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "auto": 2, "float32": 4}
 
@@ -124,27 +151,27 @@ def min_tensor_parallel_size(model: Mapping[str, Any], tokens: int, engine: Mapp
 
 
 def predict_seconds(
-    model: Mapping[str, Any], key: Mapping[str, Any], engine: Mapping[str, Any], gpu_memory: float = GPU_MEMORY
+    model: Mapping[str, Any], key: Mapping[str, Any], engine: Mapping[str, Any], card: Card = H100
 ) -> float:
-    """Estimated wall time of one GPU predict job (before SAFETY and attempt)."""
-    return sum(predict_phases(model, key, engine, gpu_memory))
+    """Estimated wall time of one GPU predict job on ``card`` (before SAFETY and attempt)."""
+    return sum(predict_phases(model, key, engine, card))
 
 
 def predict_phases(
-    model: Mapping[str, Any], key: Mapping[str, Any], engine: Mapping[str, Any], gpu_memory: float = GPU_MEMORY
+    model: Mapping[str, Any], key: Mapping[str, Any], engine: Mapping[str, Any], card: Card = H100
 ) -> tuple[float, float, float]:
-    """(engine start, prefill, decode) seconds of one GPU predict job (before SAFETY and attempt)."""
+    """(engine start, prefill, decode) seconds of one GPU predict job on ``card`` (before SAFETY and attempt)."""
     arch, tp = _arch(model), int(model["tensor_parallel_size"])
     tokens = key["length"] + key["max_tokens"]
-    plan = memory_plan(model, tokens, engine, tp, gpu_memory)
+    plan = memory_plan(model, tokens, engine, tp, card.memory)
     concurrency = max(plan.concurrency, 1)
     flops = 2 * arch["params"] * key["length"]
     flops += 2 * global_layers(arch) * arch["heads"] * arch["head_dim"] * key["length"] ** 2  # causal QK + PV
-    speed = PREFILL_FLOPS * tp * TP_EFFICIENCY ** math.log2(tp)
+    speed = card.prefill_flops * tp * TP_EFFICIENCY ** math.log2(tp)
     prefill = key["samples"] * flops / speed
     # decode: every step reads the weights and the (on average half-grown) KV cache of the wave
     step_bytes = plan.weights + concurrency * plan.kv_per_sequence * (key["length"] + key["max_tokens"] / 2) / tokens
-    step = max(STEP_OVERHEAD_S, step_bytes / HBM_BYTES_PER_S)
+    step = max(STEP_OVERHEAD_S, step_bytes / card.hbm_bytes_per_s)
     decode = math.ceil(key["samples"] / concurrency) * key["max_tokens"] * step
     return engine_start_seconds(model, engine), prefill, decode
 

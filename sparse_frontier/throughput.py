@@ -40,12 +40,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from sparse_frontier.resources import (
-    CARD_MEMORY,
-    GPU_MEMORY,
+    H100,
+    Card,
+    card_named,
     engine_start_seconds,
     memory_plan,
     predict_phases,
-    predict_seconds,
 )
 
 #: every column of the throughput table, in order
@@ -196,33 +196,33 @@ def nearest(setting: Setting, rows: list[dict[str, Any]]) -> tuple[dict[str, Any
 
 
 def in_flight(model: Mapping[str, Any], engine: Mapping[str, Any], length: int, output_tokens: int,
-              tensor_parallel_size: int, gpu_memory: float = GPU_MEMORY) -> int:  # fmt: skip
+              tensor_parallel_size: int, card: Card = H100) -> int:  # fmt: skip
     """Sequences a job runs at once: ``engine.batch_size``, fewer where their KV cache does not fit
-    (the resource model's memory plan on cards of ``gpu_memory``; at least one)."""
-    plan = memory_plan(model, length + output_tokens, engine, tensor_parallel_size, gpu_memory)
+    (the resource model's memory plan on ``card``; at least one)."""
+    plan = memory_plan(model, length + output_tokens, engine, tensor_parallel_size, card.memory)
     return max(1, plan.concurrency)
 
 
 def _modelled_phases(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting,
-                     gpu_memory: float) -> tuple[float, float]:  # fmt: skip
-    """The resource model's steady-state (prefill, decode) seconds per sample at ``setting``."""
+                     card: Card) -> tuple[float, float]:  # fmt: skip
+    """The resource model's steady-state (prefill, decode) seconds per sample at ``setting`` on ``card``."""
     model = dict(model, tensor_parallel_size=setting.tensor_parallel_size)
     samples = 100 * setting.concurrency
     key = {"length": setting.length, "max_tokens": setting.output_tokens, "samples": samples}
-    _, prefill, decode = predict_phases(model, key, dict(engine, batch_size=setting.concurrency), gpu_memory)
+    _, prefill, decode = predict_phases(model, key, dict(engine, batch_size=setting.concurrency), card)
     return prefill / samples, decode / samples
 
 
 def modelled_seconds_per_sample(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting,
-                                gpu_memory: float = GPU_MEMORY) -> float:  # fmt: skip
-    """The resource model's steady-state time per sample (dense; engine start left out)."""
-    return sum(_modelled_phases(model, engine, setting, gpu_memory))
+                                card: Card = H100) -> float:  # fmt: skip
+    """The resource model's steady-state time per sample on ``card`` (dense; engine start left out)."""
+    return sum(_modelled_phases(model, engine, setting, card))
 
 
 def prefill_fraction(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting,
-                     gpu_memory: float = GPU_MEMORY) -> float:  # fmt: skip
+                     card: Card = H100) -> float:  # fmt: skip
     """The share of a sample's time the resource model gives its prefill (the rest: decode)."""
-    prefill, decode = _modelled_phases(model, engine, setting, gpu_memory)
+    prefill, decode = _modelled_phases(model, engine, setting, card)
     return prefill / (prefill + decode)
 
 
@@ -236,12 +236,18 @@ def describe(row: Mapping[str, Any]) -> str:
             f"L{row['length']} out{row['output_tokens']} x{row['concurrency']} handler {row['handler']}")  # fmt: skip
 
 
+def row_card(row: Mapping[str, Any], default: Card = H100) -> Card:
+    """The card a row was measured on, as the resource model knows it (``default`` if it knows none)."""
+    return card_named(str(row["card"])) or default
+
+
 class Estimator:
-    """Time per sample and engine start of any setting, from a throughput table and the config's models."""
+    """Time per sample and engine start of any setting on ``card``, from a throughput table (rows of
+    that card, or of another: converted by the resource model) and the config's models."""
 
     def __init__(self, rows: list[dict[str, Any]], models: Mapping[str, Any], engine: Mapping[str, Any],
-                 gpu_memory: float = GPU_MEMORY):  # fmt: skip
-        self.rows, self.models, self.engine, self.gpu_memory = rows, models, engine, gpu_memory
+                 card: Card = H100):  # fmt: skip
+        self.rows, self.models, self.engine, self.card = rows, models, engine, card
         self._cache: dict[Setting, tuple[float, str, dict]] = {}
         self._prefill: dict[Setting, float] = {}
 
@@ -255,19 +261,20 @@ class Estimator:
         if setting not in self._cache:
             row, exact = nearest(setting, self.rows)
             measured = 3600.0 / row["samples_per_hour"]
-            if exact:
+            measured_on = row_card(row, self.card)
+            if exact and measured_on == self.card:
                 self._cache[setting] = (measured, "measured", row)
-            else:
+            else:  # the row's measured / modelled ratio (on its own card) carried to this setting and card
                 ref = row_setting(row)
-                ratio = measured / modelled_seconds_per_sample(self.model(ref.model), self.engine, ref, self.gpu_memory)
-                own = modelled_seconds_per_sample(self.model(setting.model), self.engine, setting, self.gpu_memory)
-                self._cache[setting] = (own * ratio, "extrapolated", row)
+                ratio = measured / modelled_seconds_per_sample(self.model(ref.model), self.engine, ref, measured_on)
+                own = modelled_seconds_per_sample(self.model(setting.model), self.engine, setting, self.card)
+                self._cache[setting] = (own * ratio, "extrapolated" if measured_on == self.card else "converted", row)
         return self._cache[setting]
 
     def prefill_fraction(self, setting: Setting) -> float:
         """The resource model's prefill share of a sample's time at ``setting`` (see :func:`prefill_fraction`)."""
         if setting not in self._prefill:
-            self._prefill[setting] = prefill_fraction(self.model(setting.model), self.engine, setting, self.gpu_memory)
+            self._prefill[setting] = prefill_fraction(self.model(setting.model), self.engine, setting, self.card)
         return self._prefill[setting]
 
     def start_seconds(self, model: str, tensor_parallel_size: int, cuda_graphs: str) -> tuple[float, str]:
@@ -308,7 +315,7 @@ def engine_starts(runs: list, methods_per_job: int = 1) -> dict:
 
 
 def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS,
-             gpu_memory: float = GPU_MEMORY):  # fmt: skip
+             card: Card = H100):  # fmt: skip
     """GPU-hours of every run of ``config``, grouped per (model, TP, length, method): a list of dicts.
 
     Each group has runs, samples, engine_starts, gpu_hours_budget/typical, basis_budget/typical
@@ -320,7 +327,7 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
     engine = dict(config["engine"])
     runs = expand_runs(config)
     jobs = prediction_jobs(runs, int(engine.get("methods_per_job", 1) or 1))
-    est = Estimator(rows, config["models"], engine, gpu_memory)
+    est = Estimator(rows, config["models"], engine, card)
     groups: dict[tuple, dict] = {}
     for run in runs:
         k, tp = run.key, int(run.model["tensor_parallel_size"])
@@ -335,7 +342,7 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
         g["samples"] += k.samples
         g["engine_starts"] += starts
         for variant, out in (("budget", k.max_tokens), ("typical", min(k.max_tokens, typical_output_tokens))):
-            conc = in_flight(est.model(k.model), engine, k.length, out, tp, gpu_memory)
+            conc = in_flight(est.model(k.model), engine, k.length, out, tp, card)
             setting = Setting(k.model, tp, engine["cuda_graphs"], k.length, k.method,
                               run_sparsity(run.method_params), out, conc)  # fmt: skip
             seconds, basis, row = est.seconds_per_sample(setting)
@@ -373,14 +380,13 @@ def per_model(groups: list[dict]) -> list[dict]:
     return rows + [total]
 
 
-def calibration(rows: list[dict], models: Mapping[str, Any], engine: Mapping[str, Any],
-                gpu_memory: float = GPU_MEMORY) -> list[dict]:  # fmt: skip
-    """Every measured row against the resource model at its own setting (measured / modelled)."""
+def calibration(rows: list[dict], models: Mapping[str, Any], engine: Mapping[str, Any]) -> list[dict]:
+    """Every measured row against the resource model at its own setting and card (measured / modelled)."""
     out = []
     for r in rows:
         setting = row_setting(r)
         model = dict(models[r["model"]], name=r["model"])
-        modelled = 3600.0 / modelled_seconds_per_sample(model, engine, setting, gpu_memory)
+        modelled = 3600.0 / modelled_seconds_per_sample(model, engine, setting, row_card(r))
         out.append(dict(r, modelled_samples_per_hour=modelled, measured_over_modelled=r["samples_per_hour"] / modelled))
     return out
 
@@ -421,26 +427,35 @@ def rows_of_card(rows: list[dict[str, Any]], card: str | None) -> list[dict[str,
     return kept
 
 
-def card_memory(card: str | None) -> tuple[float, str]:
-    """GPU memory for an estimate in ``card``'s hours and where it came from: the card's entry of
-    ``resources.CARD_MEMORY`` (matched as part of the name), else the plan's ``GPU_MEMORY``."""
-    for name, memory in CARD_MEMORY.items():
-        if card and name.lower() in card.lower():
-            return memory, f"{name}: {memory / 1024**3:.0f} GiB"
-    return GPU_MEMORY, f"{GPU_MEMORY / 1024**3:.0f} GiB, the resource model's card"
+def estimated_card(card: str | None) -> tuple[Card, str]:
+    """The card an estimate in ``card``'s hours is modelled on, and a note saying which: the entry of
+    ``resources.CARDS`` matched as part of the name, else the H100 the resource model was calibrated on."""
+    known = card_named(card)
+    if known is not None:
+        return known, f"{known.name}: {known.memory / 1024**3:.0f} GiB"
+    return H100, f"{H100.memory / 1024**3:.0f} GiB, the resource model's card"
 
 
 def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_path, md_path, runs_csv_path=None,
-                  typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS, card: str | None = None) -> list[dict]:  # fmt: skip
-    """Read the throughput table (the rows of ``card`` only, if given), estimate the grid, write the
-    per-model CSV, the Markdown report and (optionally) the per-(model, length, method) CSV; returns
-    the per-model rows."""
+                  typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS, card: str | None = None,
+                  rows_card: str | None = None) -> list[dict]:  # fmt: skip
+    """Read the throughput table (the rows of ``rows_card``, default ``card``, if given), estimate the
+    grid in ``card``'s hours, write the per-model CSV, the Markdown report and (optionally) the
+    per-(model, length, method) CSV; returns the per-model rows. Rows of another card than ``card``
+    are converted by the resource model (their measured / modelled ratio on their own card carried to
+    ``card``; basis "converted"), and the report checks that conversion on every setting measured on
+    both cards."""
     from sparse_frontier.io import write_text_atomic
 
-    rows, left_out = representative(rows_of_card(read_table(table_path, config["models"]), card))
-    gpu_memory, memory_note = card_memory(card)
-    groups = estimate(config, rows, typical_output_tokens, gpu_memory)
+    if rows_card and not card:
+        raise ValueError(f"gpu_hours.rows_card {rows_card!r} needs gpu_hours.card: the card whose hours are estimated")
+    table = read_table(table_path, config["models"])
+    rows, left_out = representative(rows_of_card(table, rows_card or card))
+    target, memory_note = estimated_card(card)
+    groups = estimate(config, rows, typical_output_tokens, target)
     models = per_model(groups)
+    converted = bool(rows_card) and card_named(rows_card) != target
+    checks = cross_card_check(table, rows, config, target) if converted else []
 
     def to_csv(records, fields):
         import io
@@ -475,7 +490,11 @@ def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_
         f"{typical_output_tokens} output tokens per answer. 'measured' counts the runs whose own setting was "
         "measured; the others are extrapolated from the nearest measured row by the resource model "
         "(a method without rows of its own at the speed of dense). Per model, length and method: the "
-        "`_runs` CSV beside this file.",
+        "`_runs` CSV beside this file."
+        + (f" **{target.name}-hours from rows measured on {rows_card}**: each row's measured / modelled ratio "
+           f"on its own card is carried to the {target.name} (basis 'converted'; the resource model's cards: "
+           "`resources.CARDS`, bandwidth, FLOP rate and memory per card); the check against the settings "
+           "measured on both cards is at the end." if converted else ""),
         "",
         "| model | TP | runs | samples | engine starts | GPU-h (budget) | GPU-h (typical) | runs measured (budget / typical) |",
         "|---|---|---|---|---|---|---|---|",
@@ -489,7 +508,7 @@ def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_
               "| model | TP | CUDA graphs | handler | length | method | sparsity | out | at once | samples/h | "
               "modelled samples/h | measured / modelled | card | source |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in calibration(rows, config["models"], engine, gpu_memory):
+    for r in calibration(rows, config["models"], engine):
         lines.append(f"| {r['model']} | {r['tensor_parallel_size']} | {r['cuda_graphs']} | {r['handler']} | {r['length']} | "
                      f"{r['method']} | {r['sparsity']:g} | {r['output_tokens']} | {r['concurrency']} | "
                      f"{r['samples_per_hour']:,.0f} | {r['modelled_samples_per_hour']:,.0f} | "
@@ -499,5 +518,39 @@ def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_
                   "Calibrated methods measured without a calibration table (they calibrate on every call, which "
                   "no grid run does: `representative` in `sparse_frontier/throughput.py`):", ""]  # fmt: skip
         lines += [f"* {describe(r)}: {r['samples_per_hour']:,.0f} samples/h, {r['card']}, {r['source']}" for r in left_out]
+    if converted:
+        lines += ["", f"## Cross-card check: {target.name} rows against their conversion from {rows_card}", ""]
+        if checks:
+            lines += [f"Settings measured on both cards: the {target.name} row against what the estimate makes of "
+                      f"the {rows_card} row (converted / measured > 1: the conversion is optimistic for the "
+                      f"{target.name}). Rows of different dates may differ in more than the card (the handler "
+                      "changed over time: `docs/hpc.md`).", "",
+                      f"| setting | {rows_card} samples/h (date) | {target.name} measured (date) | "
+                      f"{target.name} converted | converted / measured |", "|---|---|---|---|---|"]  # fmt: skip
+            lines += [f"| {c['setting']} | {c['source_samples_per_hour']:,.0f} ({c['source_date'] or '?'}) | "
+                      f"{c['measured_samples_per_hour']:,.0f} ({c['measured_date'] or '?'}) | "
+                      f"{c['converted_samples_per_hour']:,.0f} | {c['converted_over_measured']:.2f} |" for c in checks]  # fmt: skip
+        else:
+            lines.append("No setting was measured on both cards: the conversion is unchecked.")
     write_text_atomic(md_path, "\n".join(lines) + "\n")
     return models
+
+
+def cross_card_check(table: list[dict], rows: list[dict], config: Mapping[str, Any], target: Card) -> list[dict]:
+    """Every row of ``target`` (in ``table``) whose setting ``rows`` (another card's) also measured:
+    its measured samples/hour against the conversion of the other card's row to ``target``."""
+    est = Estimator(rows, config["models"], dict(config["engine"]), target)
+    own = [r for r in representative(table)[0] if row_card(r, H100) == target and card_named(str(r["card"]))]
+    checks = []
+    for r in own:
+        setting = row_setting(r)
+        source = [o for o in rows if row_setting(o) == setting]
+        if not source:
+            continue
+        seconds, _, used = est.seconds_per_sample(setting)
+        converted = 3600.0 / seconds
+        checks.append({"setting": describe(r), "source_samples_per_hour": used["samples_per_hour"],
+                       "source_date": used["date"], "measured_samples_per_hour": r["samples_per_hour"],
+                       "measured_date": r["date"], "converted_samples_per_hour": converted,
+                       "converted_over_measured": converted / r["samples_per_hour"]})  # fmt: skip
+    return checks

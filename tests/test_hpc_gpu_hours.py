@@ -160,6 +160,38 @@ def test_an_estimate_uses_the_rows_of_its_card_only(tmp_path):
         throughput.rows_of_card(rows, "A100")
 
 
+def test_another_cards_rows_are_converted_by_the_resource_model(tmp_path):
+    """H100-hours from H200 rows: each row's measured / modelled ratio on the H200 is carried to the
+    H100 (same FLOP rate, less bandwidth and memory), never taken as the H100's own speed; the report
+    checks the conversion on every setting measured on both cards."""
+    from sparse_frontier.resources import H100, H200
+
+    config = small_config(methods=("dense",))
+    model = dict(config["models"]["qwen2.5-7b"], name="qwen2.5-7b")
+    h200_row = row(card="NVIDIA H200", samples_per_hour=7200, concurrency=32, date="2026-12-01")
+    setting = throughput.row_setting(h200_row)
+    est = throughput.Estimator([h200_row], config["models"], config["engine"], H100)
+    seconds, basis, used = est.seconds_per_sample(setting)
+    ratio = 0.5 / throughput.modelled_seconds_per_sample(model, config["engine"], setting, H200)
+    assert basis == "converted" and used is h200_row
+    assert seconds == pytest.approx(ratio * throughput.modelled_seconds_per_sample(model, config["engine"], setting, H100))
+    assert seconds > 0.5  # 32 at once: the decode reads more bytes per step than the H100's bandwidth moves as fast
+    assert throughput.Estimator([h200_row], config["models"], config["engine"], H200).seconds_per_sample(setting)[:2] == (
+        0.5, "measured")  # fmt: skip
+
+    path = tmp_path / "throughput.csv"
+    append_rows(path, [h200_row, row(card="NVIDIA H100 80GB HBM3", samples_per_hour=6000, concurrency=32, date="2026-11-30")])
+    models = throughput.write_outputs(config, path, tmp_path / "h.csv", tmp_path / "h.md", card="H100", rows_card="H200")
+    total = models[-1]
+    assert total["measured_budget"] == 0  # no H100 row stood in
+    report = (tmp_path / "h.md").read_text()
+    check = report.split("## Cross-card check: H100 rows against their conversion from H200")[1]
+    converted = 3600 / seconds
+    assert f"| 7,200 (2026-12-01) | 6,000 (2026-11-30) | {converted:,.0f} | {converted / 6000:.2f} |" in check
+    with pytest.raises(ValueError, match="rows_card 'H200' needs gpu_hours.card"):
+        throughput.write_outputs(config, path, tmp_path / "h.csv", tmp_path / "h.md", rows_card="H200")
+
+
 def test_runs_are_estimated_at_the_sequences_that_fit_at_once(tmp_path):
     """A grid asking for 32 at once runs what fits: the 7B shape holds 13-14 sequences of 64k on an
     80 GiB card, more on an H200; a row measured at that number is the run's own setting."""
@@ -167,7 +199,7 @@ def test_runs_are_estimated_at_the_sequences_that_fit_at_once(tmp_path):
     engine = dict(ENGINE, batch_size=32)
     assert throughput.in_flight(model, engine, 16384, 256, 1) == 32
     h100 = throughput.in_flight(model, engine, 65536, 256, 1)
-    h200 = throughput.in_flight(model, engine, 65536, 256, 1, throughput.card_memory("NVIDIA H200")[0])
+    h200 = throughput.in_flight(model, engine, 65536, 256, 1, throughput.estimated_card("NVIDIA H200")[0])
     assert 8 <= h100 < h200 <= 32
     assert throughput.in_flight(model, engine, 10**7, 256, 1) == 1  # none fits: vLLM's start fails, not 0/h
     path = tmp_path / "throughput.csv"

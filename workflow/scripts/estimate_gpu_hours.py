@@ -12,4 +12,5 @@ write_outputs(
     snakemake.output.runs,
     typical_output_tokens=snakemake.params.typical_output_tokens,
     card=snakemake.params.card,
+    rows_card=snakemake.params.rows_card,
 )
