@@ -59,7 +59,7 @@ class RequestState:
     def __init__(self, method):
         self.method = method
         self.touches_attention = any(method.overrides(h) for h in ("prefill", "decode", "compress_kv"))
-        self.pager = _pager(method)  # its page-selecting (Quest) part, or None
+        self.pager = page_selector(method)  # its page-selecting (Quest) part, or None
         self.shares_prompt_cache = type(method).shares_prompt_cache()
         self.prompt_len: int | None = None
         self.decode_steps = 0
@@ -536,10 +536,11 @@ def _write_rows(out: torch.Tensor, rows, compute) -> None:
         out[rows] = compute(None).to(out.dtype)
 
 
-def _pager(method):
+def page_selector(method):
     """The part of ``method`` that selects pages from summaries (Quest, alone or as the decode part
     of a combination), which gets the page-reading decode path; else None."""
-    part = method._part("decode") if callable(getattr(method, "_part", None)) else method
+    components = getattr(method, "components", None)  # a combination: its phases' methods
+    part = components.get("decode") if isinstance(components, dict) else method
     if part is not None and callable(getattr(part, "select_from_summaries", None)) and hasattr(part, "page_size"):
         return part
     return None
