@@ -179,6 +179,15 @@ def test_paged_sparse_decode_reads_through_the_block_table(share):
     assert rel_err(got, want) < 1e-6
     with pytest.raises(ValueError, match="page size"):
         sparse_decode(q, cache_k, cache_v, pages, lens, 32, 0.1, share, block_table=table)
+    # the summaries as the plugin keeps them: pools [blocks, Hkv, D] in the cache's block order
+    pool_min, pool_max = torch.zeros(2, b * per_req + 3, hkv, d)
+    for i in range(b):
+        pool_min[table[i]] = pmin[i].transpose(0, 1)
+        pool_max[table[i]] = pmax[i].transpose(0, 1)
+    contiguous = page_scores(q, pmin, pmax, npages, share, use_kernel=True)
+    for launch in ({}, {"block_p": 16, "tiles": 3}):  # one tile per program, and a loop past the pages
+        paged = page_scores(q, pool_min, pool_max, npages, share, use_kernel=True, block_table=table, **launch)
+        torch.testing.assert_close(paged, contiguous, rtol=1e-6, atol=1e-6)
 
 
 def test_page_summaries_bound_every_key():
