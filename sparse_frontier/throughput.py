@@ -380,13 +380,15 @@ def per_model(groups: list[dict]) -> list[dict]:
     return rows + [total]
 
 
-def calibration(rows: list[dict], models: Mapping[str, Any], engine: Mapping[str, Any]) -> list[dict]:
-    """Every measured row against the resource model at its own setting and card (measured / modelled)."""
+def calibration(rows: list[dict], models: Mapping[str, Any], engine: Mapping[str, Any],
+                default: Card = H100) -> list[dict]:  # fmt: skip
+    """Every measured row against the resource model at its own setting and card (measured / modelled;
+    ``default``: the card of rows naming none the model knows, as the :class:`Estimator` takes them)."""
     out = []
     for r in rows:
         setting = row_setting(r)
         model = dict(models[r["model"]], name=r["model"])
-        modelled = 3600.0 / modelled_seconds_per_sample(model, engine, setting, row_card(r))
+        modelled = 3600.0 / modelled_seconds_per_sample(model, engine, setting, row_card(r, default))
         out.append(dict(r, modelled_samples_per_hour=modelled, measured_over_modelled=r["samples_per_hour"] / modelled))
     return out
 
@@ -508,7 +510,7 @@ def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_
               "| model | TP | CUDA graphs | handler | length | method | sparsity | out | at once | samples/h | "
               "modelled samples/h | measured / modelled | card | source |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for r in calibration(rows, config["models"], engine):
+    for r in calibration(rows, config["models"], engine, target):
         lines.append(f"| {r['model']} | {r['tensor_parallel_size']} | {r['cuda_graphs']} | {r['handler']} | {r['length']} | "
                      f"{r['method']} | {r['sparsity']:g} | {r['output_tokens']} | {r['concurrency']} | "
                      f"{r['samples_per_hour']:,.0f} | {r['modelled_samples_per_hour']:,.0f} | "
@@ -540,7 +542,7 @@ def cross_card_check(table: list[dict], rows: list[dict], config: Mapping[str, A
     """Every row of ``target`` (in ``table``) whose setting ``rows`` (another card's) also measured:
     its measured samples/hour against the conversion of the other card's row to ``target``."""
     est = Estimator(rows, config["models"], dict(config["engine"]), target)
-    own = [r for r in representative(table)[0] if row_card(r, H100) == target and card_named(str(r["card"]))]
+    own = [r for r in representative(table)[0] if card_named(str(r["card"])) == target]
     checks = []
     for r in own:
         setting = row_setting(r)
