@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kernels import dense_prefill_variants, graph_run, timer  # noqa: E402  (timing shared with kernels.py)
+from kernels import dense_prefill_variants, graph_run, quest_step, timer  # noqa: E402  (shared with kernels.py)
 
 FIELDS = ["part", "length", "sparsity", "batch", "variant", "ms", "note"]
 
@@ -151,20 +151,19 @@ def quest_parts(t, s, b, add, hq=28, hkv=4, d=128):
         add("quest", t, s, b, name, cuda_ms(fn))
         add("quest", t, s, b, name + ", CUDA graph", graph_ms(fn))
 
-    row_k = torch.full((b * hkv,), min(nsel + 1, int(npages.max())), device=dev, dtype=torch.int32)
-    out = torch.empty(b, hq, d, device=dev, dtype=dt)
+    from sparse_frontier.vllm_plugin.paged_decode import QuestStep
 
-    def step():
-        scores = page_scores(q, pmin, pmax, npages, True, True)
-        pages = select_pages(scores, cur, nsel, True, row_k=row_k)
-        return sparse_decode(q, kc, vc, pages, lens, 16, scale, True, out=out)
+    whole = quest_step(q, pmin, pmax, kc, vc, lens, nsel, scale)
+    step = lambda: whole()[0]  # noqa: E731
+
+    out = torch.empty(b, hq, d, device=dev, dtype=dt)
 
     def step_topk():
         scores = page_scores(q, pmin, pmax, npages, True, True)
         return sparse_decode(q, kc, vc, select_pages(scores, cur, nsel), lens, 16, scale, True, out=out)
 
-    # the plugin's layout: vLLM cache blocks [blocks, 16, Hkv, D] and summary pools [blocks, Hkv, D]
-    # in shuffled order, read through a block table
+    # the plugin's path: vLLM cache blocks [blocks, 16, Hkv, D] and summary pools [blocks, Hkv, D] in
+    # shuffled order, read through a block table by the plugin's own per-step object
     per_req = t // 16
     table = torch.randperm(b * per_req, device=dev).reshape(b, per_req).to(torch.int32)
     cache_k, cache_v = (torch.empty(b * per_req, 16, hkv, d, device=dev, dtype=dt) for _ in range(2))
@@ -174,11 +173,8 @@ def quest_parts(t, s, b, add, hq=28, hkv=4, d=128):
     cache_v[flat] = vc.permute(0, 2, 1, 3).reshape(b * per_req, 16, hkv, d)
     pool_min[flat] = pmin.permute(0, 2, 1, 3).reshape(b * per_req, hkv, d)
     pool_max[flat] = pmax.permute(0, 2, 1, 3).reshape(b * per_req, hkv, d)
-
-    def paged_step():
-        scores = page_scores(q, pool_min, pool_max, npages, True, True, block_table=table)
-        pages = select_pages(scores, cur, nsel, True, row_k=row_k)
-        return sparse_decode(q, cache_k, cache_v, pages, lens, 16, scale, True, block_table=table, out=out)
+    quest = QuestStep(table, [t] * b, [nsel] * b, 16, True, hq // hkv, hkv)
+    paged_step = lambda: quest.decode(q, cache_k, cache_v, (pool_min, pool_max), scale, out=out)  # noqa: E731
 
     add("quest", t, s, b, "whole step (select kernel)", cuda_ms(step))
     add("quest", t, s, b, "whole step (torch topk)", cuda_ms(step_topk))

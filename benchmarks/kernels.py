@@ -135,6 +135,23 @@ def graph_run(run, fn) -> float:
     return run(graph.replay)
 
 
+def quest_step(query, pmin, pmax, key, value, lengths, n_select: int, scale: float, page: int = 16):
+    """One layer's Quest decode over a contiguous cache ``[B, Hkv, S, D]`` as a callable -> (out, pages),
+    with the per-step index tensors (int32) made once outside it, as the plugin's QuestStep does."""
+    from sparse_frontier.kernels.quest import page_scores, select_pages, sparse_decode
+
+    npages = (lengths + page - 1) // page
+    current = npages - 1
+    row_k = torch.full((npages.numel(),), min(n_select + 1, int(npages.max())), device=query.device, dtype=torch.int32)
+    out = torch.empty_like(query)
+
+    def step():
+        pages = select_pages(page_scores(query, pmin, pmax, npages, True, True), current, n_select, True, row_k=row_k)
+        return sparse_decode(query, key, value, pages, lengths, page, scale, True, out=out), pages
+
+    return step
+
+
 def rel_err(a, b) -> float:
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
@@ -239,7 +256,7 @@ def main(argv=None) -> int:
     from sparse_frontier.attention.reference import masked_decode, page_keep_mask
     from sparse_frontier.attention.snapkv import SnapKV
     from sparse_frontier.attention.quest import Quest
-    from sparse_frontier.kernels.quest import page_summaries, sparse_decode
+    from sparse_frontier.kernels.quest import page_summaries
 
     for t in args.lengths:
         if over_budget():
@@ -283,20 +300,10 @@ def main(argv=None) -> int:
                                    note="full recomputation; incremental in a paged cache"))
                 for s in args.sparsities:
                     m = Quest(sparsity=s)
-                    from sparse_frontier.kernels.quest import page_scores, select_pages
                     from sparse_frontier.attention.quest import budget_pages
 
-                    npages = (lens + 15) // 16
                     nsel = budget_pages(s, 0, t, 16)
-                    # per-step index tensors made once, outside the layer's kernels, as QuestStep does
-                    current = npages - 1
-                    row_k = torch.full((b * hkv,), min(nsel + 1, int(npages.max())), device=device, dtype=torch.int32)
-                    out_rows = torch.empty_like(qd)
-
-                    def step():
-                        sc = page_scores(qd, pmin, pmax, npages, True, True)
-                        pages = select_pages(sc, current, nsel, True, row_k=row_k)
-                        return sparse_decode(qd, kc, vc, pages, lens, 16, scale, True, out=out_rows), pages
+                    step = quest_step(qd, pmin, pmax, kc, vc, lens, nsel, scale)
 
                     out, pages = step()
                     keep = page_keep_mask(pages[0], t, 16, hq // hkv)

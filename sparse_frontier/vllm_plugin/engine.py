@@ -168,7 +168,7 @@ class Engine:
         that memory is left for what they keep beside the KV cache."""
         specs = [method, *request_methods]
         #: requests of one prompt reuse its cached KV (a sweep of dense-prefill methods): hand them over together
-        self.shares_prompts = share_prompts(specs) if request_methods else False
+        self.shares_prompts = share_prompts(specs)
         os.environ.update(engine_environment(engine, method, self.shares_prompts))
         from vllm import LLM
 
