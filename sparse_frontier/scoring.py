@@ -28,6 +28,9 @@ def score_rows(task_name: str, task_params: Mapping[str, Any], dataset: list[dic
                 "answer_found": answer is not None,
                 "answer": answer,
                 "prompt_tokens": sample["prompt_tokens"],
+                # Question + instructions (Table 5; tasks/generate.py). Datasets generated before the
+                # field existed lack it: then null here and in the summary, and they still score.
+                "question_tokens": sample.get("question_tokens"),
                 "output_tokens": pred["output_tokens"],
                 "sparsity": pred["sparsity"],
             }
@@ -39,6 +42,7 @@ def summarise(rows: list[dict]) -> dict[str, Any]:
     scores = [r["score"] for r in rows]
     n = len(scores)
     sparsities = [r["sparsity"] for r in rows if r["sparsity"] is not None]
+    questions = [r["question_tokens"] for r in rows if r.get("question_tokens") is not None]
     return {
         "samples": n,
         "score": statistics.fmean(scores),
@@ -47,6 +51,7 @@ def summarise(rows: list[dict]) -> dict[str, Any]:
         "missing_answers": sum(not r["answer_found"] for r in rows),
         "sparsity": statistics.fmean(sparsities) if sparsities else None,
         "prompt_tokens": statistics.fmean(r["prompt_tokens"] for r in rows),
+        "question_tokens": statistics.fmean(questions) if questions else None,
         "output_tokens": statistics.fmean(r["output_tokens"] for r in rows),
     }
 

@@ -78,3 +78,22 @@ def test_generation_is_deterministic_and_samples_differ(smollm2_tokenizer):
     assert _digest(first) == _digest(again)
     assert len({json.dumps(r["gold"]) for r in first}) == 3
     assert first[0]["gold"] != other_seed[0]["gold"]
+
+
+def test_rows_record_question_tokens_the_prompt_without_its_context(tokenizer):
+    """Table 5's "question + instructions": the chat prompt rendered with an empty context."""
+    import dataclasses
+    import random
+
+    from sparse_frontier.tasks.generate import chat_prompt_ids
+
+    task = get_task_class("ruler_niah").from_params({})
+    rows = list(generate_samples(task, tokenizer, 1024, samples=2, seed=43))
+    for row in rows:
+        draft = task.draft(random.Random(f"{task.name}/43/{row['id']}"))  # as generate_samples seeds it
+        bare = task.render(dataclasses.replace(draft, context=lambda n: ""), row["units"])
+        assert row["question_tokens"] == len(chat_prompt_ids(tokenizer, bare, task.response_prefix))
+        assert row["question_tokens"] < len(chat_prompt_ids(tokenizer, task.render(draft, 0), task.response_prefix))
+        assert 0 < row["question_tokens"] < row["prompt_tokens"]
+        text = tokenizer.decode(chat_prompt_ids(tokenizer, bare))
+        assert text.count("Question: ") == 2 and "<context>\n\n</context>" in text  # asked twice, no context

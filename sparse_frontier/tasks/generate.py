@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -10,7 +11,7 @@ from typing import Any, Callable, Iterator
 from tqdm import tqdm
 
 from sparse_frontier.io import write_jsonl_atomic
-from sparse_frontier.tasks.base import Task
+from sparse_frontier.tasks.base import Draft, Task
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,28 @@ def fit_units(
     return lo, c_lo
 
 
+def without_context(draft: Draft) -> Draft:
+    """The draft with an empty context (its question and answer format unchanged)."""
+    return dataclasses.replace(draft, context=lambda n: "")
+
+
 def generate_samples(
     task: Task, tokenizer, length: int, samples: int, seed: int
 ) -> Iterator[dict[str, Any]]:
-    """Yield ``samples`` rows, each fitted into [0.95 length, length] tokens."""
+    """Yield ``samples`` rows, each fitted into [0.95 length, length] tokens.
+
+    Row fields: ``id``, ``task``, ``target_length``, ``prompt_tokens`` (the whole prompt's tokens =
+    ``len(input_ids)``), ``question_tokens`` (see below), ``units`` (filler units in the context),
+    ``gold``, ``response_prefix`` and ``input_ids``.
+
+    ``question_tokens`` (the paper's Table 5, "question + instructions"): the token count of the
+    same chat-templated prompt with an empty context, i.e. the task description, the question
+    (asked twice, before and after the context, as the prompt format does), the answer format and
+    instructions, the ``<context>`` tags, the chat template's tokens and the response prefix. Not
+    the prompt with zero filler units: that one still holds what every context needs (NIAH's
+    needles, the QA target document, CWE's list, VT's chains, the first story chapters).
+    The question is the one of the fitted prompt (some questions depend on the context's size).
+    """
     task.prepare(tokenizer)
     slope = None  # tokens per unit of the previous sample: samples of one task are alike
     for index in tqdm(range(samples), desc=f"{task.name} L={length}", disable=None):
@@ -123,11 +142,14 @@ def generate_samples(
         units, tokens = fit_units(count, length, draft.max_units, slope)
         if units > 0:
             slope = max((tokens - len(cache[0])) / units, 1e-6)
+        bare = task.render(without_context(draft), units)  # Table 5: the prompt without its context
+        question_tokens = len(chat_prompt_ids(tokenizer, bare, task.response_prefix))
         yield {
             "id": index,
             "task": task.name,
             "target_length": length,
             "prompt_tokens": tokens,
+            "question_tokens": question_tokens,
             "units": units,
             "gold": draft.gold_at(units),
             "response_prefix": task.response_prefix,
