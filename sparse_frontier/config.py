@@ -90,10 +90,100 @@ def resolve_task(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def resolve_method(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """One method setting (scalar parameters; :func:`method_settings` expands list-valued ones)."""
     from sparse_frontier.attention import get_method_class
 
     cls = get_method_class(entry["method"])
     return entry["method"], cls.resolve_params(entry.get("params", {}))
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool))
+
+
+def _check_scalars(params: Mapping[str, Any], where: str) -> None:
+    for name, value in params.items():
+        if isinstance(value, (list, tuple)):
+            raise ValueError(
+                f"{where}: parameter {name!r} is a list ({list(value)!r}) but cannot take several values "
+                "here; only the params of a methods entry expand into one setting per value"
+            )
+        if not _is_scalar(value):
+            raise ValueError(f"{where}: parameter {name!r} must be a number, string or boolean, got {value!r}")
+
+
+def method_settings(name: str, entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The raw parameter sets of methods entry ``name``: list-valued parameters expand into one
+    setting per value (the product, in the order given, if several are lists); scalars are kept."""
+    import itertools
+
+    where = f"methods entry {name!r}"
+    params = dict(entry.get("params") or {})
+    axes: list[tuple[str, list[Any]]] = []
+    for key, value in params.items():
+        if not isinstance(value, (list, tuple)):
+            _check_scalars({key: value}, where)
+            continue
+        values = list(value)
+        if not values:
+            raise ValueError(f"{where}: parameter {key!r} is an empty list; give at least one value")
+        for v in values:
+            if not _is_scalar(v):
+                raise ValueError(
+                    f"{where}: parameter {key!r} lists {v!r}; each value must be a number, string or boolean"
+                )
+        repeated = sorted({repr(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{where}: parameter {key!r} lists {', '.join(repeated)} more than once")
+        axes.append((key, values))
+    if not axes:
+        return [params]
+    keys = [k for k, _ in axes]
+    return [dict(params, **dict(zip(keys, combo))) for combo in itertools.product(*(v for _, v in axes))]
+
+
+def task_method_defaults(name: str, entry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The checked ``method_defaults`` of tasks entry ``name``: {method name: {parameter: value}}."""
+    from sparse_frontier.attention import get_method_class
+    from sparse_frontier.attention.base import METHODS
+
+    where = f"tasks entry {name!r}"
+    defaults = entry.get("method_defaults") or {}
+    out = {}
+    for method, params in defaults.items():
+        try:
+            cls = get_method_class(method)
+        except ValueError:
+            raise ValueError(
+                f"{where}: method_defaults names unknown method {method!r}; valid: {', '.join(METHODS.names())} "
+                "(or a combination such as vertical_slash+quest)"
+            ) from None
+        params = dict(params or {})
+        _check_scalars(params, f"{where}: method_defaults.{method}")
+        try:
+            cls.from_params(params)  # unknown names and bad values, before any run uses them
+        except ValueError as err:
+            raise ValueError(f"{where}: method_defaults.{method}: {err}") from None
+        out[method] = params
+    return out
+
+
+def _defaults_for(method: str, defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The parameters ``defaults`` (a task's method_defaults) give to a run of ``method``: those of
+    ``method`` itself, else of the combination's component of that name (under the combination's
+    field name, e.g. a prefix where names clash)."""
+    from sparse_frontier.attention import get_method_class
+
+    out: dict[str, Any] = {}
+    parts = method.split("+")
+    if len(parts) > 1:
+        fields = getattr(get_method_class(method), "parts", ())
+        for component, names in fields:
+            outer_of = {inner: outer for outer, inner in names.items()}
+            for key, value in defaults.get(component.name, {}).items():
+                out[outer_of[key]] = value
+    out.update(defaults.get(method, {}))
+    return out
 
 
 def model_location(model: Mapping[str, Any]) -> str:
@@ -117,10 +207,46 @@ def _check_fits(model: Mapping[str, Any], length: int, max_tokens: int, where: s
 
 
 def expand_runs(config: Mapping[str, Any]) -> list[Run]:
-    """Every run of every experiment, de-duplicated (a run shared by experiments appears once)."""
+    """Every run of every experiment, de-duplicated (a run shared by experiments appears once).
+
+    A methods entry with list-valued parameters gives one setting per value (:func:`method_settings`);
+    a tasks entry's ``method_defaults`` fill a run's method parameters that its methods entry leaves
+    unset (:func:`task_method_defaults`)."""
+    from sparse_frontier.attention import get_method_class
+
     runs: dict[paths.RunKey, Run] = {}
-    resolved_tasks = {n: resolve_task(e) for n, e in config["tasks"].items()}
-    resolved_methods = {n: resolve_method(e) for n, e in config["methods"].items()}
+    resolved_tasks = {}
+    task_defaults = {}
+    for n, e in config["tasks"].items():
+        _check_scalars(e.get("params") or {}, f"tasks entry {n!r}")
+        resolved_tasks[n] = resolve_task(e)
+        task_defaults[n] = task_method_defaults(n, e)
+    raw_methods = {n: (e["method"], method_settings(n, e)) for n, e in config["methods"].items()}
+    resolved: dict[tuple, tuple[str, dict[str, Any]]] = {}
+    memo: dict[tuple, list[tuple[str, dict[str, Any]]]] = {}
+
+    def settings(method_name: str, task_name: str | None) -> list[tuple[str, dict[str, Any]]]:
+        if (method_name, task_name) not in memo:
+            memo[method_name, task_name] = _settings(method_name, task_name)
+        return memo[method_name, task_name]
+
+    def _settings(method_name: str, task_name: str | None) -> list[tuple[str, dict[str, Any]]]:
+        method, variants = raw_methods[method_name]
+        extra = _defaults_for(method, task_defaults[task_name]) if task_name else {}
+        out = []
+        for i, raw in enumerate(variants):
+            params = {**{k: v for k, v in extra.items() if k not in raw}, **raw}
+            ident = (method_name, i, tuple(sorted(params.items())))
+            if ident not in resolved:
+                try:
+                    resolved[ident] = (method, get_method_class(method).resolve_params(params))
+                except ValueError as err:
+                    raise ValueError(f"methods entry {method_name!r}: {err}") from None
+            out.append(resolved[ident])
+        return out
+
+    for method_name in raw_methods:  # every entry is checked, used or not
+        settings(method_name, None)
     engine = {k: v for k, v in config["engine"].items() if k not in SCHEDULING_KEYS}
     for exp_name, exp in config["experiments"].items():
         where = f"experiment {exp_name!r}"
@@ -129,31 +255,34 @@ def expand_runs(config: Mapping[str, Any]) -> list[Run]:
             for task_name in exp["tasks"]:
                 task, task_params = _lookup(resolved_tasks, task_name, "task", where)
                 for method_name in exp["methods"]:
-                    method, method_params = _lookup(resolved_methods, method_name, "method", where)
-                    for length in exp["lengths"]:
-                        _check_fits(model, int(length), int(exp["max_output_tokens"]), where)
-                        for seed in exp["seeds"]:
-                            key = paths.RunKey(
-                                task=task,
-                                task_args=paths.format_args(task_params),
-                                length=int(length),
-                                model=model_name,
-                                samples=int(exp["samples"]),
-                                seed=int(seed),
-                                method=method,
-                                method_args=paths.format_args(method_params),
-                                max_tokens=int(exp["max_output_tokens"]),
-                            )
-                            previous = runs.get(key)
-                            names = (previous.experiments if previous else ()) + (exp_name,)
-                            runs[key] = Run(
-                                key=key,
-                                model=model,
-                                task_params=task_params,
-                                method_params=method_params,
-                                engine=engine,
-                                experiments=names,
-                            )
+                    _lookup(raw_methods, method_name, "method", where)
+                    for method, method_params in settings(method_name, task_name):
+                        for length in exp["lengths"]:
+                            _check_fits(model, int(length), int(exp["max_output_tokens"]), where)
+                            for seed in exp["seeds"]:
+                                key = paths.RunKey(
+                                    task=task,
+                                    task_args=paths.format_args(task_params),
+                                    length=int(length),
+                                    model=model_name,
+                                    samples=int(exp["samples"]),
+                                    seed=int(seed),
+                                    method=method,
+                                    method_args=paths.format_args(method_params),
+                                    max_tokens=int(exp["max_output_tokens"]),
+                                )
+                                previous = runs.get(key)
+                                if previous and exp_name in previous.experiments:
+                                    continue  # the same setting listed twice in one experiment
+                                names = (previous.experiments if previous else ()) + (exp_name,)
+                                runs[key] = Run(
+                                    key=key,
+                                    model=model,
+                                    task_params=task_params,
+                                    method_params=method_params,
+                                    engine=engine,
+                                    experiments=names,
+                                )
     return list(runs.values())
 
 

@@ -136,3 +136,107 @@ def test_runs_shared_by_experiments_appear_once_and_are_found_by_wildcards(demo)
 def test_model_location():
     assert model_location({"source": "embedded:smollm2-135m-instruct"}) == "resources/models/smollm2-135m-instruct"
     assert model_location({"source": "Qwen/Qwen2.5-7B-Instruct"}) == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def _methods_config(demo, methods, task_defaults=None):
+    config = copy.deepcopy(demo)
+    config["methods"] = methods
+    config["experiments"]["demo"].update(methods=list(methods), tasks=["niah", "vt"], lengths=[1024])
+    if task_defaults is not None:
+        config["tasks"]["niah"]["method_defaults"] = task_defaults
+    return config
+
+
+def test_list_valued_method_parameters_expand_into_one_setting_per_value(demo):
+    config = _methods_config(demo, {
+        "dense": {"method": "dense"},
+        "quest": {"method": "quest", "params": {"page_size": [16, 32], "sparsity": [0.5, 0.9]}},
+        "snap": {"method": "snapkv", "params": {"sparsity": [0.8], "kernel_size": 7}},
+    })
+    validate(config, SCHEMA)
+    runs = [r for r in expand_runs(config) if r.key.task == "ruler_niah"]
+    quest = [(r.method_params["page_size"], r.method_params["sparsity"]) for r in runs if r.key.method == "quest"]
+    assert quest == [(16, 0.5), (16, 0.9), (32, 0.5), (32, 0.9)]  # the product, in the order given
+    assert len({r.key.method_args for r in runs}) == len(runs) == 6  # each its own path segment
+    assert "page_size~32+" in next(r.key.method_args for r in runs if r.method_params.get("page_size") == 32)
+    snap = [r for r in runs if r.key.method == "snapkv"]
+    assert len(snap) == 1 and snap[0].method_params["kernel_size"] == 7 and snap[0].method_params["sparsity"] == 0.8
+    # a list of one value is the same run as the scalar (the main grid's files are shared)
+    scalar = _methods_config(demo, {"snap": {"method": "snapkv", "params": {"sparsity": 0.8, "kernel_size": 7}}})
+    assert {r.key for r in expand_runs(scalar) if r.key.task == "ruler_niah"} == {snap[0].key}
+
+
+def test_bad_parameter_lists_are_rejected_with_the_entry_and_parameter(demo):
+    empty = _methods_config(demo, {"q": {"method": "quest", "params": {"sparsity": []}}})
+    with pytest.raises(ValueError, match=r"methods entry 'q': parameter 'sparsity' is an empty list"):
+        expand_runs(empty)
+    with pytest.raises(WorkflowError, match="sparsity"):
+        validate(empty, SCHEMA)
+    twice = _methods_config(demo, {"q": {"method": "quest", "params": {"sparsity": [0.5, 0.5]}}})
+    with pytest.raises(ValueError, match=r"methods entry 'q': parameter 'sparsity' lists 0.5 more than once"):
+        expand_runs(twice)
+    nested = _methods_config(demo, {"q": {"method": "quest", "params": {"sparsity": [[0.5]]}}})
+    with pytest.raises(ValueError, match=r"methods entry 'q': parameter 'sparsity' lists \[0.5\]; each value"):
+        expand_runs(nested)
+    bad_value = _methods_config(demo, {"q": {"method": "quest", "params": {"sparsity": [0.5, 1.5]}}})
+    with pytest.raises(ValueError, match=r"methods entry 'q': .*sparsity=1.5 is invalid"):
+        expand_runs(bad_value)
+    # task parameters and method_defaults cannot take several values
+    task_list = copy.deepcopy(demo)
+    task_list["tasks"]["niah"]["params"]["num_queries"] = [1, 2]
+    with pytest.raises(ValueError, match=r"tasks entry 'niah': parameter 'num_queries' is a list .*cannot take several"):
+        expand_runs(task_list)
+    with pytest.raises(WorkflowError):
+        validate(task_list, SCHEMA)
+    defaults_list = _methods_config(demo, {"dense": {"method": "dense"}}, {"vertical_slash": {"approximation_size": [256, 512]}})
+    with pytest.raises(ValueError, match=r"tasks entry 'niah': method_defaults.vertical_slash: parameter 'approximation_size' is a list"):
+        expand_runs(defaults_list)
+
+
+def test_task_method_defaults_fill_only_what_the_method_entry_leaves_unset(demo):
+    methods = {
+        "dense": {"method": "dense"},
+        "vs": {"method": "vertical_slash", "params": {"sparsity": 0.9}},
+        "vs_window": {"method": "vertical_slash", "params": {"sparsity": 0.9, "approximation_size": [128, 256]}},
+        "vs_quest": {"method": "vertical_slash+quest", "params": {"prefill_sparsity": 0.9, "decode_sparsity": 0.9}},
+        "quest": {"method": "quest", "params": {"sparsity": 0.9}},
+    }
+    config = _methods_config(demo, methods, {"vertical_slash": {"approximation_size": 512}, "quest": {"page_size": 32}})
+    validate(config, SCHEMA)
+    runs = expand_runs(config)
+
+    def values(task, method, name):
+        return sorted(r.method_params[name] for r in runs if r.key.task == task and r.key.method == method)
+
+    assert values("ruler_niah", "vertical_slash", "approximation_size") == [128, 256, 512]  # explicit values win
+    assert values("ruler_vt", "vertical_slash", "approximation_size") == [128, 256]  # no defaults: vs is vs_window 256
+    assert values("ruler_niah", "vertical_slash+quest", "approximation_size") == [512]  # the component named
+    assert values("ruler_niah", "vertical_slash+quest", "page_size") == [32]
+    assert values("ruler_niah", "quest", "page_size") == [32] and values("ruler_vt", "quest", "page_size") == [16]
+    niah_vs = next(r for r in runs if r.key.task == "ruler_niah" and r.key.method == "vertical_slash+quest")
+    assert "approximation_size~512" in niah_vs.key.method_args
+    # a default aimed at the whole combination uses the combination's own (prefixed) names
+    config["tasks"]["niah"]["method_defaults"] = {"vertical_slash+quest": {"decode_sparsity": 0.8}}
+    runs = expand_runs(config)
+    assert values("ruler_niah", "vertical_slash+quest", "decode_sparsity") == [0.9]  # set by the entry: kept
+    config["methods"]["vs_quest"]["params"] = {"prefill_sparsity": 0.9}
+    runs = expand_runs(config)
+    assert values("ruler_niah", "vertical_slash+quest", "decode_sparsity") == [0.8]
+
+
+def test_bad_task_method_defaults_name_the_task_entry_and_the_valid_choices(demo):
+    config = _methods_config(demo, {"dense": {"method": "dense"}}, {"vertical_slahs": {"approximation_size": 512}})
+    validate(config, SCHEMA)
+    with pytest.raises(ValueError, match=r"tasks entry 'niah': method_defaults names unknown method 'vertical_slahs'; "
+                                         r"valid: .*quest.*vertical_slash"):
+        expand_runs(config)
+    config["tasks"]["niah"]["method_defaults"] = {"vertical_slash": {"approximation_sise": 512}}
+    with pytest.raises(ValueError, match=r"tasks entry 'niah': method_defaults.vertical_slash: .*unknown parameter\(s\) "
+                                         r"approximation_sise; valid parameters: .*approximation_size"):
+        expand_runs(config)
+    config["tasks"]["niah"]["method_defaults"] = {"vertical_slash": {"approximation_size": 0}}
+    with pytest.raises(ValueError, match=r"tasks entry 'niah': method_defaults.vertical_slash: .*approximation_size=0 is invalid"):
+        expand_runs(config)
+    config["tasks"]["niah"]["method_defaults"] = {"vertical_slash": {"approximation_size": 512}, "oops": 3}
+    with pytest.raises(WorkflowError):
+        validate(config, SCHEMA)
