@@ -32,11 +32,11 @@ def test_shipped_configs_validate_and_expand():
         for e in main.values()
     )
     assert len(expand_runs(dict(paper, experiments=main))) == grid == 14499
-    # the ablations (tests/test_config_ablations.py) add 20 settings x 9 tasks; their dense and
-    # default-value runs are the main grid's own files
+    # the ablations (tests/test_config_ablations.py) add 100 settings x 9 tasks (each knob's values at
+    # five sparsities); their dense and default-value runs are the main grid's own files
     paper_runs = expand_runs(paper)
-    assert len(paper_runs) == 14499 + 180 == 14679
-    assert sum(1 for r in paper_runs if all(e.startswith("ablation_") for e in r.experiments)) == 180
+    assert len(paper_runs) == 14499 + 900 == 15399
+    assert sum(1 for r in paper_runs if all(e.startswith("ablation_") for e in r.experiments)) == 900
     runs = expand_runs(demo_config)
     assert {r.key.length for r in runs} == {1024, 2048}
     assert all(r.gpus == 0 for r in runs)  # CPU demo asks for no GPU

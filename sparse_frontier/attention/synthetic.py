@@ -47,6 +47,8 @@ def synthetic_scores(t: int, n: int, heads: int, seed: int = 0):
 
 
 PAPER_SPARSITIES = [0.95, 1 - 1 / 15, 0.9, 1 - 1 / 7.5, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
+#: FlexPrefill's seven levels (v1 Table 6): the five sparsest, then 3x and 2x (not 0.7 / 0.6)
+FLEXPREFILL_SPARSITIES = PAPER_SPARSITIES[:5] + [1 - 1 / 3, 0.5]
 QWEN25_7B_HEADS = 28  # query heads per layer (4 kv heads, head dim 128)
 
 
@@ -59,7 +61,7 @@ def build_table(model: str, lengths, seeds=(0,), heads: int = QWEN25_7B_HEADS, p
     for length in lengths:
         for method in (VerticalSlash(), FlexPrefill()):
             samples = [synthetic_scores(length, method.approximation_size, heads, seed) for seed in seeds]
-            sparsities = PAPER_SPARSITIES if method.name == "vertical_slash" else PAPER_SPARSITIES[:7]
+            sparsities = PAPER_SPARSITIES if method.name == "vertical_slash" else FLEXPREFILL_SPARSITIES
             points = calibration.calibrate(method, samples, length, sparsities)
             entries.append({
                 "model": model, "method": method.name, "length": length, "fixed": method.calibration_key(),
