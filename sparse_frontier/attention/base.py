@@ -69,6 +69,15 @@ class AttentionMethod(Parameterised):
     name: ClassVar[str]
     #: which phase the method sparsifies: "none" (dense), "prefill", "decode" or "kv"
     phase: ClassVar[str] = "none"
+    #: Taxonomy (paper Table 1, read by :mod:`sparse_frontier.analysis.registry_tables`): the name in
+    #: figures and tables (None: the registered name), the unit of sparsification, how the budget is
+    #: allocated (across heads / by threshold) and what happens to the KV cache. The defaults describe
+    #: dense attention, which is right for dense and for methods that leave attention dense (the
+    #: ``capture_estimation`` recorder); a sparse method sets all four.
+    display_name: ClassVar[Optional[str]] = None
+    unit: ClassVar[str] = "none"
+    budget_allocation: ClassVar[str] = "none"
+    kv_cache: ClassVar[str] = "untouched"
 
     def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
         return None

@@ -84,6 +84,10 @@ class BlockSparse(AttentionMethod):
     """Top key blocks per query block. Knob: ``sparsity`` -> ``top_chunks`` by formula; explicit > 0 wins."""
 
     name = "block_sparse"
+    display_name = "Block-Sparse"
+    unit = "blocks"
+    budget_allocation = "uniform"
+    kv_cache = "untouched"
     phase = "prefill"
     sparsity: float = 0.0
     top_chunks: int = 0

@@ -81,8 +81,12 @@ def combine(name: str) -> type[Combined]:
             names[outer] = f.name
             fields.append((outer, f.type, dataclasses.field(default=f.default)))
         mapping.append((c, names))
+    # taxonomy: each component's entry, in the order named (a combination is no row of Table 1)
+    taxonomy = {attr: " + ".join(getattr(c, attr) or c.name for c in classes)
+                for attr in ("display_name", "unit", "budget_allocation", "kv_cache")}
     cls = dataclasses.make_dataclass(
-        "Combined_" + "_".join(parts), fields, bases=(Combined,), namespace={"name": name, "parts": tuple(mapping)}
+        "Combined_" + "_".join(parts), fields, bases=(Combined,),
+        namespace={"name": name, "parts": tuple(mapping), **taxonomy},
     )
     cls.__doc__ = f"Combination of {', '.join(parts)} (prefix = phase where names clash)."
     return cls

@@ -11,4 +11,5 @@ from sparse_frontier.attention.base import AttentionMethod, register_method
 @dataclass
 class Dense(AttentionMethod):
     name = "dense"
+    display_name = "Dense"
     phase = "none"

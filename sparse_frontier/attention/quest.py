@@ -37,6 +37,10 @@ def budget_pages(sparsity: float, token_budget: int, s: int, page: int) -> int:
 @dataclass
 class Quest(AttentionMethod):
     name = "quest"
+    display_name = "Quest"
+    unit = "pages"
+    budget_allocation = "uniform"
+    kv_cache = "full cache kept, pages selected per step"
     phase = "decode"
     sparsity: float = 0.0
     token_budget: int = 0

@@ -84,6 +84,10 @@ class _SnapBase(AttentionMethod):
 @dataclass
 class SnapKV(_SnapBase):
     name = "snapkv"
+    display_name = "SnapKV"
+    unit = "tokens"
+    budget_allocation = "uniform"
+    kv_cache = "eviction after prefill"
 
     def __post_init__(self):
         self._check_common()
@@ -100,6 +104,10 @@ class SnapKV(_SnapBase):
 @dataclass
 class AdaSnapKV(_SnapBase):
     name = "ada_snapkv"
+    display_name = "Ada-SnapKV"
+    unit = "tokens"
+    budget_allocation = "adaptive across heads"
+    kv_cache = "eviction after prefill"
     min_head_capacity_ratio: float = 0.2
 
     def __post_init__(self):

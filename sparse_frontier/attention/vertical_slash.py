@@ -231,6 +231,10 @@ class VerticalSlash(_VerticalSlashBase):
     """
 
     name = "vertical_slash"
+    display_name = "Vertical-Slash"
+    unit = "verticals and slashes"
+    budget_allocation = "uniform"
+    kv_cache = "untouched"
     sparsity: float = 0.0
     vertical_size: int = 0
     slash_size: int = 0
@@ -290,6 +294,10 @@ class FlexPrefill(_VerticalSlashBase):
     """
 
     name = "flexprefill"
+    display_name = "FlexPrefill"
+    unit = "verticals and slashes"
+    budget_allocation = "threshold (cumulative mass)"
+    kv_cache = "untouched"
     sparsity: float = 0.0
     alpha: float = -1.0
     min_budget: int = 0

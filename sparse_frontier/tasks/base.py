@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Optional
 
 from sparse_frontier.params import Parameterised, Registry
 
@@ -48,6 +48,15 @@ class Task(Parameterised):
 
     name: ClassVar[str]
     description: ClassVar[str]
+
+    #: Taxonomy (paper Table 2, read by :mod:`sparse_frontier.analysis.registry_tables`): the name in
+    #: figures and tables; ``dispersion`` how hard the needed information is to find ("low"/"high");
+    #: ``scope`` how much of it is needed ("low"/"high"); ``natural`` whether the text is natural
+    #: language (False: synthetic RULER text). Every registered task sets all four.
+    display_name: ClassVar[Optional[str]] = None
+    dispersion: ClassVar[Optional[str]] = None
+    scope: ClassVar[Optional[str]] = None
+    natural: ClassVar[Optional[bool]] = None
 
     #: Start the model's reply with "<answer>" (as RULER starts it with an answer prefix): for small
     #: models that never produce the tag on their own. Changes results, so it is a path argument.

@@ -146,6 +146,10 @@ class QaSquad(_QaTask):
     """SQuAD v2.0 dev (answerable questions): an open question; metric: best token F1."""
 
     name = "qa_squad"
+    display_name = "SQuAD"
+    dispersion = "low"
+    scope = "low"
+    natural = True
     description = _DESCRIPTION
     dataset = "squad"
     multiple_choice = False
@@ -176,6 +180,10 @@ class QaQuality(_MultipleChoice):
     """QuALITY (as packaged by LC-VS-RAG): a multiple-choice question about a long document."""
 
     name = "qa_quality"
+    display_name = "QuALITY"
+    dispersion = "low"
+    scope = "low"
+    natural = True
     description = _DESCRIPTION
     dataset = "quality"
 
@@ -191,6 +199,10 @@ class QaToefl(_MultipleChoice):
     """TOEFL-QA (as packaged by LC-VS-RAG): a multiple-choice question about a transcript."""
 
     name = "qa_toefl"
+    display_name = "TOEFL"
+    dispersion = "low"
+    scope = "low"
+    natural = True
     description = _DESCRIPTION
     dataset = "toefl"
 

@@ -32,6 +32,10 @@ class RulerCwe(Task):
     ``distractor_frequency`` times; the number of distractors is what the length search sizes."""
 
     name = "ruler_cwe"
+    display_name = "CWE"
+    dispersion = "low"
+    scope = "high"
+    natural = False
     description = "Below is a numbered list of words. Some words occur in it more often than others."
 
     num_common_words: int = 10

@@ -27,6 +27,10 @@ class RulerNiah(Task):
     """``num_queries`` needles (key -> value sentences) hidden among distractors of the same form."""
 
     name = "ruler_niah"
+    display_name = "NIAH"
+    dispersion = "low"
+    scope = "low"
+    natural = False
     description = (
         "Some special magic values are hidden in the text below. Each sentence of the form "
         '"One of the special magic values for KEY is: VALUE." gives the value of one key.'

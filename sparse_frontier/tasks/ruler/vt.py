@@ -21,6 +21,10 @@ class RulerVt(Task):
     distract. Statements keep their chain order and sit at random depths in neutral filler."""
 
     name = "ruler_vt"
+    display_name = "VT"
+    dispersion = "high"
+    scope = "low"
+    natural = False
     description = (
         "The text below contains assignments of the form \"VAR NAME = VALUE.\", where VALUE is a "
         "number or the name of another variable. A variable assigned another variable holds that "

@@ -44,6 +44,10 @@ class StoryRetrieval(_StoryTask):
     they bought in given chapters."""
 
     name = "story_retrieval"
+    display_name = "Story Retrieval"
+    dispersion = "low"
+    scope = "low"
+    natural = True
     description = DESCRIPTION
 
     num_questions: int = 16
@@ -113,6 +117,10 @@ class StoryMultihop(_StoryTask):
     """Which item was bought immediately before a named one: needs the order of all purchases."""
 
     name = "story_multihop"
+    display_name = "Story Multi-hop"
+    dispersion = "high"
+    scope = "low"
+    natural = True
     description = DESCRIPTION
 
     def __post_init__(self):
@@ -149,6 +157,10 @@ class StoryFiltering(_StoryTask):
     """The purchases of ``num_without_purchase`` chapters are removed; which chapters have none?"""
 
     name = "story_filtering"
+    display_name = "Story Filtering"
+    dispersion = "low"
+    scope = "high"
+    natural = True
     description = DESCRIPTION
 
     num_without_purchase: int = 3
