@@ -14,7 +14,7 @@ plugin methods) are not rows.
 A registered sparse method or task that does not set its taxonomy attributes still gets a row (the
 tables must not break because a new method was added): its name falls back to the registered name,
 each missing entry reads ``"unspecified"``, and a warning names the class and the attributes to set.
-``strict=True`` raises a ValueError instead (the tests use it for the shipped registry).
+``strict=True`` raises one ValueError naming every such class instead.
 """
 
 from __future__ import annotations
@@ -49,14 +49,17 @@ def _unset(cls, base: type, attrs) -> list[str]:
     return [a for a in attrs if not any(a in vars(k) for k in own) or getattr(cls, a) is None]
 
 
-def _report(kind: str, cls, missing: list[str], strict: bool) -> None:
-    if not missing:
-        return
-    msg = (f"{kind} {cls.name!r} ({cls.__module__}.{cls.__qualname__}) sets no taxonomy "
-           f"attribute(s) {', '.join(missing)}: set them as class attributes")
-    if strict:
-        raise ValueError(msg)
-    log.warning("%s; its table row reads %r", msg, MISSING)
+def _problem(kind: str, cls, missing: list[str]) -> str:
+    return (f"{kind} {cls.name!r} ({cls.__module__}.{cls.__qualname__}) sets no taxonomy "
+            f"attribute(s) {', '.join(missing)}")
+
+
+def _report(problems: list[str], strict: bool) -> None:
+    """All classes lacking attributes at once: one ValueError (strict) or one warning each."""
+    if problems and strict:
+        raise ValueError("; ".join(problems) + ": set them as class attributes")
+    for problem in problems:
+        log.warning("%s: set them as class attributes; its table row reads %r", problem, MISSING)
 
 
 def is_sparse_method(cls) -> bool:
@@ -80,14 +83,16 @@ def method_taxonomy(strict: bool = False) -> pd.DataFrame:
     attrs = ("display_name", "unit", "budget_allocation", "kv_cache")
     classes = [c for c in _registered(METHODS) if is_sparse_method(c)]
     classes.sort(key=lambda c: PHASE_ORDER[c.phase])  # stable: registration order within a phase
-    rows = []
+    rows, problems = [], []
     for cls in classes:
         missing = _unset(cls, AttentionMethod, attrs)
-        _report("method", cls, missing, strict)
+        if missing:
+            problems.append(_problem("method", cls, missing))
         value = {a: (MISSING if a in missing else getattr(cls, a)) for a in attrs}
         name = cls.name if "display_name" in missing else cls.display_name
         rows.append((PAPER_PHASE[cls.phase], cls.name, name, value["unit"], value["budget_allocation"],
                      value["kv_cache"]))
+    _report(problems, strict)
     return pd.DataFrame(rows, columns=METHOD_COLUMNS)
 
 
@@ -119,16 +124,18 @@ def task_taxonomy(strict: bool = False) -> pd.DataFrame:
     from sparse_frontier.tasks.base import Task
 
     attrs = ("display_name", "dispersion", "scope", "natural")
-    rows = []
+    rows, problems = [], []
     for cls in _registered(TASKS):
         missing = _unset(cls, Task, attrs)
-        _report("task", cls, missing, strict)
+        if missing:
+            problems.append(_problem("task", cls, missing))
         dispersion = MISSING if "dispersion" in missing else cls.dispersion
         scope = MISSING if "scope" in missing else cls.scope
         natural = MISSING if "natural" in missing else ("yes" if cls.natural else "no")
         family = _family(cls)
         rows.append((cls.name, cls.name if "display_name" in missing else cls.display_name,
                      FAMILIES.get(family, family), dispersion, scope, natural, task_group(dispersion, scope)))
+    _report(problems, strict)
     frame = pd.DataFrame(rows, columns=TASK_COLUMNS)
     family_rank = {name: i for i, name in enumerate(FAMILIES.values())}
     group_rank = {g: i for i, g in enumerate(GROUPS)}
