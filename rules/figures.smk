@@ -1,23 +1,53 @@
-"""Figures and tables: one rule per figure and per table, a named target each, and all_figures."""
+"""Figures and tables: one rule per figure and per table, a named target each, and all_figures.
 
-from sparse_frontier.analysis.figures import FIGURES, TABLES
+Each figure reads the run summaries it plots and no others (sparse_frontier.analysis.figures lists
+which), so `snakemake isoflops` plans only those runs, static tables (taxonomy, tasks, models) and
+the cost and pattern figures plan none, and a figure whose runs did not change is not redrawn.
+"""
 
-#: what a figure or table reads ("table", "samples") -> the file
-ANALYSIS_INPUTS = {"table": paths.SCORES_TABLE, "samples": paths.SAMPLE_SCORES_TABLE}
+import os
+
+from sparse_frontier.analysis.figures import FIGURES, TABLES, runs_per_figure, spec
+
+ABLATIONS = [f"ablation_{a}" for a in config.get("figures", {}).get("ablations", {})]
+SKIP = set(config.get("figures", {}).get("skip", []))
+DRAWN = [f for f in list(FIGURES) + ABLATIONS if f not in SKIP]
+FIGURE_RUNS = runs_per_figure(config, RUNS.runs, list(FIGURES) + list(TABLES) + ABLATIONS)
+ALLOW_MISSING = config.get("figures", {}).get("allow_missing", False)
 
 
-for _name, (_, _needs) in FIGURES.items():
+def figure_input(name):
+    """The summaries a figure reads (with figures.allow_missing: those already scored), the
+    per-sample scores beside them if it needs those, and the captured calibration tables."""
+    wanted = FIGURE_RUNS[name]
+    needs = spec(name)
+
+    @known_params
+    def get(wildcards):
+        have = [s for s in wanted if os.path.exists(s)] if ALLOW_MISSING else wanted
+        out = {"summaries": have}
+        if needs.samples:
+            out["samples"] = [s.removesuffix("summary.json") + "scores.jsonl" for s in have]
+        if needs.calibration:
+            out["calibration"] = [paths.CALIBRATION.format(model=m) for m in CALIBRATION_PLAN]
+        return out
+
+    return get
+
+
+for _name in list(FIGURES) + ABLATIONS:
+    _caption = "ablation" if _name.startswith("ablation_") else _name
 
     rule:
         name:
             f"plot_{_name}"
         input:
-            **{k: ANALYSIS_INPUTS[k] for k in _needs},
+            unpack(figure_input(_name)),
         output:
             pdf=report(
                 paths.FIGURE.format(figure=_name),
-                caption=f"../workflow/report/{_name}.rst",
-                category="Figures",
+                caption=f"../workflow/report/{_caption}.rst",
+                category="Ablations" if _name in ABLATIONS else "Figures",
             ),
             png=paths.FIGURE_PNG.format(figure=_name),
             data=paths.FIGURE_DATA.format(figure=_name),
@@ -28,6 +58,8 @@ for _name, (_, _needs) in FIGURES.items():
             "../envs/pipeline.yaml"
         params:
             name=_name,
+            expected=FIGURE_RUNS[_name],
+            samples=spec(_name).samples,
         script:
             "../workflow/scripts/plot_figure.py"
 
@@ -40,13 +72,13 @@ for _name, (_, _needs) in FIGURES.items():
         localrule: True
 
 
-for _name, (_, _needs) in TABLES.items():
+for _name in TABLES:
 
     rule:
         name:
             f"make_table_{_name}"
         input:
-            **{k: ANALYSIS_INPUTS[k] for k in _needs},
+            unpack(figure_input(_name)),
         output:
             data=report(
                 paths.TABLE.format(table=_name),
@@ -61,6 +93,8 @@ for _name, (_, _needs) in TABLES.items():
             "../envs/pipeline.yaml"
         params:
             name=_name,
+            expected=FIGURE_RUNS[_name],
+            samples=spec(_name).samples,
         script:
             "../workflow/scripts/plot_figure.py"
 
@@ -70,34 +104,6 @@ for _name, (_, _needs) in TABLES.items():
         input:
             paths.TABLE.format(table=_name),
         localrule: True
-
-
-ABLATIONS = [f"ablation_{a}" for a in config.get("figures", {}).get("ablations", {})]
-SKIP = set(config.get("figures", {}).get("skip", []))
-DRAWN = [f for f in list(FIGURES) + ABLATIONS if f not in SKIP]
-
-
-rule plot_ablation:
-    """Hyperparameter ablations declared in config figures.ablations (results/figures/ablation_<name>)."""
-    input:
-        table=paths.SCORES_TABLE,
-    output:
-        pdf=report(
-            paths.FIGURE.replace("{figure}", "ablation_{ablation}"),
-            caption="../workflow/report/ablation.rst",
-            category="Ablations",
-        ),
-        png=paths.FIGURE_PNG.replace("{figure}", "ablation_{ablation}"),
-        data=paths.FIGURE_DATA.replace("{figure}", "ablation_{ablation}"),
-    log:
-        paths.log_path(paths.FIGURE.replace("{figure}", "ablation_{ablation}")),
-    localrule: True
-    conda:
-        "../envs/pipeline.yaml"
-    params:
-        name=lambda wildcards: f"ablation_{wildcards.ablation}",
-    script:
-        "../workflow/scripts/plot_figure.py"
 
 
 # Every figure (with its CSV), every table and every declared ablation.

@@ -171,10 +171,51 @@ def quest_page_summary_elements(arch: Architecture, length: int, page_size: int 
     return batch * arch.global_layers * arch.kv_heads * 2 * arch.head_dim * length / page_size
 
 
-def phase_cost(
-    arch: Architecture, phase: str, length: int, density: float, batch: int = 1, metric: str = "flops"
+def quest_page_score_flops(arch: Architecture, length: int, page_size: int = 16, batch: int = 1) -> float:
+    """Quest's per-step page scoring: each query head scores every page against its min and max
+    vectors (2 products of d_h, a max and a sum): B N h (L / p) (4 d_h + 1)."""
+    _check(length, 1.0, batch)
+    return batch * arch.global_layers * arch.heads * (length / page_size) * (4 * arch.head_dim + 1)
+
+
+#: the index each method builds, priced as the paper's iso plots do (v3 Appendix B): Vertical-Slash
+#: (and FlexPrefill, the same estimation) in prefill FLOPs, Quest's page summaries in decode.
+INDEXED_METHODS = ("vertical_slash", "flexprefill", "quest")
+
+
+def indexing_cost(
+    arch: Architecture, method: str, args: Mapping[str, Any], phase: str, length: int, density: float,
+    batch: int = 1, metric: str = "flops",
 ) -> float:
-    """One number per run for iso-cost plots.
+    """The cost of a method's index in ``phase`` (0 for methods that build none in that phase).
+
+    Vertical-Slash / FlexPrefill: the estimation with ``approximation_size`` queries; the
+    ``(L/64)(k_v + k_s)`` selection term takes ``k_v + k_s = density L`` (the kept pairs of a
+    vertical-slash pattern grow as (k_v + k_s) L; the term is under 1% of the estimation).
+    Quest: page summaries read per decode step (cost) or the page scoring FLOPs (flops).
+    A combination (``a+b``) adds its components' index costs.
+    """
+    total = 0.0
+    for part in method.split("+"):
+        if part in ("vertical_slash", "flexprefill") and phase == "prefill":
+            default = 256 if part == "vertical_slash" else 512
+            queries = int(float(args.get("approximation_size", default)))
+            kept = max(density * length, 1.0)
+            total += vertical_slash_index_flops(arch, length, min(queries, length), kept / 2, kept / 2, batch)
+        elif part == "quest" and phase == "decode":
+            page = int(float(args.get("page_size", 16)))
+            if metric == "cost":
+                total += quest_page_summary_elements(arch, length, page, batch)
+            else:
+                total += quest_page_score_flops(arch, length, page, batch)
+    return total
+
+
+def phase_cost(
+    arch: Architecture, phase: str, length: int, density: float, batch: int = 1, metric: str = "flops",
+    method: str = "dense", args: Optional[Mapping[str, Any]] = None,
+) -> float:
+    """One number per run for iso-cost plots, the method's index included (:func:`indexing_cost`).
 
     ``metric="flops"`` (isoFLOPS, v1): prefill FLOPs of the prompt, or FLOPs of one decode step.
     ``metric="cost"`` (isoCost, v3): prefill FLOPs, or elements moved by one decode step.
@@ -184,10 +225,12 @@ def phase_cost(
     if metric not in ("flops", "cost"):
         raise ValueError(f"unknown cost metric {metric!r}; valid: flops, cost")
     if phase == "prefill":
-        return prefill_flops(arch, length, density, batch)["total"]
-    if metric == "flops":
-        return decode_flops(arch, length, density, batch)["total"]
-    return decode_memory(arch, length, density, batch)["total"]
+        base = prefill_flops(arch, length, density, batch)["total"]
+    elif metric == "flops":
+        base = decode_flops(arch, length, density, batch)["total"]
+    else:
+        base = decode_memory(arch, length, density, batch)["total"]
+    return base + indexing_cost(arch, method, args or {}, phase, length, density, batch, metric)
 
 
 def attention_share(arch: Architecture, length: int, density: float = 1.0) -> float:
@@ -202,8 +245,18 @@ def kv_share(arch: Architecture, length: int, batch: int, density: float = 1.0) 
     return m["kv"] / m["total"]
 
 
+def amdahl(share: float, compression: float) -> float:
+    """Speedup when a ``share`` of the work runs ``compression`` times faster (the paper's Figs 12-13:
+    its 5x speedups 1.48 / 2.20 / 2.80 at 16k / 64k / 128k are this with the attention share of
+    prefill FLOPs, projections included, averaged over the Qwen sizes)."""
+    if not 0.0 <= share <= 1.0 or compression < 1.0:
+        raise ValueError(f"share must lie in [0, 1] and compression be >= 1, got {share}, {compression}")
+    return 1.0 / ((1.0 - share) + share / compression)
+
+
 def prefill_speedup(arch: Architecture, length: int, compression: float) -> float:
-    """Dense over sparse prefill FLOPs when attention keeps 1/compression of the pairs."""
+    """Dense over sparse prefill FLOPs when attention keeps 1/compression of the pairs (the model's own
+    count: only the quadratic core shrinks; the paper's figure applies :func:`amdahl` to all of attention)."""
     return prefill_flops(arch, length)["total"] / prefill_flops(arch, length, 1.0 / compression)["total"]
 
 

@@ -1,7 +1,11 @@
 """The scaling law: acc = sigmoid(a log(params) + b log(length) + g log(compression) + delta_task).
 
 Fitted as a binomial GLM with logit link on per-run mean scores (statsmodels), weighted by samples;
-one fit per phase. Validation holds out the largest value of each axis in turn.
+one fit per phase and model family (the paper fits Qwen; families differ in architecture and
+training, so one law across them would mostly fit their offsets). Validation holds out the largest
+value of each axis in turn; the compression fold holds out the largest *nominal* level
+(``target_compression``), since measured compressions scatter around it and a fold on the largest
+measured value would hold out a single run.
 """
 
 from __future__ import annotations
@@ -12,18 +16,18 @@ import statsmodels.api as sm
 from scipy import stats
 
 AXES = {"params": "log_params", "length": "log_length", "compression": "log_compression"}
+#: the column whose largest value each fold holds out (nominal compression when the table has it)
+FOLD_COLUMNS = {"params": "params", "length": "length", "compression": "target_compression"}
 
 
-def design(runs: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
-    """Columns log_params, log_length, log_compression and one indicator per task (its offset)."""
-    x = pd.DataFrame(
-        {
-            "log_params": np.log(runs["params"].to_numpy(float)),
-            "log_length": np.log(runs["length"].to_numpy(float)),
-            "log_compression": np.log(runs["compression"].to_numpy(float)),
-        },
-        index=runs.index,
-    )
+def fitted_axes(runs: pd.DataFrame) -> list[str]:
+    """Axes with more than one value (a constant axis is collinear with the task offsets)."""
+    return [a for a in AXES if runs[a].nunique() > 1]
+
+
+def design(runs: pd.DataFrame, tasks: list[str], axes=tuple(AXES)) -> pd.DataFrame:
+    """Columns log_<axis> for the fitted axes and one indicator per task (its offset)."""
+    x = pd.DataFrame({AXES[a]: np.log(runs[a].to_numpy(float)) for a in axes}, index=runs.index)
     for task in tasks:
         x[f"task[{task}]"] = (runs["task"] == task).astype(float)
     return x
@@ -32,14 +36,15 @@ def design(runs: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
 def fit(runs: pd.DataFrame):
     """Fit on rows with task, params, length, compression, score, samples; returns the results object."""
     tasks = sorted(runs["task"].unique())
+    axes = fitted_axes(runs)
     model = sm.GLM(
         runs["score"].clip(0, 1).to_numpy(float),
-        design(runs, tasks),
+        design(runs, tasks, axes),
         family=sm.families.Binomial(),
         var_weights=runs["samples"].to_numpy(float),
     )
     result = model.fit()
-    result.tasks = tasks
+    result.tasks, result.axes = tasks, axes
     return result
 
 
@@ -47,7 +52,7 @@ def predict(result, runs: pd.DataFrame) -> np.ndarray:
     unknown = sorted(set(runs["task"]) - set(result.tasks))
     if unknown:
         raise ValueError(f"tasks {unknown} were not in the fit; fitted tasks: {result.tasks}")
-    return np.asarray(result.predict(design(runs, result.tasks)))
+    return np.asarray(result.predict(design(runs, result.tasks, result.axes)))
 
 
 def r_squared(y, y_hat) -> float:
@@ -70,13 +75,16 @@ def holdout_validation(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     metrics, predictions = [], []
     for axis in AXES:
-        if runs[axis].nunique() < 2:
+        column = FOLD_COLUMNS[axis] if FOLD_COLUMNS[axis] in runs else axis
+        if runs[column].nunique() < 2:
             continue  # nothing left to fit on when the axis has a single value
-        largest = runs[axis].max()
-        test, train = runs[runs[axis] == largest], runs[runs[axis] != largest]
+        largest = runs[column].max()
+        test, train = runs[runs[column] == largest], runs[runs[column] != largest]
         if train["task"].nunique() < runs["task"].nunique():
             continue
         result = fit(train)
+        if axis not in result.axes:
+            continue  # the training part has one value of the axis: it cannot extrapolate along it
         pred = test.assign(predicted=predict(result, test), held_out=axis)
         predictions.append(pred)
         for task, rows in pred.groupby("task"):

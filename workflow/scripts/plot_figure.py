@@ -1,13 +1,22 @@
 """Snakemake script: draw one figure (PDF + PNG) or table (markdown) and the CSV of what it shows."""
 
+import json
+
+from sparse_frontier import paths
 from sparse_frontier.analysis.figures import build, load_inputs, save
 from sparse_frontier.logs import setup_logging
 
 setup_logging(snakemake.log[0])
+calibration = {
+    paths.parse_path(paths.CALIBRATION, p)["model"]: json.loads(open(p).read())
+    for p in snakemake.input.get("calibration", [])
+}
 inputs = load_inputs(
     snakemake.config,
-    table_path=snakemake.input.get("table"),
-    samples_path=snakemake.input.get("samples"),
+    summaries=snakemake.input.get("summaries", []),
+    expected=snakemake.params.expected,
+    samples=snakemake.params.samples,
+    calibration=calibration,
 )
 out = build(snakemake.params.name, inputs)
 save(

@@ -1,0 +1,177 @@
+"""How the loss from sparsity changes with sequence length and model size (v3 Figs 4, 15-21).
+
+Error = dense score - sparse score on the same prompts; relative error = error / dense score, both
+of the means over the averaged cells (a cell with a dense score near 0 cannot blow the ratio up).
+Curves are read at nominal sparsities by interpolation (:func:`interpolate_curves`), main-grid
+settings only. The paper's figures aggregate over methods:
+
+- ``length_effect`` (v3 Fig 4): relative error vs sparsity, a line per length; panels: all
+  methods, prefill methods, decode methods. A length where only a few methods run (128k) is left out
+  of a panel averaged over methods rather than shrinking the other lengths to those methods (noted
+  on the figure; it appears in the per-method view).
+- ``model_size`` (v3 Figs 20-21): relative error vs sparsity, a line per model of a family; a row
+  per family, columns easy / hard tasks (``figures.easy_tasks`` / ``hard_tasks``).
+Extras: ``length_effect_per_method`` and ``model_size_per_method`` (a panel per method),
+``length_effect_per_task`` (family x task, v3 Figs 15-16) and ``model_size_per_length``
+(family x length, v3 Figs 17-18).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sparse_frontier.analysis.figures.common import (
+    CELL_KEYS, Inputs, Output, common_mean, grid, interpolate_curves, length_label, main_runs, need, ordered_models,
+    palette, prepare,
+)
+
+#: a line (length, model) holding under this share of the fullest line's cells is left out of a panel
+MIN_COVERAGE = 0.6
+
+
+def curves(inputs: Inputs) -> tuple[pd.DataFrame, list[str]]:
+    table, missing = prepare(inputs)
+    table = main_runs(table)
+    need(table, "the length / model-size figures")
+    c = interpolate_curves(table, CELL_KEYS, inputs.settings["interpolation_tolerance"])
+    need(c, "the length / model-size figures (sparse runs with a dense twin)")
+    return c, missing
+
+
+def errors(mean: pd.DataFrame) -> pd.DataFrame:
+    mean["absolute_error"] = mean["dense_score"] - mean["score"]
+    mean["relative_error"] = mean["absolute_error"] / mean["dense_score"].replace(0, np.nan)
+    return mean
+
+
+def aggregate(c: pd.DataFrame, views: dict, panel: list, line: str, cells: list, notes: list, what: str) -> pd.DataFrame:
+    """Per view (a name -> row filter), the mean error per (panel, line, target) over common cells."""
+    parts = []
+    for view, keep in views.items():
+        sub = c[keep(c)]
+        if sub.empty:
+            continue
+        m = common_mean(sub, panel + ["target"], [line], cells, ["score", "dense_score"], notes,
+                        f"{what} {view}", MIN_COVERAGE)
+        parts.append(m.assign(view=view))
+    if not parts:
+        raise ValueError(f"{what}: no sparse runs to aggregate")
+    return errors(pd.concat(parts, ignore_index=True))
+
+
+def _draw(d: pd.DataFrame, rows: list, cols: list, row_col: str, col_col: str, line: str, inputs: Inputs,
+          y: str = "relative_error", title=None):
+    fig, axes = grid(len(rows), len(cols), 3.4, 2.9, sharey=True)
+    values = sorted(d[line].unique(), key=lambda v: (inputs.models[v].params if v in inputs.models else v))
+    if line == "model":
+        values = ordered_models(inputs, d[line])
+    colours = palette(values)
+    for r, rv in enumerate(rows):
+        for c, cv in enumerate(cols):
+            ax = axes[r][c]
+            g = d[(d[row_col] == rv) & (d[col_col] == cv)] if row_col != col_col else d[d[col_col] == cv]
+            for v in values:
+                ln = g[g[line] == v].sort_values("target")
+                if ln.empty:
+                    continue
+                label = length_label(v) if line == "length" else str(v)
+                ax.plot(ln["target"], ln[y], marker="o", ms=2.5, color=colours[v], label=label)
+            ax.axhline(0, color="k", lw=0.6)
+            ax.set_title(title(rv, cv) if title else f"{rv} · {cv}", fontsize=8)
+            ax.set_xlabel("sparsity", fontsize=7)
+            ax.grid(alpha=0.3)
+            if c == len(cols) - 1:
+                ax.legend(fontsize=6, title=line, title_fontsize=6)
+        axes[r][0].set_ylabel(y.replace("_", " "), fontsize=8)
+    return fig
+
+
+PHASE_VIEWS = {
+    "all methods": lambda c: c["phase"].isin(["prefill", "decode"]),
+    "prefill methods": lambda c: c["phase"] == "prefill",
+    "decode methods": lambda c: c["phase"] == "decode",
+}
+
+
+def length_effect(inputs: Inputs) -> Output:
+    c, missing = curves(inputs)
+    notes: list = []
+    d = aggregate(c, PHASE_VIEWS, [], "length", ["method", "task", "model", "seed"], notes, "length effect")
+    return Output(d, missing=missing, notes=notes)
+
+
+def draw_length_effect(out: Output, inputs: Inputs):
+    d = out.data.assign(one="")
+    views = [v for v in PHASE_VIEWS if (d["view"] == v).any()]
+    return _draw(d, [""], views, "one", "view", "length", inputs, title=lambda r, c: f"{c}: mean over tasks, models")
+
+
+def length_effect_per_method(inputs: Inputs) -> Output:
+    c, missing = curves(inputs)
+    notes: list = []
+    d = aggregate(c, {"": lambda x: x["phase"] != "none"}, ["method"], "length", ["task", "model", "seed"], notes,
+                  "length effect per method")
+    return Output(d, missing=missing, notes=notes)
+
+
+def draw_per_method(line: str):
+    def draw(out: Output, inputs: Inputs):
+        d = out.data.assign(one="")
+        rows = sorted(d["family"].unique()) if "family" in d else [""]
+        row_col = "family" if "family" in d else "one"
+        return _draw(d, rows, sorted(d["method"].unique()), row_col, "method", line, inputs)
+    return draw
+
+
+def length_effect_per_task(inputs: Inputs) -> Output:
+    c, missing = curves(inputs)
+    notes: list = []
+    d = aggregate(c, {"": lambda x: x["phase"] != "none"}, ["family", "task"], "length", ["method", "model", "seed"],
+                  notes, "length effect per task")
+    return Output(d, missing=missing, notes=notes)
+
+
+def draw_family_by(col: str, line: str):
+    def draw(out: Output, inputs: Inputs):
+        d = out.data
+        return _draw(d, sorted(d["family"].unique()), sorted(d[col].unique()), "family", col, line, inputs,
+                     title=lambda r, c: f"{r} · {length_label(c) if col == 'length' else c}")
+    return draw
+
+
+def model_size(inputs: Inputs) -> Output:
+    s = inputs.settings
+    c, missing = curves(inputs)
+    c = c[c["phase"].isin(["prefill", "decode"])]
+    groups = {"easy tasks": s["easy_tasks"], "hard tasks": s["hard_tasks"]}
+    views = {name: (lambda x, t=tasks: x["task"].isin(t)) for name, tasks in groups.items()}
+    if not any(c["task"].isin(t).any() for t in groups.values()):
+        raise ValueError(f"no sparse runs on the easy tasks {groups['easy tasks']} or hard tasks {groups['hard tasks']} "
+                         "(config figures.easy_tasks / hard_tasks)")
+    notes: list = []
+    d = aggregate(c, views, ["family"], "model", ["method", "task", "length", "seed"], notes, "model size")
+    return Output(d, missing=missing, notes=notes)
+
+
+def draw_model_size(out: Output, inputs: Inputs):
+    d = out.data
+    views = [v for v in ("easy tasks", "hard tasks") if (d["view"] == v).any()]
+    return _draw(d, sorted(d["family"].unique()), views, "family", "view", "model", inputs,
+                 title=lambda r, c: f"{r} · {c}: mean over methods")
+
+
+def model_size_per_method(inputs: Inputs) -> Output:
+    c, missing = curves(inputs)
+    notes: list = []
+    d = aggregate(c, {"": lambda x: x["phase"] != "none"}, ["family", "method"], "model", ["task", "length", "seed"],
+                  notes, "model size per method")
+    return Output(d, missing=missing, notes=notes)
+
+
+def model_size_per_length(inputs: Inputs) -> Output:
+    c, missing = curves(inputs)
+    notes: list = []
+    d = aggregate(c, {"": lambda x: x["phase"] != "none"}, ["family", "length"], "model", ["method", "task", "seed"],
+                  notes, "model size per length")
+    return Output(d, missing=missing, notes=notes)

@@ -1,0 +1,86 @@
+"""The per-task method comparison (v1 Fig 4): score vs compression, one panel per task.
+
+As the paper: prefill methods (Vertical-Slash, FlexPrefill, Block-Sparse) and decode methods
+(SnapKV, Ada-SnapKV, Quest) in separate rows; tasks grouped by their retrieval type; main-grid
+settings only (ablation settings never join these lines); lengths 16k-64k (``figures.task_lengths``:
+the lengths every method runs), averaged over models and lengths. Each method's curve per (task,
+model, length) is read at its nominal sparsities by linear interpolation of the measured ones
+(:func:`interpolate_curves`); every line of a panel averages the same cells; the band is the
+standard error of that mean. Combinations (``a+b``) get a row of their own.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from sparse_frontier.analysis.figures.common import (
+    CELL_KEYS, Inputs, Output, common_mean, grid, interpolate_curves, length_label, log_ticks, main_runs, need,
+    palette, prepare,
+)
+
+ROWS = {"prefill": "prefill methods", "decode": "decode methods", "combined": "prefill + decode"}
+
+
+def task_groups() -> dict[str, str]:
+    """task -> retrieval type, from each task class's dispersion and scope (paper Table 2)."""
+    from sparse_frontier.analysis.registry_tables import task_taxonomy
+
+    frame = task_taxonomy()
+    return dict(zip(frame["task"], frame["group"]))
+
+
+def ordered_tasks(tasks) -> list[tuple[str, str]]:
+    """(group, task) in the paper's order of retrieval types, tasks of a group together."""
+    groups = task_groups()
+    order = list(dict.fromkeys(groups.values()))
+    return sorted(((groups.get(t, "other"), t) for t in set(tasks)),
+                  key=lambda gt: (order.index(gt[0]) if gt[0] in order else len(order), gt[1]))
+
+
+def runs(frame: pd.DataFrame, inputs: Inputs) -> pd.Series:
+    return frame["main"] & frame["length"].isin(inputs.settings["task_lengths"])
+
+
+def data(inputs: Inputs) -> Output:
+    table, missing = prepare(inputs)
+    table = table[runs(table, inputs)]
+    need(table, f"task_comparison at lengths {inputs.settings['task_lengths']}")
+    curves = interpolate_curves(table, CELL_KEYS, inputs.settings["interpolation_tolerance"])
+    need(curves, "task_comparison (sparse runs with a dense twin)")
+    curves["row"] = curves["phase"].map(lambda p: "combined" if p == "combined" else p)
+    notes: list = []
+    mean = common_mean(curves, ["row", "task"], ["method", "target"], ["model", "length", "seed"],
+                       ["score", "dense_score", "compression"], notes, "per-task")
+    groups = task_groups()
+    mean["group"] = mean["task"].map(lambda t: groups.get(t, "other"))
+    return Output(mean, missing=missing, notes=notes)
+
+
+def draw(out: Output, inputs: Inputs):
+    d = out.data
+    rows = [r for r in ROWS if (d["row"] == r).any()]
+    tasks = ordered_tasks(d["task"])
+    fig, axes = grid(len(rows), len(tasks), 3.0, 2.8, sharey=True)
+    colours = palette(sorted(d["method"].unique()))
+    for r, row in enumerate(rows):
+        for c, (group, task) in enumerate(tasks):
+            ax = axes[r][c]
+            g = d[(d["row"] == row) & (d["task"] == task)]
+            for method, line in g.groupby("method"):
+                line = line.sort_values("compression")
+                x = [1.0] + line["compression"].tolist()
+                y = [line["dense_score"].iloc[0]] + line["score"].tolist()
+                se = [0.0] + line["score_se"].fillna(0).tolist()
+                ax.plot(x, y, marker="o", ms=2.5, lw=1.2, color=colours[method], label=method)
+                ax.fill_between(x, [a - b for a, b in zip(y, se)], [a + b for a, b in zip(y, se)], color=colours[method], alpha=0.18)
+            if not g.empty:
+                ax.scatter([1.0], [g["dense_score"].iloc[0]], color="k", s=12, zorder=3, label="dense")
+                log_ticks(ax, [1, 2, 5, 10, 20])
+            ax.set_title(f"{task}\n({group})" if r == 0 else task, fontsize=8)
+            ax.set_xlabel("compression ratio", fontsize=7)
+            ax.grid(alpha=0.3)
+        axes[r][0].set_ylabel(f"{ROWS[row]}\nscore (mean ± SE)", fontsize=8)
+        axes[r][-1].legend(fontsize=6)
+    lengths = ", ".join(length_label(x) for x in inputs.settings["task_lengths"])
+    fig.suptitle(f"Per-task comparison, main grid at {lengths}, mean over models and lengths", fontsize=9)
+    return fig
