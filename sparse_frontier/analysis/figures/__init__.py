@@ -21,7 +21,7 @@ import pandas as pd
 from sparse_frontier.analysis.figures import (
     ablations, accuracy, costs, effects, iso, patterns, per_task, retention, scaling_law, tables,
 )
-from sparse_frontier.analysis.figures.common import DEFAULTS, Inputs, Output, prepare  # noqa: F401
+from sparse_frontier.analysis.figures.common import DEFAULTS, Inputs, Output, prepare, run_name  # noqa: F401
 from sparse_frontier.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -76,11 +76,11 @@ def spec(name: str) -> Figure:
     raise ValueError(f"unknown figure or table {name!r}; available: {', '.join(sorted({**FIGURES, **TABLES}))}, ablation_<name>")
 
 
-def build(name: str, inputs: Inputs) -> Output:
-    """Data and figure of ``name``, with missing runs checked."""
+def build(name: str, inputs: Inputs, draw: bool = True) -> Output:
+    """Data and (with ``draw``) figure of ``name``, with missing runs checked."""
     s = spec(name)
     out = s.data(inputs)
-    out.missing = sorted(set(out.missing))
+    out.missing = missing_runs(s, inputs) if s.runs else []
     out.notes = list(dict.fromkeys(out.notes))
     if out.missing:
         listing = "\n  ".join(out.missing)
@@ -90,9 +90,18 @@ def build(name: str, inputs: Inputs) -> Output:
         log.warning("%s: drawn without %d missing runs:\n  %s", name, len(out.missing), listing)
     for note in out.notes:
         log.info("%s: %s", name, note)
-    if s.draw is not None:
+    if draw and s.draw is not None:
         out.fig = s.draw(out, inputs)
     return out
+
+
+def missing_runs(s: Figure, inputs: Inputs) -> list[str]:
+    """The ``status == "missing"`` runs this figure would read (not those of other figures)."""
+    table = inputs.table
+    if "status" not in table or not (table["status"] == "missing").any():
+        return []
+    gone, _ = prepare(inputs, table[table["status"] == "missing"].assign(status="ok"))
+    return sorted({run_name(r) for _, r in gone[s.runs(gone, inputs)].iterrows()})
 
 
 def footnote(out: Output, limit: int = 6) -> str:

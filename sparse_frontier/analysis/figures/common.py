@@ -260,10 +260,10 @@ def grid(rows, cols, w=3.8, h=3.2, **kw):
 def length_label(x: int) -> str:
     """16384 -> 16k; 128000 (the paper's "128k", as upstream ran it) -> 128k."""
     x = int(x)
+    if x % 1000 == 0 and x >= 1000:  # before 1024: 128000 is also 125 x 1024
+        return f"{x // 1000}k"
     if x % 1024 == 0:
         return f"{x // 1024}k"
-    if x % 1000 == 0 and x >= 1000:
-        return f"{x // 1000}k"
     return str(x)
 
 

@@ -31,12 +31,17 @@ MIN_COVERAGE = 0.6
 
 
 def curves(inputs: Inputs) -> tuple[pd.DataFrame, list[str]]:
+    """Main-grid curves read at nominal sparsities (computed once per inputs: six figures use them)."""
+    cached = getattr(inputs, "_effect_curves", None)
+    if cached is not None and cached[0] is inputs.table:
+        return cached[1].copy(), list(cached[2])
     table, missing = prepare(inputs)
     table = main_runs(table)
     need(table, "the length / model-size figures")
     c = interpolate_curves(table, CELL_KEYS, inputs.settings["interpolation_tolerance"])
     need(c, "the length / model-size figures (sparse runs with a dense twin)")
-    return c, missing
+    inputs._effect_curves = (inputs.table, c, missing)
+    return c.copy(), list(missing)
 
 
 def errors(mean: pd.DataFrame) -> pd.DataFrame:
@@ -46,14 +51,30 @@ def errors(mean: pd.DataFrame) -> pd.DataFrame:
 
 
 def aggregate(c: pd.DataFrame, views: dict, panel: list, line: str, cells: list, notes: list, what: str) -> pd.DataFrame:
-    """Per view (a name -> row filter), the mean error per (panel, line, target) over common cells."""
+    """Per view (a name -> row filter), the mean error per (panel, line, target) over common cells.
+
+    Which lines a panel keeps is decided over all its sparsity levels at once: a line holding under
+    ``MIN_COVERAGE`` of the fullest line's cells (e.g. 128k, where two of six methods run) is left
+    out of the whole panel, not kept at the few levels where only its methods have points.
+    """
     parts = []
     for view, keep in views.items():
         sub = c[keep(c)]
         if sub.empty:
             continue
-        m = common_mean(sub, panel + ["target"], [line], cells, ["score", "dense_score"], notes,
-                        f"{what} {view}", MIN_COVERAGE)
+        kept = []
+        for pkey, p in (sub.groupby(panel, sort=True) if panel else [((), sub)]):
+            have = p.groupby(line)[cells + ["target"]].apply(lambda g: len(g.drop_duplicates()))
+            thin = have[have < MIN_COVERAGE * have.max()]
+            pkey = pkey if isinstance(pkey, tuple) else (pkey,)
+            where = ", ".join(f"{k}={v}" for k, v in zip(panel, pkey))
+            for value, n in thin.items():
+                shown = length_label(value) if line == "length" else value
+                notes.append(f"{what} {view}{' [' + where + ']' if where else ''}: {line} {shown} left out "
+                             f"(has {n} of the {have.max()} points of the fullest {line}; see the per-method view)")
+            kept.append(p[~p[line].isin(thin.index)])
+        m = common_mean(pd.concat(kept), panel + ["target"], [line], cells, ["score", "dense_score"], notes,
+                        f"{what} {view}")
         parts.append(m.assign(view=view))
     if not parts:
         raise ValueError(f"{what}: no sparse runs to aggregate")
