@@ -125,10 +125,11 @@ def save(out: Output, name: str, data_path: str, pdf_path: str | None = None, pn
         write_text_atomic(md_path, text + "\n")
     if out.fig is not None:
         note = footnote(out)
-        if note:
+        if out.fig.get_layout_engine() is None:
+            bottom = min(0.3, 0.012 * (note.count("\n") + 1) * 6 / max(out.fig.get_size_inches()[1], 1)) if note else 0
+            out.fig.tight_layout(rect=(0, bottom, 1, 1))
+        if note:  # constrained layouts: the figure's bottom-left corner (their own rectangle is fixed)
             out.fig.text(0.01, 0.002, note, fontsize=5, color="firebrick", va="bottom")
-        bottom = min(0.3, 0.012 * (note.count("\n") + 1) * 6 / max(out.fig.get_size_inches()[1], 1)) if note else 0
-        out.fig.tight_layout(rect=(0, bottom, 1, 1))
         for path in filter(None, (pdf_path, png_path)):
             tmp = f"{path}.tmp.{path.rsplit('.', 1)[-1]}"
             out.fig.savefig(tmp, dpi=150)

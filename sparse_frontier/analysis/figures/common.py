@@ -33,7 +33,7 @@ DEFAULTS = {
     "cost_batch_size": 64, "breakdown_lengths": [16384, 32768, 65536, 131072], "breakdown_batch_sizes": [1, 8, 64],
     "breakdown_compression": 5, "breakdown_family": None, "pair_batch_size": 8, "phase_methods": {},
     "easy_tasks": ["story_retrieval", "ruler_niah"], "hard_tasks": ["ruler_vt", "story_filtering"], "ablations": {},
-    "iso_panels": [], "task_lengths": [16384, 32768, 65536], "interpolation_tolerance": 0.03,
+    "iso_panels": [], "task_lengths": [], "interpolation_tolerance": 0.03,
 }
 #: the paper's compression levels (v1 Table 6), the common points curves are interpolated to
 PAPER_SPARSITIES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1 - 1 / 7.5, 0.9, 1 - 1 / 15, 0.95)

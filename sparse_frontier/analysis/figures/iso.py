@@ -10,6 +10,7 @@ summaries), as the paper's cost model does.
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
@@ -85,35 +86,43 @@ def data(inputs: Inputs, metric: str, batch: int) -> Output:
 
 
 def draw(out: Output, inputs: Inputs):
+    """A row per (phase, family), a column per length: families never share a panel or a frontier."""
     d = out.data
     metric, batch = d["metric"].iloc[0], int(d["batch"].iloc[0])
     phases = [p for p in cost.PHASES if (d["phase"] == p).any()]
-    cols = [p for p in panels(inputs, d) if ((d["family"] == p[0]) & (d["length"] == p[1])).any()]
-    fig, axes = grid(len(phases), len(cols), 4.0, 3.4)
+    families = sorted(d["family"].unique())
+    rows = [(p, f) for p in phases for f in families if ((d["phase"] == p) & (d["family"] == f)).any()]
+    lengths = sorted(d["length"].unique())
+    fig, axes = grid(len(rows), len(lengths), 3.3, 2.7)
+    fig.set_layout_engine("constrained")  # room for the shared colour bar
     norm = matplotlib.colors.LogNorm(1, max(20.0, float(d["target_compression"].max())))
-    shapes = {}
-    for fam in d["family"].unique():
-        shapes.update(markers(ordered_models(inputs, d.loc[d["family"] == fam, "model"])))
     sc = None
-    for r, phase in enumerate(phases):
-        for c, (family, length) in enumerate(cols):
+    for r, (phase, family) in enumerate(rows):
+        shapes = markers(ordered_models(inputs, d.loc[d["family"] == family, "model"]))
+        for c, length in enumerate(lengths):
             ax = axes[r][c]
             g = d[(d["phase"] == phase) & (d["family"] == family) & (d["length"] == length)]
+            if g.empty:
+                ax.axis("off")
+                continue
             for model in ordered_models(inputs, g["model"]):
                 m = g[g["model"] == model]
                 sc = ax.scatter(m["cost"], m["score"], c=m["target_compression"], cmap="viridis", norm=norm,
-                                marker=shapes[model], edgecolor="k", linewidth=0.4, s=30, label=model)
+                                marker=shapes[model], edgecolor="k", linewidth=0.3, s=22, label=model)
             f = g[g["on_frontier"].astype(bool)].sort_values("cost")
             ax.plot(f["cost"], f["score"], ":", color="k", lw=1)
             unit = "FLOPs" if metric == "flops" or phase == "prefill" else "elements moved"
-            ax.set(xscale="log", title=f"{family} · {length_label(length)} · {phase}", xlabel=f"{phase} {unit} (batch {batch})")
-            ax.title.set_fontsize(9)
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.tick_params(labelsize=6)
+            ax.set_title(f"{family} · {length_label(length)} · {phase}", fontsize=8)
+            ax.set_xlabel(f"{phase} {unit} (batch {batch})", fontsize=6)
             ax.grid(alpha=0.3)
-            if r == 0:
-                ax.legend(fontsize=6, title="model", title_fontsize=6)
-        axes[r][0].set_ylabel("mean score over tasks")
+            if c == 0 or axes[r][c - 1].axison is False:
+                ax.set_ylabel("mean score over tasks", fontsize=7)
+                ax.legend(fontsize=5, title="model", title_fontsize=5, loc="lower right")
     if sc is not None:
-        fig.colorbar(sc, ax=axes, label="compression ratio (nominal)")
+        fig.colorbar(sc, ax=axes, label="compression ratio (nominal)", shrink=0.5)
     return fig
 
 
