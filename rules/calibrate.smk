@@ -22,6 +22,7 @@ rule calibrate_attention:
         runtime=calibration_resource("runtime"),
     params:
         datasets=lambda wildcards: CALIBRATION_PLAN[wildcards.model],
+        settings=lambda wildcards: CALIBRATION_SETTINGS.get(wildcards.model, []),
         run=calibration_run,
         prompts=CALIBRATION["prompts"],
         model_location=calibration_model_location,

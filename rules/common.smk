@@ -10,7 +10,11 @@ from sparse_frontier.config import RunIndex, expand_runs, model_location
 from sparse_frontier.predict import copy_sweep_predictions
 from sparse_frontier.resources import predict_resources
 from sparse_frontier.sweeps import SweepIndex, sweep_resources
-from sparse_frontier.calibrate import calibration_datasets, needs_calibration
+from sparse_frontier.calibrate import (
+    calibration_datasets,
+    calibration_settings,
+    needs_calibration,
+)
 from sparse_frontier.tasks.qa.sources import NORMALISED, SOURCES, normalised_path
 
 validate(config, "../workflow/schemas/config.schema.yaml")
@@ -154,6 +158,9 @@ CALIBRATION = config["calibration"]  # schema defaults filled in by validate()
 CALIBRATION_PLAN = (
     calibration_datasets(RUNS.runs, config) if CALIBRATION["capture"] else {}
 )
+# {model: [{method, fixed, lengths}]}: each calibrated setting its runs look up (e.g. Vertical-Slash
+# at approximation_size 256 and 512), fitted by its calibrate_attention job
+CALIBRATION_SETTINGS = calibration_settings(RUNS.runs) if CALIBRATION["capture"] else {}
 
 
 @known_params

@@ -92,7 +92,7 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_calibrate(args) -> None:
-    from sparse_frontier.calibrate import calibrate_model, needs_calibration
+    from sparse_frontier.calibrate import calibrate_model, calibration_settings, needs_calibration
     from sparse_frontier.config import expand_runs, load_config, model_location
 
     config = load_config(args.config)
@@ -106,9 +106,16 @@ def cmd_calibrate(args) -> None:
             raise SystemExit(f"--dataset {item!r}: expected LENGTH=PATH, e.g. 16384=results/datasets/.../dataset.jsonl")
         datasets[int(length)] = path
     # engines sized like the model's sparse predict jobs (their output budget), as rule calibrate_attention does
-    budgets = [r.key.max_tokens for r in expand_runs(config) if r.key.model == args.model and needs_calibration(r.key.method)]
+    runs = [r for r in expand_runs(config) if r.key.model == args.model]
+    budgets = [r.key.max_tokens for r in runs if needs_calibration(r.key.method)]
+    # the settings the model's runs look up (each approximation_size ...; at every --dataset length),
+    # else the methods' defaults
+    settings = calibration_settings(runs).get(args.model)
+    if settings is not None:
+        settings = [{"method": s["method"], "fixed": s["fixed"]} for s in settings]
     calibrate_model(args.model_location or model_location(dict(model, name=args.model)), args.model, datasets,
-                    args.output, config["engine"], prompts_per_length=args.prompts, max_new_tokens=max(budgets, default=1),
+                    args.output, config["engine"], settings=settings, prompts_per_length=args.prompts,
+                    max_new_tokens=max(budgets, default=1),
                     tensor_parallel_size=model["tensor_parallel_size"],
                     yarn_original=model.get("yarn_original_max_position_embeddings"))
 

@@ -11,6 +11,7 @@ calibrate_model(
     {int(length): path for length, path in snakemake.params.datasets.items()},
     snakemake.output[0],
     run["engine"],
+    settings=snakemake.params.settings,
     prompts_per_length=snakemake.params.prompts,
     max_new_tokens=run["key"]["max_tokens"],
     tensor_parallel_size=run["model"]["tensor_parallel_size"],
