@@ -1,11 +1,13 @@
 """Config validation, the run grid, path grammar and wildcard constraints shared by all rules."""
 
 import inspect
+import os
 
 from snakemake.common import overwrite_function_params
 from snakemake.utils import validate
 
 from sparse_frontier import paths
+from sparse_frontier.analysis.figures import FIGURES, TABLES, runs_per_figure, spec
 from sparse_frontier.config import RunIndex, expand_runs, model_location
 from sparse_frontier.predict import copy_sweep_predictions
 from sparse_frontier.resources import predict_resources
@@ -219,3 +221,37 @@ def calibration_model_inputs(wildcards):
 @known_params
 def calibration_model_location(wildcards):
     return model_folder(calibration_dataset_wildcards(wildcards))
+
+
+# -- figures and tables (rules/figures.smk): the runs each one reads ---------------------------
+ABLATIONS = [f"ablation_{a}" for a in config.get("figures", {}).get("ablations", {})]
+SKIP = set(config.get("figures", {}).get("skip", []))
+DRAWN = [f for f in list(FIGURES) + ABLATIONS if f not in SKIP]
+FIGURE_RUNS = runs_per_figure(
+    config, RUNS.runs, list(FIGURES) + list(TABLES) + ABLATIONS
+)
+ALLOW_MISSING = config.get("figures", {}).get("allow_missing", False)
+
+
+def figure_input(name):
+    """The summaries a figure reads (with figures.allow_missing: those already scored), the
+    per-sample scores beside them if it needs those, and the captured calibration tables.
+    """
+    wanted = FIGURE_RUNS[name]
+    needs = spec(name)
+
+    @known_params
+    def get(wildcards):
+        have = [s for s in wanted if os.path.exists(s)] if ALLOW_MISSING else wanted
+        out = {"summaries": have}
+        if needs.samples:
+            out["samples"] = [
+                s.removesuffix("summary.json") + "scores.jsonl" for s in have
+            ]
+        if needs.calibration:
+            out["calibration"] = [
+                paths.CALIBRATION.format(model=m) for m in CALIBRATION_PLAN
+            ]
+        return out
+
+    return get

@@ -5,35 +5,7 @@ which), so `snakemake isoflops` plans only those runs, static tables (taxonomy, 
 the cost and pattern figures plan none, and a figure whose runs did not change is not redrawn.
 """
 
-import os
-
-from sparse_frontier.analysis.figures import FIGURES, TABLES, runs_per_figure, spec
-
-ABLATIONS = [f"ablation_{a}" for a in config.get("figures", {}).get("ablations", {})]
-SKIP = set(config.get("figures", {}).get("skip", []))
-DRAWN = [f for f in list(FIGURES) + ABLATIONS if f not in SKIP]
-FIGURE_RUNS = runs_per_figure(config, RUNS.runs, list(FIGURES) + list(TABLES) + ABLATIONS)
-ALLOW_MISSING = config.get("figures", {}).get("allow_missing", False)
-
-
-def figure_input(name):
-    """The summaries a figure reads (with figures.allow_missing: those already scored), the
-    per-sample scores beside them if it needs those, and the captured calibration tables."""
-    wanted = FIGURE_RUNS[name]
-    needs = spec(name)
-
-    @known_params
-    def get(wildcards):
-        have = [s for s in wanted if os.path.exists(s)] if ALLOW_MISSING else wanted
-        out = {"summaries": have}
-        if needs.samples:
-            out["samples"] = [s.removesuffix("summary.json") + "scores.jsonl" for s in have]
-        if needs.calibration:
-            out["calibration"] = [paths.CALIBRATION.format(model=m) for m in CALIBRATION_PLAN]
-        return out
-
-    return get
-
+from sparse_frontier.analysis.figures import FIGURES, TABLES, spec
 
 for _name in list(FIGURES) + ABLATIONS:
     _caption = "ablation" if _name.startswith("ablation_") else _name

@@ -191,7 +191,7 @@ def indexing_cost(
 
     Vertical-Slash / FlexPrefill: the estimation with ``approximation_size`` queries; the
     ``(L/64)(k_v + k_s)`` selection term takes ``k_v + k_s = density L`` (the kept pairs of a
-    vertical-slash pattern grow as (k_v + k_s) L; the term is under 1% of the estimation).
+    vertical-slash pattern grow as (k_v + k_s) L; the term is at most ~2% of the estimation).
     Quest: page summaries read per decode step (cost) or the page scoring FLOPs (flops).
     A combination (``a+b``) adds its components' index costs.
     """

@@ -35,8 +35,6 @@ DEFAULTS = {
     "easy_tasks": ["story_retrieval", "ruler_niah"], "hard_tasks": ["ruler_vt", "story_filtering"], "ablations": {},
     "iso_panels": [], "task_lengths": [], "interpolation_tolerance": 0.03,
 }
-#: the paper's compression levels (v1 Table 6), the common points curves are interpolated to
-PAPER_SPARSITIES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1 - 1 / 7.5, 0.9, 1 - 1 / 15, 0.95)
 _SIZE = re.compile(r"-\d+(\.\d+)?[bmk]\b.*$", re.IGNORECASE)
 
 
@@ -212,7 +210,7 @@ def common_mean(df: pd.DataFrame, panel: Sequence[str], line: Sequence[str], cel
 
 
 def interpolate_curves(table: pd.DataFrame, curve: Sequence[str], tolerance: float,
-                       by: Sequence[str] = ("method",)) -> pd.DataFrame:
+                       by: Sequence[str] = ("method",), points: Sequence[float] | None = None) -> pd.DataFrame:
     """Each method's score curve per cell read at its nominal sparsities (the paper interpolates linearly).
 
     ``table`` holds the sparse runs and dense runs of the same cells; ``curve`` the cell columns
@@ -221,6 +219,8 @@ def interpolate_curves(table: pd.DataFrame, curve: Sequence[str], tolerance: flo
     curves of runs whose measured sparsity missed the target a little average at common points.
     A target more than ``tolerance`` beyond the measured range is left out (NaN, then missing).
     ``by``: what tells curves of one cell apart (the method; an ablation adds the varied value).
+    ``points``: read every curve at these sparsities instead of its own nominal ones (so methods
+    with different level grids meet at common points; each keeps the points inside its range).
     Returns sparse rows with ``score``, ``score_se`` and ``dense_score`` at ``sparsity == target``.
     """
     curve, by = list(curve), list(by)
@@ -237,10 +237,12 @@ def interpolate_curves(table: pd.DataFrame, curve: Sequence[str], tolerance: flo
         se = np.concatenate([[d.get("score_se", 0.0)], g["score_se"].to_numpy(float)]) if "score_se" in g else None
         order = np.argsort(x, kind="stable")
         x, y = x[order], y[order]
+        if points is not None:
+            g = g.iloc[[0] * len(points)].assign(target=np.asarray(points, float), sparsity=np.nan)
         t = g["target"].to_numpy(float)
         inside = (t >= x.min() - tolerance) & (t <= x.max() + tolerance)
         rows = g.assign(score=np.where(inside, np.interp(t, x, y), np.nan), dense_score=float(d["score"]),
-                        measured_sparsity=g["sparsity"].to_numpy(float), sparsity=t,
+                        measured_sparsity=g["sparsity"].to_numpy(float) if points is None else np.nan, sparsity=t,
                         compression=1.0 / (1.0 - np.clip(t, 0, 1 - 1e-9)))
         if se is not None:
             nearest = np.abs(x[:, None] - t[None, :]).argmin(0)

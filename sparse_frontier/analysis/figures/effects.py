@@ -2,8 +2,9 @@
 
 Error = dense score - sparse score on the same prompts; relative error = error / dense score, both
 of the means over the averaged cells (a cell with a dense score near 0 cannot blow the ratio up).
-Curves are read at nominal sparsities by interpolation (:func:`interpolate_curves`), main-grid
-settings only. The paper's figures aggregate over methods:
+Every method's curve is read at every nominal level of the grid by interpolation
+(:func:`interpolate_curves`), main-grid settings only; a panel averaged over methods keeps only the
+levels inside every method's range, so each point averages the same methods. The paper's figures aggregate over methods:
 
 - ``length_effect`` (v3 Fig 4): relative error vs sparsity, a line per length; panels: all
   methods, prefill methods, decode methods. A length where only a few methods run (128k) is left out
@@ -38,7 +39,10 @@ def curves(inputs: Inputs) -> tuple[pd.DataFrame, list[str]]:
     table, missing = prepare(inputs)
     table = main_runs(table)
     need(table, "the length / model-size figures")
-    c = interpolate_curves(table, CELL_KEYS, inputs.settings["interpolation_tolerance"])
+    # every method read at every nominal level of the grid (inside its measured range): methods with
+    # different level grids (Block-Sparse has no 0.3, Vertical-Slash no 0.6667) meet at common points
+    points = sorted(t for t in table["target"].unique() if t > 0)
+    c = interpolate_curves(table, CELL_KEYS, inputs.settings["interpolation_tolerance"], points=points)
     need(c, "the length / model-size figures (sparse runs with a dense twin)")
     inputs._effect_curves = (inputs.table, c, missing)
     return c.copy(), list(missing)
@@ -62,6 +66,13 @@ def aggregate(c: pd.DataFrame, views: dict, panel: list, line: str, cells: list,
         sub = c[keep(c)]
         if sub.empty:
             continue
+        # a point averaged over methods holds every method of the view: x never changes the mix
+        methods = sub.groupby("target")["method"].nunique()
+        partial = methods[methods < sub["method"].nunique()].index
+        if len(partial):
+            notes.append(f"{what} {view}: sparsity {', '.join(f'{t:g}' for t in partial)} left out "
+                         f"(outside some methods' range)")
+            sub = sub[~sub["target"].isin(partial)]
         kept = []
         for pkey, p in (sub.groupby(panel, sort=True) if panel else [((), sub)]):
             have = p.groupby(line)[cells + ["target"]].apply(lambda g: len(g.drop_duplicates()))

@@ -31,14 +31,20 @@ def panels(inputs: Inputs, table: pd.DataFrame) -> list[tuple[str, int]]:
     return [(p["family"], int(p["length"])) for p in chosen]
 
 
-def runs(frame: pd.DataFrame, inputs: Inputs) -> pd.Series:
-    """The runs the iso figures plot: main-grid dense and phase-method runs of the chosen panels."""
-    chosen = inputs.settings["iso_panels"]
+def phase_method_runs(frame: pd.DataFrame, inputs: Inputs) -> pd.Series:
+    """Main-grid dense runs and runs of each phase's methods (``figures.phase_methods``)."""
     keep = frame["main"] & ((frame["method"] == "dense") | frame["phase"].isin(cost.PHASES))
     for phase in cost.PHASES:
         methods = inputs.settings["phase_methods"].get(phase)
         if methods:
             keep &= (frame["phase"] != phase) | frame["method"].isin(methods)
+    return keep
+
+
+def runs(frame: pd.DataFrame, inputs: Inputs) -> pd.Series:
+    """The runs the iso figures plot: main-grid dense and phase-method runs of the chosen panels."""
+    chosen = inputs.settings["iso_panels"]
+    keep = phase_method_runs(frame, inputs)
     if chosen:
         wanted = {(p["family"], int(p["length"])) for p in chosen}
         keep &= pd.Series([(f, int(L)) in wanted for f, L in zip(frame["family"], frame["length"])], index=frame.index)

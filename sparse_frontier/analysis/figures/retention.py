@@ -17,7 +17,7 @@ from sparse_frontier.analysis.aggregate import KEY_COLUMNS
 from sparse_frontier.analysis.figures import iso
 from sparse_frontier.analysis.figures.common import Inputs, Output, grid, length_label, need, ordered_models, palette, prepare
 
-runs = iso.runs
+runs = iso.phase_method_runs  # every panel: figures.iso_panels only thins the iso figures
 
 
 def data(inputs: Inputs) -> Output:

@@ -15,7 +15,7 @@ from sparse_frontier.analysis import cost, scaling
 from sparse_frontier.analysis.figures import iso
 from sparse_frontier.analysis.figures.common import Inputs, Output, grid, main_runs, palette, phase_runs, prepare
 
-runs = iso.runs
+runs = iso.phase_method_runs  # every panel: figures.iso_panels only thins the iso figures
 
 
 def fits(inputs: Inputs) -> tuple[pd.DataFrame, pd.DataFrame, list]:
