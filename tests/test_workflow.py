@@ -103,6 +103,20 @@ def test_end_to_end_on_the_vllm_cpu_engine(tmp_path, tiny_model):
     assert list((tmp_path / "logs/predictions").rglob("*.log"))
     # Nothing left to do on a second invocation.
     assert "Nothing to be done" in snakemake(*targets, "-n", "--directory", str(tmp_path), "--configfile", str(config))
+    # Each figure reads only its runs: a static table plans no run; a run whose summary changed
+    # redraws the figures that read it (and reruns nothing upstream), never the static tables; a
+    # summary touched with the same content redraws nothing (Snakemake compares checksums).
+    where = ("--directory", str(tmp_path), "--configfile", str(config))
+    snakemake("table_taxonomy", "--cores", "1", *where)
+    summary = next((tmp_path / "results/scores").rglob("summary.json"))
+    later = summary.stat().st_mtime + 60
+    os.utime(summary, (later, later))
+    assert "Nothing to be done" in snakemake("accuracy_vs_length", "-n", *where)
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "score": 1.0}))
+    assert "Nothing to be done" in snakemake("table_taxonomy", "-n", *where)
+    dry = snakemake("accuracy_vs_length", "-n", *where)
+    assert "rule plot_accuracy_vs_length:" in dry
+    assert "rule score:" not in dry and "rule predict:" not in dry
 
 
 def test_captured_calibration_feeds_the_sparse_runs(tmp_path, tiny_model):
