@@ -139,14 +139,6 @@ def draw_length_effect(out: Output, inputs: Inputs):
     return _draw(d, [""], views, "one", "view", "length", inputs, title=lambda r, c: f"{c}: mean over tasks, models")
 
 
-def length_effect_per_method(inputs: Inputs) -> Output:
-    c, missing = curves(inputs)
-    notes: list = []
-    d = aggregate(c, {"": lambda x: x["phase"] != "none"}, ["method"], "length", ["task", "model", "seed"], notes,
-                  "length effect per method")
-    return Output(d, missing=missing, notes=notes)
-
-
 def draw_per_method(line: str):
     def draw(out: Output, inputs: Inputs):
         d = out.data.assign(one="")
@@ -154,14 +146,6 @@ def draw_per_method(line: str):
         row_col = "family" if "family" in d else "one"
         return _draw(d, rows, sorted(d["method"].unique()), row_col, "method", line, inputs)
     return draw
-
-
-def length_effect_per_task(inputs: Inputs) -> Output:
-    c, missing = curves(inputs)
-    notes: list = []
-    d = aggregate(c, {"": lambda x: x["phase"] != "none"}, ["family", "task"], "length", ["method", "model", "seed"],
-                  notes, "length effect per task")
-    return Output(d, missing=missing, notes=notes)
 
 
 def draw_family_by(col: str, line: str):
@@ -193,17 +177,17 @@ def draw_model_size(out: Output, inputs: Inputs):
                  title=lambda r, c: f"{r} · {c}: mean over methods")
 
 
-def model_size_per_method(inputs: Inputs) -> Output:
-    c, missing = curves(inputs)
-    notes: list = []
-    d = aggregate(c, {"": lambda x: x["phase"] != "none"}, ["family", "method"], "model", ["task", "length", "seed"],
-                  notes, "model size per method")
-    return Output(d, missing=missing, notes=notes)
+def per_view(panel: list, line: str, cells: list, what: str):
+    """A figure's data: every sparse method's error averaged per (panel, line, sparsity) over ``cells``."""
+    def data(inputs: Inputs) -> Output:
+        c, missing = curves(inputs)
+        notes: list = []
+        d = aggregate(c, {"": lambda x: x["phase"] != "none"}, panel, line, cells, notes, what)
+        return Output(d, missing=missing, notes=notes)
+    return data
 
 
-def model_size_per_length(inputs: Inputs) -> Output:
-    c, missing = curves(inputs)
-    notes: list = []
-    d = aggregate(c, {"": lambda x: x["phase"] != "none"}, ["family", "length"], "model", ["method", "task", "seed"],
-                  notes, "model size per length")
-    return Output(d, missing=missing, notes=notes)
+length_effect_per_method = per_view(["method"], "length", ["task", "model", "seed"], "length effect per method")
+length_effect_per_task = per_view(["family", "task"], "length", ["method", "model", "seed"], "length effect per task")
+model_size_per_method = per_view(["family", "method"], "model", ["task", "length", "seed"], "model size per method")
+model_size_per_length = per_view(["family", "length"], "model", ["method", "task", "seed"], "model size per length")
