@@ -44,3 +44,22 @@ def smollm2_tokenizer():
 
     gguf = embedded_gguf("smollm2-135m-instruct")
     return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+@pytest.fixture(scope="session")
+def paper():
+    """config/config.yaml validated as Snakemake validates it (schema defaults filled in)."""
+    import yaml
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+    return config
+
+
+@pytest.fixture(scope="session")
+def runs(paper):
+    """Every run of the paper grid."""
+    from sparse_frontier.config import expand_runs
+
+    return expand_runs(paper)

@@ -14,18 +14,13 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import math
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from snakemake.utils import validate
 
 from sparse_frontier.attention import get_method_class
 from sparse_frontier.attention.reference import kv_selection_mask, page_keep_mask
-from sparse_frontier.config import expand_runs
 
-REPO = Path(__file__).resolve().parent.parent
 PAPER = {  # ablation -> (method, parameter, values)
     "block_size": ("block_sparse", "chunk_size", [16, 32, 64]),
     "page_size": ("quest", "page_size", [16, 32, 64]),
@@ -38,18 +33,6 @@ PAPER = {  # ablation -> (method, parameter, values)
 #: the main grid's own value is a line of the ablation (its runs shared), except FlexPrefill's
 #: min_budget, whose grid value 0 means "from the calibration" (the paper's lines fix it)
 NO_DEFAULT_LINE = {"min_budget"}
-
-
-@pytest.fixture(scope="module")
-def paper():
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
-    return config
-
-
-@pytest.fixture(scope="module")
-def runs(paper):
-    return expand_runs(paper)
 
 
 def ablation_runs(config, runs, name):

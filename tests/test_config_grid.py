@@ -10,33 +10,14 @@ Retrieval, 256 elsewhere; Gemma up to 64k; 128k only for dense, Vertical-Slash a
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
-
-import pytest
-import yaml
-from snakemake.utils import validate
 
 from sparse_frontier import calibrate
 from sparse_frontier.attention import calibration, synthetic
 from sparse_frontier.attention.block_sparse import block_density, top_chunks_for
 from sparse_frontier.attention.vertical_slash import FlexPrefill
-from sparse_frontier.config import expand_runs
 
-REPO = Path(__file__).resolve().parent.parent
 LENGTHS = (16384, 32768, 65536)
 DENSEST_TWO = {16384: (188, 300), 32768: (376, 600), 65536: (752, 1200)}
-
-
-@pytest.fixture(scope="module")
-def paper():
-    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
-    return config
-
-
-@pytest.fixture(scope="module")
-def runs(paper):
-    return expand_runs(paper)
 
 
 def main_levels(runs, method):
