@@ -7,7 +7,6 @@ localrules:
     collect_scores,
 
 
-ALLOW_MISSING = config.get("figures", {}).get("allow_missing", False)
 SUMMARIES = [run.key.summary for run in RUNS.runs]
 
 

@@ -63,9 +63,7 @@ def frontier(panel: pd.DataFrame) -> pd.Series:
 def data(inputs: Inputs, metric: str, batch: int) -> Output:
     table, missing = prepare(inputs)
     need(table, "the iso-cost figures")
-    table = table[runs(table, inputs)]
-    wanted = set(panels(inputs, table))
-    table = table[[(f, int(L)) in wanted for f, L in zip(table["family"], table["length"])]]
+    table = table[runs(table, inputs)]  # the chosen panels' runs only
     notes, parts = [], []
     for phase in cost.PHASES:
         ph = phase_runs(inputs, table, phase)
