@@ -9,6 +9,7 @@ from snakemake.utils import validate
 from sparse_frontier import paths
 from sparse_frontier.analysis.figures import FIGURES, TABLES, runs_per_figure, spec
 from sparse_frontier.config import RunIndex, expand_runs, model_location
+from sparse_frontier.logs import failures_logged
 from sparse_frontier.predict import copy_sweep_predictions
 from sparse_frontier.resources import predict_resources
 from sparse_frontier.sweeps import SweepIndex, sweep_resources

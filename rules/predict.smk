@@ -73,4 +73,5 @@ else:
         params:
             source=paths.SWEEP_PREDICTIONS,
         run:
-            copy_sweep_predictions(params.source, output[0], input[0], log[0])
+            with failures_logged(log[0]):
+                copy_sweep_predictions(params.source, output[0], input[0], log[0])

@@ -1,7 +1,11 @@
 """Prediction jobs: read a dataset, generate with vLLM through the plugin, append rows as they finish.
 
 The engine reads prompts (token ids) from the dataset file and never imports task code. A killed
-job resumes: finished samples are in ``<output>.partial`` and are skipped on the rerun.
+job resumes: finished samples are in the journal ``<output>.partial`` and are skipped on the rerun
+(which also rebuilds a deleted final file without predicting again; io.ResumableJsonl). Every row
+records the digest of its dataset file, so rows of a regenerated or foreign dataset are never reused
+or scored. A job holds the journal's lock for its life: a job left running by a killed Snakemake and
+its rerun never write one journal together.
 
 ``run_predictions`` is one run per engine (rule ``predict``); ``run_sweep`` serves several runs of
 one dataset, differing only in their method, with one engine (rule ``predict_sweep``,
@@ -10,9 +14,9 @@ one dataset, differing only in their method, with one engine (rule ``predict_swe
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,7 +24,10 @@ from tqdm import tqdm
 
 from sparse_frontier import paths
 from sparse_frontier.io import (
+    CorruptFileError,
     ResumableJsonl,
+    file_digest,
+    read_json,
     read_jsonl,
     write_json_atomic,
     write_provenance,
@@ -30,11 +37,15 @@ from sparse_frontier.io import (
 log = logging.getLogger(__name__)
 
 
-def _read_samples(dataset_path: str, key: Mapping[str, Any]) -> list[dict]:
+def _read_samples(dataset_path: str, key: Mapping[str, Any]) -> tuple[list[dict], str]:
+    """The dataset's samples and its digest (recorded in every row, checked by scoring)."""
     samples = read_jsonl(dataset_path)
     if len(samples) != key["samples"]:
-        raise ValueError(f"{dataset_path} has {len(samples)} samples, the run expects {key['samples']}")
-    return samples
+        raise ValueError(
+            f"{dataset_path} has {len(samples)} samples, the run expects {key['samples']}: the file is "
+            "incomplete or from another config; delete it and rerun to regenerate it"
+        )
+    return samples, file_digest(dataset_path)
 
 
 def method_spec(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,9 +73,11 @@ def _start_engine(run: Mapping[str, Any], samples: list[dict], model_location: s
     )
 
 
-def _row(sample: Mapping[str, Any], gen, concurrency: int, seconds: float) -> dict[str, Any]:
+def _row(sample: Mapping[str, Any], gen, concurrency: int, seconds: float, digest: str) -> dict[str, Any]:
     return {
         "id": sample["id"],
+        # which dataset file the prompt came from: scoring refuses rows of another dataset
+        "dataset_digest": digest,
         "prediction": gen.text,
         "output_tokens": gen.output_tokens,
         "finish_reason": gen.finish_reason,
@@ -91,39 +104,50 @@ def run_predictions(
 ) -> None:
     """Predict every sample of ``dataset_path`` into ``output`` for ``run`` (see ``Run.as_dict``)."""
     key = run["key"]
-    samples = _read_samples(dataset_path, key)
+    samples, digest = _read_samples(dataset_path, key)
     store = ResumableJsonl(output)
-    done = store.load()
-    todo = [s for s in samples if s["id"] not in done]
-    log.info("%s: %d samples, %d already done, %d to predict", output, len(samples), len(done), len(todo))
-    if todo:
-        engine = _start_engine(run, samples, model_location)
-        progress = tqdm(total=len(todo), desc="predict", disable=None)
-        start = time.perf_counter()
-        # every answer is appended as it finishes: a killed job loses only the requests in flight
-        for index, gen in engine.stream(((s["input_ids"], None) for s in todo), key["max_tokens"], key["seed"]):
-            store.append([_row(todo[index], gen, engine.max_num_seqs, time.perf_counter() - start)])
-            progress.update(1)
-        progress.close()
-    write_provenance(output, dict(run))
-    store.finalise([s["id"] for s in samples])
+    with store.exclusive():  # one writer per journal, e.g. against a job a killed Snakemake left running
+        done = store.load(digest)
+        todo = [s for s in samples if s["id"] not in done]
+        log.info("%s: %d samples, %d already done, %d to predict", output, len(samples), len(done), len(todo))
+        if todo:
+            engine = _start_engine(run, samples, model_location)
+            progress = tqdm(total=len(todo), desc="predict", disable=None)
+            start = time.perf_counter()
+            # every answer is appended as it finishes: a killed job loses only the requests in flight
+            requests = ((s["input_ids"], None) for s in todo)
+            for index, gen in engine.stream(requests, key["max_tokens"], key["seed"]):
+                seconds = time.perf_counter() - start
+                store.append([_row(todo[index], gen, engine.max_num_seqs, seconds, digest)])
+                progress.update(1)
+            progress.close()
+        write_provenance(output, dict(run))
+        store.finalise([s["id"] for s in samples], digest)
     log.info("wrote %s", output)
 
 
-def _adopt(run: Mapping[str, Any], store: ResumableJsonl, ids: list) -> bool:
+def _adopt(run: Mapping[str, Any], store: ResumableJsonl, ids: list, digest: str) -> bool:
     """Take over the run's finished per-run predictions file (from before grouping was switched on)."""
     source = Path(paths.PREDICTIONS.format(**run["key"]))
-    if not source.exists():
-        return False
-    text = source.read_text()
-    if [json.loads(line)["id"] for line in text.splitlines() if line.strip()] != ids:
+    if not _is_final_for(source, ids, digest):
         return False
     source_provenance = Path(paths.provenance_path(str(source)))
-    provenance = json.loads(source_provenance.read_text()) if source_provenance.exists() else {"config": dict(run)}
-    _write_with_provenance(str(store.final), text, dict(provenance, adopted_from=str(source)))
-    store.partial.unlink(missing_ok=True)
+    provenance = read_json(source_provenance) if source_provenance.exists() else {"config": dict(run)}
+    _write_with_provenance(str(store.final), source.read_text(), dict(provenance, adopted_from=str(source)))
     log.info("%s: adopted the finished %s", store.final, source)
     return True
+
+
+def _is_final_for(path: Path, ids: list, digest: str) -> bool:
+    """Whether ``path`` is a finished predictions file of exactly these samples of this dataset."""
+    if not path.exists():
+        return False
+    try:
+        rows = read_jsonl(path)
+    except CorruptFileError as err:
+        log.warning("%s; predicting again", err)
+        return False
+    return [r.get("id") for r in rows] == ids and all(r.get("dataset_digest", digest) == digest for r in rows)
 
 
 def run_sweep(runs: Sequence[Mapping[str, Any]], dataset_path: str, model_location: str, manifest: str) -> None:
@@ -141,22 +165,39 @@ def run_sweep(runs: Sequence[Mapping[str, Any]], dataset_path: str, model_locati
     for run in runs[1:]:
         if any(run["key"][k] != first[k] for k in shared):
             raise ValueError(f"sweep runs must differ only in their method: {run['key']} vs {first}")
-    samples = _read_samples(dataset_path, first)
+    samples, digest = _read_samples(dataset_path, first)
     ids = [s["id"] for s in samples]
     stores = [ResumableJsonl(paths.SWEEP_PREDICTIONS.format(**run["key"])) for run in runs]
+    with ExitStack() as locks:
+        # one writer per journal; taken in path order so two sweeps sharing runs cannot deadlock
+        for store in sorted(stores, key=lambda s: str(s.final)):
+            locks.enter_context(store.exclusive())
+        _predict_sweep(runs, stores, samples, digest, model_location, manifest)
+    listing = [
+        {"key": dict(run["key"]), "predictions": str(store.final), "samples": len(ids)}
+        for run, store in zip(runs, stores)
+    ]
+    write_provenance(manifest, {"runs": [dict(run) for run in runs]})
+    write_json_atomic(manifest, {"runs": listing})
+    log.info("wrote %s (%d runs)", manifest, len(runs))
+
+
+def _predict_sweep(runs, stores, samples, digest: str, model_location: str, manifest: str) -> None:
+    first = runs[0]["key"]
+    ids = [s["id"] for s in samples]
     todo: list[tuple[int, dict]] = []  # (index of the run, sample)
     remaining = [0] * len(runs)
     for index, (run, store) in enumerate(zip(runs, stores)):
-        if store.final.exists() or _adopt(run, store, ids):
+        if _is_final_for(store.final, ids, digest) or _adopt(run, store, ids, digest):
             log.info("%s: finished earlier", store.final)
             continue
-        done = store.load()
+        done = store.load(digest)
         missing = [s for s in samples if s["id"] not in done]
         log.info("%s: %d samples, %d already done, %d to predict", store.final, len(samples), len(done), len(missing))
         todo += [(index, s) for s in missing]
         remaining[index] = len(missing)
         if not missing:
-            _finalise(run, store, ids, manifest)
+            _finalise(run, store, ids, manifest, digest)
     if todo:
         engine = _start_engine(runs[0], samples, model_location, runs[1:])
         specs = [method_spec(run) for run in runs]
@@ -168,34 +209,27 @@ def run_sweep(runs: Sequence[Mapping[str, Any]], dataset_path: str, model_locati
         requests = ((s["input_ids"], specs[i]) for i, s in todo)
         for position, gen in engine.stream(requests, first["max_tokens"], first["seed"]):
             index, sample = todo[position]
-            stores[index].append([_row(sample, gen, engine.max_num_seqs, time.perf_counter() - start)])
+            stores[index].append([_row(sample, gen, engine.max_num_seqs, time.perf_counter() - start, digest)])
             remaining[index] -= 1
             if remaining[index] == 0:
-                _finalise(runs[index], stores[index], ids, manifest)
+                _finalise(runs[index], stores[index], ids, manifest, digest)
             progress.update(1)
         progress.close()
-    listing = [
-        {"key": dict(run["key"]), "predictions": str(store.final), "samples": len(ids)}
-        for run, store in zip(runs, stores)
-    ]
-    write_provenance(manifest, {"runs": [dict(run) for run in runs]})
-    write_json_atomic(manifest, {"runs": listing})
-    log.info("wrote %s (%d runs)", manifest, len(runs))
 
 
-def _finalise(run: Mapping[str, Any], store: ResumableJsonl, ids: list, manifest: str) -> None:
+def _finalise(run: Mapping[str, Any], store: ResumableJsonl, ids: list, manifest: str, digest: str) -> None:
     write_provenance(store.final, dict(run, sweep=manifest))
-    store.finalise(ids)
+    store.finalise(ids, digest)
     log.info("wrote %s", store.final)
 
 
 def copy_sweep_predictions(source: str, output: str, manifest: str, log_file: str | None = None) -> None:
     """A grouped run's predictions file: the sweep's rows for the run, with their provenance
     (``log_file``: a line saying what was copied from where)."""
-    listed = {entry["predictions"] for entry in json.loads(Path(manifest).read_text())["runs"]}
+    listed = {entry["predictions"] for entry in read_json(manifest)["runs"]}
     if source not in listed or not Path(source).exists():
         raise FileNotFoundError(f"{source} is not a finished file of the sweep {manifest}")
-    provenance = json.loads(Path(paths.provenance_path(source)).read_text())
+    provenance = read_json(paths.provenance_path(source))
     _write_with_provenance(output, Path(source).read_text(), dict(provenance, copied_from=source, sweep=manifest))
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)

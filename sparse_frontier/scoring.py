@@ -6,8 +6,43 @@ import math
 import statistics
 from typing import Any, Mapping
 
-from sparse_frontier.io import read_jsonl, write_json_atomic, write_jsonl_atomic, write_provenance
+from sparse_frontier.io import file_digest, read_jsonl, write_json_atomic, write_jsonl_atomic, write_provenance
 from sparse_frontier.tasks import extract_answer, get_task_class
+
+
+def check_predictions(dataset: list[dict], predictions: list[dict], dataset_path: str, predictions_path: str) -> None:
+    """Refuse predictions that do not answer exactly this dataset's prompts, naming both files: rows
+    recorded for another dataset file (digest), other prompts (token counts), stray, repeated or
+    missing ids."""
+    fix = f"delete {predictions_path} and rerun to predict this dataset again"
+    digest = file_digest(dataset_path)
+    foreign = sorted({p["dataset_digest"] for p in predictions if p.get("dataset_digest", digest) != digest})
+    if foreign:
+        raise ValueError(
+            f"{predictions_path} was predicted for another dataset (digest {', '.join(foreign)}) than "
+            f"{dataset_path} (digest {digest}): the dataset was regenerated since, or the predictions "
+            f"come from elsewhere; {fix}"
+        )
+    ids = [p.get("id") for p in predictions]
+    repeated = sorted({i for i in ids if ids.count(i) > 1}, key=str)
+    known = {s["id"]: s for s in dataset}
+    stray = [i for i in ids if i not in known]
+    missing = [i for i in known if i not in set(ids)]
+    problems = []
+    if stray:
+        problems.append(f"ids not in the dataset: {stray[:10]}")
+    if repeated:
+        problems.append(f"ids given more than once: {repeated[:10]}")
+    if missing:
+        problems.append(f"dataset ids without a prediction: {missing[:10]}")
+    if problems:
+        raise ValueError(f"{predictions_path} does not match {dataset_path}: {'; '.join(problems)}; {fix}")
+    changed = [p["id"] for p in predictions if p.get("prompt_tokens", known[p["id"]]["prompt_tokens"]) != known[p["id"]]["prompt_tokens"]]
+    if changed:
+        raise ValueError(
+            f"{predictions_path} answers other prompts than {dataset_path}: the prompt lengths of samples "
+            f"{changed[:10]} differ; {fix}"
+        )
 
 
 def score_rows(task_name: str, task_params: Mapping[str, Any], dataset: list[dict], predictions: list[dict]) -> list[dict]:
@@ -58,7 +93,9 @@ def summarise(rows: list[dict]) -> dict[str, Any]:
 
 def score_run(run: Mapping[str, Any], dataset_path: str, predictions_path: str, scores_path: str, summary_path: str) -> None:
     key = run["key"]
-    rows = score_rows(key["task"], run["task_params"], read_jsonl(dataset_path), read_jsonl(predictions_path))
+    dataset, predictions = read_jsonl(dataset_path), read_jsonl(predictions_path)
+    check_predictions(dataset, predictions, dataset_path, predictions_path)
+    rows = score_rows(key["task"], run["task_params"], dataset, predictions)
     write_jsonl_atomic(scores_path, rows)
     summary = {**key, **summarise(rows), "experiments": list(run["experiments"])}
     write_provenance(summary_path, dict(run))

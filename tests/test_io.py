@@ -16,7 +16,8 @@ def test_resumable_jsonl_appends_resumes_and_finalises(tmp_path):
     store.append([{"id": 1, "x": "c"}])
     rows = store.finalise([0, 1, 2])
     assert [r["id"] for r in rows] == [0, 1, 2]
-    assert read_jsonl(store.final) == rows and not store.partial.exists()
+    assert read_jsonl(store.final) == rows
+    assert store.partial.exists()  # the journal stays: a deleted final file is rebuilt from it
 
 
 def test_torn_last_line_of_a_killed_writer_is_dropped(tmp_path):
