@@ -2,7 +2,8 @@
 
 Importance of a key = softmax attention from the last ``approximation_window`` queries (causal),
 summed over the window and averaged over the GQA group (SnapKV) or maxed over both (Ada-SnapKV),
-smoothed with 1-D average pooling of width ``kernel_size`` (zero padding counted, as upstream).
+smoothed with 1-D average pooling of width ``kernel_size`` over the candidates only, the keys before
+the last ``local_window`` (zero padding counted at both ends, as upstream pools ``[0, T - window)``).
 The first ``prefix_tokens`` and last ``local_window`` tokens are always kept.
 
 - SnapKV keeps the top ``token_capacity`` tokens per kv head.
@@ -30,8 +31,8 @@ from sparse_frontier.attention.base import AttentionMethod, KVSelection, registe
 from sparse_frontier.kernels import use_triton
 
 
-def importance(query, key, scale: float, window: int, kernel_size: int, reduce: str) -> torch.Tensor:
-    """Pooled importance ``[Hkv, T]`` of every key."""
+def importance(query, key, scale: float, window: int, kernel_size: int, reduce: str, local: int = 0) -> torch.Tensor:
+    """Pooled importance ``[Hkv, T]`` of every key; the last ``local`` keys keep their raw scores."""
     w = min(window, query.shape[0])
     if use_triton(query):
         from sparse_frontier.kernels.snapkv import window_scores
@@ -41,7 +42,12 @@ def importance(query, key, scale: float, window: int, kernel_size: int, reduce: 
         from sparse_frontier.kernels.snapkv import window_scores_torch
 
         s = window_scores_torch(query[-w:], key, scale, reduce)
-    return F.avg_pool1d(s[:, None], kernel_size, stride=1, padding=kernel_size // 2)[:, 0]
+    # Pool the candidates [0, T - local) alone: the force-kept local window draws most of the window's
+    # attention, and pooled in it would lift the last kernel_size // 2 candidates (upstream pools the prefix).
+    n = s.shape[1] - local
+    if n > 0:
+        s[:, :n] = F.avg_pool1d(s[:, None, :n], kernel_size, stride=1, padding=kernel_size // 2)[:, 0]
+    return s
 
 
 def force_kept(scores: torch.Tensor, prefix: int, local: int) -> torch.Tensor:
@@ -95,7 +101,7 @@ class SnapKV(_SnapBase):
     def compress_kv(self, query, key, value, *, layer_index: int, scale: float) -> Optional[KVSelection]:
         t = key.shape[0]
         cap = self.capacity(t)
-        s = importance(query, key, scale, self.approximation_window, self.kernel_size, "sum")
+        s = importance(query, key, scale, self.approximation_window, self.kernel_size, "sum", self.local_window)
         idx = force_kept(s, self.prefix_tokens, self.local_window).topk(cap, -1).indices.sort(-1).values
         return KVSelection(list(idx.unbind(0)))
 
@@ -118,8 +124,8 @@ class AdaSnapKV(_SnapBase):
         t, hkv = key.shape[:2]
         cap = self.capacity(t)
         floor = min(cap, max(math.ceil(self.min_head_capacity_ratio * cap), self.prefix_tokens + self.local_window))
-        s = force_kept(importance(query, key, scale, self.approximation_window, self.kernel_size, "max"),
-                       self.prefix_tokens, self.local_window)
+        s = importance(query, key, scale, self.approximation_window, self.kernel_size, "max", self.local_window)
+        s = force_kept(s, self.prefix_tokens, self.local_window)
         keep = torch.zeros(hkv, t, dtype=torch.bool, device=key.device)
         keep.scatter_(1, s.topk(floor, -1).indices, True)
         rest = hkv * (cap - floor)
