@@ -96,3 +96,30 @@ def test_metrics(name, gold, answer, expected):
     from sparse_frontier.tasks import get_task_class
 
     assert get_task_class(name).from_params({}).score(answer, gold) == pytest.approx(expected)
+
+
+def ruler_string_match_all(prediction: str, refs: list[str]) -> float:
+    """RULER's per-sample string_match_all (NVIDIA/RULER scripts/eval/synthetic/constants.py), its
+    VT and CWE metric: the share of references found in the prediction, both lower-cased."""
+    return sum(r.lower() in prediction.lower() for r in refs) / len(refs)
+
+
+@pytest.mark.parametrize(
+    "name, gold, answer",
+    [
+        ("ruler_vt", GOLD_VT[:2], "ABCDE AND FGHIJ"),
+        ("ruler_vt", GOLD_VT, "ABCDE, FGHIJ, KLMNO, PQRST AND UVWXY"),
+        ("ruler_vt", GOLD_VT, "ABCDE, FGHIJ, KLMNO, PQRST, And UVWXY"),
+        ("ruler_vt", GOLD_VT, "FGHIJ AND ABCDE"),
+        ("ruler_cwe", GOLD_CWE, "APPLE, RIVER, STONE AND CLOUD"),
+        ("ruler_cwe", GOLD_CWE, "1. Apple\n2. River\n3. Stone And Cloud"),
+        ("ruler_cwe", GOLD_CWE, "RIVER AND CLOUD"),
+        ("ruler_cwe", ["candle", "island"], "CANDLE AND ISLAND"),  # "and" inside a word does not split it
+    ],
+)
+def test_list_answers_in_any_case_score_as_ruler(name, gold, answer):
+    """Answers that name only gold items score what RULER gives them, whatever the case of "and"."""
+    from sparse_frontier.tasks import get_task_class
+
+    score = get_task_class(name).from_params({}).score(answer, gold)
+    assert score == pytest.approx(ruler_string_match_all(answer, gold))

@@ -96,12 +96,12 @@ def check_int(task: Task, field: str, low: int, high: int) -> None:
                field, f"an integer in [{low}, {high}]")
 
 
-_LIST_SPLIT = re.compile(r"[,;\n]+|\band\b")
+_LIST_SPLIT = re.compile(r"[,;\n]+|\band\b", re.IGNORECASE)  # "ABCDE AND FGHIJ" is two items, as RULER scores it
 _NUMBERING = re.compile(r"^\s*(?:[-*\u2022]|\(?\d+[.)\]:]|\d+\s)\s*")
 
 
 def answer_items(answer: str) -> list[str]:
-    """Split a list answer into normalised items: commas, semicolons, newlines or "and" separate;
+    """Split a list answer into normalised items: commas, semicolons, newlines or "and" (any case) separate;
     list numbering ("1.", "2)", "-"), case, surrounding punctuation and quotes are ignored."""
     items = []
     for part in _LIST_SPLIT.split(answer):
