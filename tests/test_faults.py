@@ -87,3 +87,23 @@ def test_orphan_writer_of_a_killed_snakemake(tmp_path):
     assert strip(predicted) == strip(reference)
     scores = [(directories[n] / run.key.scores).read_bytes() for n in ("killed", "uninterrupted")]
     assert scores[0] == scores[1]
+
+    # A dataset cut mid-line (a copy interrupted): Snakemake reruns predict, deleting its output first.
+    # The job fails naming the file and the line, in its rule log; the journal keeps every row, so
+    # once the dataset is regenerated (byte-identical) nothing is predicted again.
+    killed = directories["killed"]
+    dataset = killed / run.key.dataset
+    good = dataset.read_bytes()
+    dataset.write_bytes(good[: len(good) * 2 // 3])
+    failed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert failed.returncode != 0
+    text = rule_log()
+    assert "job failed: CorruptFileError" in text and f"{run.key.dataset}, line " in text, text[-3000:]
+    assert "not valid JSON" in text and "delete it and rerun" in text
+    assert sorted(r["id"] for r in rows(journal)) == list(range(SAMPLES))
+    dataset.unlink()
+    # the scores are intact, so the predictions file is asked for by name (Snakemake deleted it)
+    snakemake(run.key.predictions, run.key.summary, "--cores", "1", *where("killed"))
+    assert dataset.read_bytes() == good
+    assert f"{SAMPLES} already done, 0 to predict" in rule_log()
+    assert (killed / run.key.scores).read_bytes() == scores[1]

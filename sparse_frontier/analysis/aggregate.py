@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pandas as pd
 
-from sparse_frontier.io import write_text_atomic
+from sparse_frontier.io import read_json, write_text_atomic
 
 #: Columns identifying a run, in path-grammar order; the rest are measurements.
 KEY_COLUMNS = ["task", "task_args", "length", "model", "samples", "seed", "method", "method_args", "max_tokens"]
@@ -16,7 +14,7 @@ KEY_COLUMNS = ["task", "task_args", "length", "model", "samples", "seed", "metho
 def collect_summaries(summary_paths: list[str]) -> pd.DataFrame:
     rows = []
     for path in summary_paths:
-        row = json.loads(Path(path).read_text())
+        row = read_json(path)
         row["experiments"] = ",".join(row.get("experiments", []))
         rows.append(row)
     if not rows:

@@ -1,14 +1,13 @@
 """Snakemake script: draw one figure (PDF + PNG) or table (markdown) and the CSV of what it shows."""
 
-import json
-
 from sparse_frontier import paths
 from sparse_frontier.analysis.figures import build, load_inputs, save
+from sparse_frontier.io import read_json
 from sparse_frontier.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 calibration = {
-    paths.parse_path(paths.CALIBRATION, p)["model"]: json.loads(open(p).read())
+    paths.parse_path(paths.CALIBRATION, p)["model"]: read_json(p)
     for p in snakemake.input.get("calibration", [])
 }
 inputs = load_inputs(

@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparse_frontier.io import write_jsonl_atomic
+from sparse_frontier.io import read_jsonl, write_jsonl_atomic
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def load_normalised(path: str | Path) -> list[dict]:
             f"normalised QA file {path} is missing: build it with `snakemake {path}` (rule "
             "fetch_qa_source)"
         )
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(path)
     for i, row in enumerate(rows):
         missing = {"document", "question", "options", "answers"} - set(row)
         if missing:
