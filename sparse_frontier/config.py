@@ -194,16 +194,13 @@ def model_location(model: Mapping[str, Any]) -> str:
     return source
 
 
-def _check_fits(model: Mapping[str, Any], length: int, max_tokens: int, where: str) -> None:
-    limit = model.get("max_position_embeddings")
-    if model.get("yarn_original_max_position_embeddings"):
-        return  # extended with YaRN to whatever the run needs
-    if limit is not None and length + max_tokens > limit:
-        raise ValueError(
-            f"{where}: length {length} + max_output_tokens {max_tokens} exceeds model "
-            f"{model['name']!r}'s max_position_embeddings {limit}; use lengths up to "
-            f"{limit - max_tokens}"
-        )
+def _check_fits(limit: Any, lengths: list[int], max_tokens: int, where: str) -> None:
+    """Refuse lengths whose prompt + output the model cannot hold (``limit``: the model's
+    :class:`~sparse_frontier.models.ContextLimit`, from :func:`~sparse_frontier.models.check_model`:
+    the checkpoint's config.json when readable here, else the config's max_position_embeddings, with
+    YaRN's stretch where the config asks for it; unknown here, it is checked when the dataset is made)."""
+    for length in lengths:
+        limit.check(length, max_tokens, where, lengths)
 
 
 def expand_runs(config: Mapping[str, Any]) -> list[Run]:
@@ -213,6 +210,7 @@ def expand_runs(config: Mapping[str, Any]) -> list[Run]:
     a tasks entry's ``method_defaults`` fill a run's method parameters that its methods entry leaves
     unset (:func:`task_method_defaults`)."""
     from sparse_frontier.attention import get_method_class
+    from sparse_frontier.models import check_model
 
     runs: dict[paths.RunKey, Run] = {}
     resolved_tasks = {}
@@ -248,17 +246,21 @@ def expand_runs(config: Mapping[str, Any]) -> list[Run]:
     for method_name in raw_methods:  # every entry is checked, used or not
         settings(method_name, None)
     engine = {k: v for k, v in config["engine"].items() if k not in SCHEDULING_KEYS}
+    limits: dict[str, Any] = {}
     for exp_name, exp in config["experiments"].items():
         where = f"experiment {exp_name!r}"
         for model_name in exp["models"]:
             model = dict(_lookup(config["models"], model_name, "model", where), name=model_name)
+            if model_name not in limits:  # each model's checkpoint is read once (file caches across calls)
+                limits[model_name] = check_model(model_name, model)
+            lengths = [int(n) for n in exp["lengths"]]
+            _check_fits(limits[model_name], lengths, int(exp["max_output_tokens"]), where)
             for task_name in exp["tasks"]:
                 task, task_params = _lookup(resolved_tasks, task_name, "task", where)
                 for method_name in exp["methods"]:
                     _lookup(raw_methods, method_name, "method", where)
                     for method, method_params in settings(method_name, task_name):
                         for length in exp["lengths"]:
-                            _check_fits(model, int(length), int(exp["max_output_tokens"]), where)
                             for seed in exp["seeds"]:
                                 key = paths.RunKey(
                                     task=task,

@@ -28,6 +28,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from sparse_frontier.models import model_architecture
+
 GIB = 1024**3
 #: GPU memory of the cards the grid is planned for (H100 80GB; A100 80GB and H200 have at least this).
 GPU_MEMORY = 80 * GIB
@@ -96,13 +98,16 @@ class MemoryPlan:
 
 
 def _arch(model: Mapping[str, Any]) -> Mapping[str, Any]:
-    if "architecture" not in model:
+    """The config's architecture block, else the checkpoint's numbers (``models.model_architecture``)."""
+    arch = model_architecture(model)
+    if arch is None:
         name = model.get("name", "?")
         raise ValueError(
-            f"model {name!r} has no 'architecture' block in the config: GPU resources are planned from "
-            "it (layers, hidden, heads, kv_heads, head_dim, mlp, vocabulary, params)"
+            f"model {name!r} has no 'architecture' block in the config and its checkpoint's config.json "
+            "is not on this machine: GPU resources are planned from it (layers, hidden, heads, kv_heads, "
+            "head_dim, mlp, vocabulary, params)"
         )
-    return model["architecture"]
+    return arch
 
 
 def global_layers(arch: Mapping[str, Any]) -> int:
@@ -178,7 +183,7 @@ def predict_phases(
 
 def engine_start_seconds(model: Mapping[str, Any], engine: Mapping[str, Any]) -> float:
     """Engine start: process, weight loading, profiling, graph capture."""
-    return START_S + model["architecture"]["params"] * _DTYPE_BYTES[engine["dtype"]] / LOAD_BYTES_PER_S
+    return START_S + _arch(model)["params"] * _DTYPE_BYTES[engine["dtype"]] / LOAD_BYTES_PER_S
 
 
 def predict_resources(run: Mapping[str, Any], attempt: int) -> dict[str, int]:
@@ -192,14 +197,14 @@ def predict_resources(run: Mapping[str, Any], attempt: int) -> dict[str, int]:
         tokens = key["samples"] * (key["length"] + key["max_tokens"])
         mem_mb = 3000 + 1024 * engine["cpu_kvcache_space_gib"]
         minutes = 5 + tokens / 150 / 60 + key["samples"] * key["max_tokens"] / 5 / 60
-    elif "architecture" not in model:
-        # no architecture to plan from: a generous flat estimate per GPU
+    elif model_architecture(model) is None:
+        # no architecture to plan from (no block, checkpoint not here): a generous flat estimate per GPU
         gpus = int(model["tensor_parallel_size"])
         mem_mb = 32_000 * gpus
         minutes = 20 + key["samples"] * (key["length"] + key["max_tokens"]) / 2000 / 60
     else:
         gpus = int(model["tensor_parallel_size"])
-        weights = model["architecture"]["params"] * _DTYPE_BYTES[engine["dtype"]]
+        weights = _arch(model)["params"] * _DTYPE_BYTES[engine["dtype"]]
         mem_mb = 16_000 + 4_000 * gpus + weights / 1e6
         minutes = max(15.0, SAFETY * predict_seconds(model, key, engine) / 60)
     return {"mem_mb": math.ceil(mem_mb) * attempt, "runtime": math.ceil(minutes) * attempt}

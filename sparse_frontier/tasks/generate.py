@@ -157,6 +157,18 @@ def generate_samples(
         }
 
 
+def check_length(model: dict, length: int, max_tokens: int = 0) -> None:
+    """Refuse, at job time, a length the model's checkpoint cannot hold (the planning check, again,
+    now that the checkpoint is here; a hub model's config.json is fetched if it is not cached)."""
+    from sparse_frontier.models import check_model
+
+    name = model.get("name", model["source"])
+    limit = check_model(name, model, download=True)
+    if limit.tokens is None:
+        log.warning("model %r: context length unknown (%s); length %d not checked", name, limit.source, length)
+    limit.check(length, max_tokens, f"dataset of model {name!r}")
+
+
 def generate_dataset(
     task_name: str,
     task_params: dict,
@@ -166,9 +178,17 @@ def generate_dataset(
     seed: int,
     output: str,
     provenance: dict | None = None,
+    model: dict | None = None,
+    max_tokens: int = 0,
 ) -> None:
+    """Write ``samples`` prompts of ``length`` tokens to ``output``. ``model`` (the run's config entry,
+    by default ``provenance["model"]``) is first checked against its checkpoint: a length the model
+    cannot hold (with ``max_tokens`` of output) is refused before anything is generated."""
     from sparse_frontier.tasks import get_task_class
 
+    model = model if model is not None else (provenance or {}).get("model")
+    if model is not None and model.get("source"):
+        check_length(model, length, max_tokens)
     task = get_task_class(task_name).from_params(task_params)
     rows = list(generate_samples(task, tokenizer, length, samples, seed))
     write_jsonl_atomic(output, rows)
