@@ -15,6 +15,7 @@ generate_dataset(
     samples=key["samples"],
     seed=key["seed"],
     output=snakemake.output[0],
+    max_tokens=key["max_tokens"],  # checked with the length against the checkpoint, before generating
     provenance={k: key[k] for k in ("task", "length", "model", "samples", "seed")}
     | {"task_params": run["task_params"], "model": run["model"]},
 )
