@@ -14,11 +14,13 @@ import torch
 import triton
 import triton.language as tl
 
+from sparse_frontier.kernels.estimation import _dot
+
 
 @triton.jit
 def _window_lse(
     Q, K, LSE, T, W, qk_scale, stride_qt, stride_qh, stride_kt, stride_kh,
-    HQ: tl.constexpr, GROUP: tl.constexpr, D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+    HQ: tl.constexpr, GROUP: tl.constexpr, D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, IEEE: tl.constexpr,
 ):
     mb = tl.program_id(0)
     h = tl.program_id(1)
@@ -34,7 +36,7 @@ def _window_lse(
     for n0 in range(0, end, BN):
         keys = n0 + tl.arange(0, BN)
         k = tl.load(K + keys[:, None] * stride_kt + (h // GROUP) * stride_kh + dims[None, :], mask=(keys < T)[:, None], other=0.0)
-        s = tl.dot(q, tl.trans(k))
+        s = _dot(q, tl.trans(k), IEEE)
         s = tl.where(keys[None, :] <= pos[:, None], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -47,6 +49,7 @@ def _window_lse(
 def _window_scores(
     Q, K, LSE, OUT, T, W, qk_scale, stride_qt, stride_qh, stride_kt, stride_kh,
     GROUP: tl.constexpr, D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, USE_MAX: tl.constexpr,
+    IEEE: tl.constexpr,
 ):
     nb = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -64,7 +67,7 @@ def _window_scores(
             q = tl.load(Q + rows[:, None] * stride_qt + h * stride_qh + dims[None, :], mask=row_ok[:, None], other=0.0)
             q = (q * qk_scale).to(q.dtype)
             lse = tl.load(LSE + h * W + rows, mask=row_ok, other=0.0)
-            s = tl.dot(q, tl.trans(k))
+            s = _dot(q, tl.trans(k), IEEE)
             ok = row_ok[:, None] & key_ok[None, :] & (keys[None, :] <= (T - W + rows)[:, None])
             p = tl.where(ok, tl.exp2(s - lse[:, None]), 0.0)
             if USE_MAX:
@@ -87,13 +90,15 @@ def window_scores(q_win: torch.Tensor, key: torch.Tensor, scale: float, reduce: 
     out = torch.empty(hkv, t, dtype=torch.float32, device=key.device)
     qk_scale = scale * 1.4426950408889634
     bm, bn = 64, 64
+    # float32 inputs: full-precision products as the reference; TF32 noise flips near-tied keys in or out
+    ieee = key.dtype == torch.float32
     _window_lse[(triton.cdiv(w, bm), hq)](
         q_win, key, lse, t, w, qk_scale, q_win.stride(0), q_win.stride(1), key.stride(0), key.stride(1),
-        HQ=hq, GROUP=hq // hkv, D=d, BM=bm, BN=bn,
+        HQ=hq, GROUP=hq // hkv, D=d, BM=bm, BN=bn, IEEE=ieee,
     )
     _window_scores[(triton.cdiv(t, bn), hkv)](
         q_win, key, lse, out, t, w, qk_scale, q_win.stride(0), q_win.stride(1), key.stride(0), key.stride(1),
-        GROUP=hq // hkv, D=d, BM=bm, BN=bn, USE_MAX=reduce == "max",
+        GROUP=hq // hkv, D=d, BM=bm, BN=bn, USE_MAX=reduce == "max", IEEE=ieee,
     )
     return out
 
