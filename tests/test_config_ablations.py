@@ -8,10 +8,6 @@ window 128/256/512/1024. Qwen2.5-7B at 16k, each value's curve over sparsity 0-0
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import math
 from collections import defaultdict
 

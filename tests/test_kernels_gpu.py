@@ -8,17 +8,65 @@ multi-stage pipeline and many programs are in play. Run on the GPU machine with
 
 from __future__ import annotations
 
+import importlib
+import os
+
 import pytest
 import torch
+from triton.runtime.jit import JITFunction, KernelInterface
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (kernels compiled for the device)"),
 ]
 
+KERNEL_MODULES = [f"sparse_frontier.kernels.{m}" for m in ("estimation", "quest", "snapkv", "sparse_prefill")]
+KERNEL_MODULES.append("sparse_frontier.vllm_plugin.paged_decode")
+QUEST = {"_page_score_kernel", "_select_kernel", "_sparse_decode_kernel", "_combine_kernel"}
+SNAPKV = {"_window_lse", "_window_scores", "_compacted_pages_kernel", "_sparse_decode_kernel", "_combine_kernel"}
+HANDLER_KERNELS = {"quest": QUEST | {"_fold_keys_kernel"}, "quest_unshared": QUEST | {"_fold_keys_kernel"},
+                   "snapkv": SNAPKV, "ada_snapkv": SNAPKV}
+
 
 def rel_err(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def binaries(kernel: JITFunction) -> int:
+    """How many compiled binaries the kernel holds, over all devices."""
+    return sum(len(entry[0]) for entry in kernel.device_caches.values())
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    """The kernels the test launches compiled, by name. Only a JITFunction's ``run`` compiles and
+    launches; under TRITON_INTERPRET=1 the kernels are InterpretedFunctions and never reach it."""
+    seen = {}
+    run = JITFunction.run
+
+    def recording(self, *args, **kwargs):
+        seen[self.__name__] = self
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(JITFunction, "run", recording)
+    return seen
+
+
+def assert_compiled(launched, names):
+    missing = set(names) - set(launched)
+    assert not missing, f"not launched as compiled kernels: {sorted(missing)}; launched: {sorted(launched)}"
+    for name in names:
+        assert binaries(launched[name]) > 0, f"{name} launched without a compiled binary"
+
+
+def test_kernels_are_compiled_not_interpreted():
+    """On a GPU the kernels are decorated as JITFunctions: TRITON_INTERPRET=1 (read by Triton when a
+    kernel is decorated) would run every GPU test below in the slow interpreter instead."""
+    kernels = {name: obj for module in KERNEL_MODULES for name, obj in vars(importlib.import_module(module)).items()
+               if isinstance(obj, KernelInterface)}
+    assert len(kernels) >= 12, sorted(kernels)
+    interpreted = sorted(name for name, obj in kernels.items() if not isinstance(obj, JITFunction))
+    assert not interpreted, f"{interpreted} interpreted; TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')!r}"
 
 
 def qkv(t, hq, hkv, d, dtype, seed=0):
@@ -28,7 +76,7 @@ def qkv(t, hq, hkv, d, dtype, seed=0):
 
 @pytest.mark.parametrize("name", ["quest", "quest_unshared", "snapkv", "ada_snapkv"])
 @pytest.mark.parametrize("dense", [(), (1,)])
-def test_handler_batched_decode_on_gpu(monkeypatch, name, dense):
+def test_handler_batched_decode_on_gpu(monkeypatch, launched, name, dense):
     """The handler's batched decode compiled for the GPU (summary fold and page-list kernels, rows in
     place or gathered around a dense request) vs its per-request path on the same CUDA tensors."""
     from paged_fixtures import DECODE_SPECS, handler_decode_run
@@ -36,6 +84,7 @@ def test_handler_batched_decode_on_gpu(monkeypatch, name, dense):
     lengths = [130, 47, 200]
     spec = DECODE_SPECS[name]
     batched, stats_b, _ = handler_decode_run(monkeypatch, "triton", lengths, spec, dense=dense, device="cuda")
+    assert_compiled(launched, HANDLER_KERNELS[name])
     single, stats_s, _ = handler_decode_run(monkeypatch, "torch", lengths, spec, dense=dense, device="cuda")
     assert rel_err(batched, single) < 2e-3  # float32 inputs; the kernels' dots may use TF32
     for r in stats_s:
@@ -44,7 +93,7 @@ def test_handler_batched_decode_on_gpu(monkeypatch, name, dense):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("t,n", [(4096, 256), (5000, 512), (300, 256)])
-def test_estimation_kernels_on_gpu(dtype, t, n):
+def test_estimation_kernels_on_gpu(launched, dtype, t, n):
     from sparse_frontier.attention.vertical_slash import estimate_scores_torch
     from sparse_frontier.kernels.estimation import estimate_scores_triton
 
@@ -52,12 +101,13 @@ def test_estimation_kernels_on_gpu(dtype, t, n):
     want_v, want_s = estimate_scores_torch(q, k, n, 128**-0.5)
     got_v, got_s = estimate_scores_triton(q, k, n, 128**-0.5)
     assert rel_err(got_v, want_v) < 1e-5 and rel_err(got_s, want_s) < 1e-5
+    assert_compiled(launched, {"_row_stats", "_probs", "_diag_sums"})
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("block,kchunks", [(16, 1), (16, 2), (16, 4), (16, 8), (32, 2), (64, 1)])
 @pytest.mark.parametrize("stages", [2, 3])
-def test_block_sparse_kernel_on_gpu(dtype, block, kchunks, stages):
+def test_block_sparse_kernel_on_gpu(launched, dtype, block, kchunks, stages):
     from sparse_frontier.attention.block_sparse import block_index
     from sparse_frontier.attention.reference import block_list_mask, masked_attention
     from sparse_frontier.kernels.sparse_prefill import sparse_prefill
@@ -68,11 +118,12 @@ def test_block_sparse_kernel_on_gpu(dtype, block, kchunks, stages):
     out = sparse_prefill(q, k, v, d**-0.5, block, blocks=blocks, block_count=counts, kchunks=kchunks, num_stages=stages)
     ref = masked_attention(q.float(), k.float(), v.float(), block_list_mask(t, blocks, counts, block), d**-0.5)
     assert rel_err(out, ref) < 1e-2
+    assert_compiled(launched, {"_sparse_prefill_kernel"})
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("stages", [2, 3])
-def test_vertical_slash_kernel_on_gpu(dtype, stages):
+def test_vertical_slash_kernel_on_gpu(launched, dtype, stages):
     from sparse_frontier.attention.reference import masked_attention, vertical_slash_mask
     from sparse_frontier.attention.vertical_slash import BLOCK, VerticalSlash
     from sparse_frontier.kernels.sparse_prefill import sparse_prefill
@@ -87,10 +138,11 @@ def test_vertical_slash_kernel_on_gpu(dtype, stages):
     out = sparse_prefill(q, k, v, d**-0.5, BLOCK, diag=diag, cover=cover, cols=cols, col_count=col_count, num_stages=stages)
     ref = masked_attention(q.float(), k.float(), v.float(), vertical_slash_mask(t, cover, cols, BLOCK), d**-0.5)
     assert rel_err(out, ref) < 1e-2
+    assert_compiled(launched, {"_row_stats", "_probs", "_diag_sums", "_sparse_prefill_kernel"})
 
 
 @pytest.mark.parametrize("batch,p,n_select", [(1, 8192, 410), (8, 8192, 819), (3, 300, 7)])
-def test_quest_select_and_decode_on_gpu(batch, p, n_select):
+def test_quest_select_and_decode_on_gpu(launched, batch, p, n_select):
     from sparse_frontier.attention.reference import masked_decode, page_keep_mask
     from sparse_frontier.kernels.quest import page_scores, page_summaries, select_pages, sparse_decode
 
@@ -115,10 +167,11 @@ def test_quest_select_and_decode_on_gpu(batch, p, n_select):
     for i in range(batch):
         keep = page_keep_mask(pages[i], s, page, hq // hkv)
         assert rel_err(out[i], masked_decode(q[i].float(), kc[i].float(), vc[i].float(), keep, d**-0.5)) < 1e-2
+    assert_compiled(launched, QUEST)
 
 
 @pytest.mark.parametrize("share", [True, False])
-def test_paged_quest_decode_on_gpu(share):
+def test_paged_quest_decode_on_gpu(launched, share):
     """The handler's fused path: pages read through a shuffled block table of a vLLM-layout cache."""
     from sparse_frontier.kernels.quest import page_scores, page_summaries, select_pages, sparse_decode
 
@@ -142,3 +195,18 @@ def test_paged_quest_decode_on_gpu(share):
     want = sparse_decode(q, kc, vc, pages, lens, page, d**-0.5, share)
     got = sparse_decode(q, cache_k, cache_v, pages, lens, page, d**-0.5, share, block_table=table)
     assert rel_err(got, want) < 1e-3
+    assert_compiled(launched, QUEST)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "max"])
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 5e-3)])
+def test_snapkv_window_scores_on_gpu(launched, reduce, dtype, tol):
+    """float32 inputs score to float32 rounding (IEEE products, not TF32, whose noise swaps near-tied
+    keys between the kernel and the torch path); bf16 within its own rounding of the scaled queries."""
+    from sparse_frontier.kernels.snapkv import window_scores, window_scores_torch
+
+    q, k, _ = qkv(5000, 28, 4, 128, dtype, seed=3)
+    got = window_scores(q[-256:], k, 128**-0.5, reduce)
+    want = window_scores_torch(q[-256:], k, 128**-0.5, reduce)
+    assert rel_err(got, want) < tol
+    assert_compiled(launched, {"_window_lse", "_window_scores"})

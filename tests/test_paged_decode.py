@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernels are decorated
-
 import pytest
 import torch
 
@@ -18,7 +16,7 @@ from sparse_frontier.attention.reference import masked_decode, page_keep_mask
 from sparse_frontier.kernels.quest import page_summaries
 from sparse_frontier.vllm_plugin.paged_decode import SummaryPool, compacted_decode, compacted_pages, quest_decode
 
-from paged_fixtures import BLOCK, D, DECODE_SPECS, HKV, HQ, handler_decode_run, paged_cache  # noqa: E402
+from paged_fixtures import BLOCK, D, DECODE_SPECS, HKV, HQ, handler_decode_run, paged_cache
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="CPU tests need TRITON_INTERPRET=1")
 
