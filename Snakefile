@@ -5,11 +5,15 @@ Run the CPU demo with `make demo`; on a cluster: `snakemake --profile profiles/s
 
 from snakemake.utils import min_version
 
+from sparse_frontier.config import read_config_file
+
 min_version("9.0")
 
 
 # The paper grid unless the command line names another config (--configfile config/demo.yaml).
+# Read strictly first: Snakemake's reader names no line of a malformed file.
 if not config:
+    read_config_file("config/config.yaml")
 
     configfile: "config/config.yaml"
 

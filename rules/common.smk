@@ -4,11 +4,10 @@ import inspect
 import os
 
 from snakemake.common import overwrite_function_params
-from snakemake.utils import validate
 
 from sparse_frontier import paths
 from sparse_frontier.analysis.figures import FIGURES, TABLES, runs_per_figure, spec
-from sparse_frontier.config import RunIndex, expand_runs, model_location
+from sparse_frontier.config import RunIndex, check_config, expand_runs, model_location
 from sparse_frontier.logs import failures_logged
 from sparse_frontier.predict import copy_sweep_predictions
 from sparse_frontier.resources import predict_resources
@@ -20,7 +19,9 @@ from sparse_frontier.calibrate import (
 )
 from sparse_frontier.tasks.qa.sources import NORMALISED, SOURCES, normalised_path
 
-validate(config, "../workflow/schemas/config.schema.yaml")
+# Not Snakemake's validate: errors name file:line, key path and allowed keys in a few lines (not the
+# whole schema), and a key given twice in a config file is refused instead of silently overridden.
+check_config(config, workflow.configfiles)
 
 RUNS = RunIndex(expand_runs(config))
 # Grouped prediction (engine.methods_per_job > 1): the chunks of methods sharing one engine.

@@ -4,6 +4,7 @@ Each step takes the config and the output path it should produce (the path gramm
 exactly as the workflow's rules do, e.g.::
 
     sparse-frontier runs --config config/demo.yaml
+    sparse-frontier check-config config/demo.yaml
     sparse-frontier predict --config config/demo.yaml results/predictions/.../predictions.jsonl
     sparse-frontier sweep --config grouped.yaml results/sweeps/.../sweep~<id>.json
 """
@@ -18,10 +19,22 @@ from sparse_frontier import paths
 from sparse_frontier.logs import setup_logging
 
 
-def _run_for(config_path: str, template: str, output: str):
-    from sparse_frontier.config import RunIndex, expand_runs, load_config
+def _load(config_path: str):
+    """The config and its runs; any config error is a ConfigError naming the file (``main`` prints it
+    without a traceback)."""
+    from sparse_frontier.config import ConfigError, expand_runs, load_config
 
-    index = RunIndex(expand_runs(load_config(config_path)))
+    config = load_config(config_path)
+    try:
+        return config, expand_runs(config)
+    except ValueError as err:  # a methods/tasks entry or a model name
+        raise ConfigError(f"{config_path}: {err}") from None
+
+
+def _run_for(config_path: str, template: str, output: str):
+    from sparse_frontier.config import RunIndex
+
+    index = RunIndex(_load(config_path)[1])
     wildcards = paths.parse_path(template, output)
     return index.dataset_run(wildcards) if template == paths.DATASET else index.run(wildcards)
 
@@ -38,10 +51,13 @@ def cmd_list(args) -> None:
 
 
 def cmd_runs(args) -> None:
-    from sparse_frontier.config import expand_runs, load_config
-
-    for run in expand_runs(load_config(args.config)):
+    for run in _load(args.config)[1]:
         print(run.key.predictions)
+
+
+def cmd_check_config(args) -> None:
+    for path in args.configs:
+        print(f"{path}: valid, {len(_load(path)[1])} runs")
 
 
 def cmd_convert_model(args) -> None:
@@ -70,11 +86,10 @@ def cmd_predict(args) -> None:
 
 
 def _sweep_index(config_path: str):
-    from sparse_frontier.config import expand_runs, load_config
     from sparse_frontier.sweeps import SweepIndex
 
-    config = load_config(config_path)
-    return SweepIndex(expand_runs(config), config["engine"]["methods_per_job"])
+    config, runs = _load(config_path)
+    return SweepIndex(runs, config["engine"]["methods_per_job"])
 
 
 def cmd_sweeps(args) -> None:
@@ -93,9 +108,9 @@ def cmd_sweep(args) -> None:
 
 def cmd_calibrate(args) -> None:
     from sparse_frontier.calibrate import calibrate_model, calibration_settings, needs_calibration
-    from sparse_frontier.config import expand_runs, load_config, model_location
+    from sparse_frontier.config import model_location
 
-    config = load_config(args.config)
+    config, all_runs = _load(args.config)
     if args.model not in config["models"]:
         raise SystemExit(f"unknown model {args.model!r}; the config defines: {sorted(config['models'])}")
     model = config["models"][args.model]
@@ -106,7 +121,7 @@ def cmd_calibrate(args) -> None:
             raise SystemExit(f"--dataset {item!r}: expected LENGTH=PATH, e.g. 16384=results/datasets/.../dataset.jsonl")
         datasets[int(length)] = path
     # engines sized like the model's sparse predict jobs (their output budget), as rule calibrate_attention does
-    runs = [r for r in expand_runs(config) if r.key.model == args.model]
+    runs = [r for r in all_runs if r.key.model == args.model]
     budgets = [r.key.max_tokens for r in runs if needs_calibration(r.key.method)]
     # the settings the model's runs look up (each approximation_size ...; at every --dataset length),
     # else the methods' defaults
@@ -137,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("runs", help="list the prediction files a config asks for")
     p.add_argument("--config", required=True)
     p.set_defaults(func=cmd_runs)
+    p = sub.add_parser("check-config", help="read and validate config files (file:line errors), expanding their runs")
+    p.add_argument("configs", nargs="+", metavar="CONFIG")
+    p.set_defaults(func=cmd_check_config)
     p = sub.add_parser("sweeps", help="list the grouped prediction jobs (engine.methods_per_job) and their methods")
     p.add_argument("--config", required=True)
     p.set_defaults(func=cmd_sweeps)
@@ -164,7 +182,12 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_calibrate)
     args = parser.parse_args(argv)
     setup_logging(args.log)
-    args.func(args)
+    from sparse_frontier.config import ConfigError
+
+    try:
+        args.func(args)
+    except ConfigError as err:  # the message says where and what; a traceback would bury it
+        parser.exit(2, f"sparse-frontier {args.command}: {err}\n")
 
 
 if __name__ == "__main__":  # spawn-safe entry for vLLM's worker processes

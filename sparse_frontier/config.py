@@ -1,15 +1,19 @@
 """Turn a validated config (named tables + experiments) into the list of runs it asks for.
 
-The config's defaults and types are checked by Snakemake against ``workflow/schemas/config.schema.yaml``
-before it reaches this module; here we resolve names, let each task and method validate and complete
+Config files are read strictly (:func:`read_config_file`: file:line errors, no key given twice) and
+checked against ``workflow/schemas/config.schema.yaml`` (:func:`validate_config`, defaults filled, a few
+lines per error) by the CLI and by ``rules/common.smk`` alike; here we also resolve names, let each task and method validate and complete
 its own parameters, and build the :class:`~sparse_frontier.paths.RunKey` of every job.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from sparse_frontier import paths
 
@@ -21,15 +25,132 @@ SCHEDULING_KEYS = ("methods_per_job",)
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
 
+class ConfigError(ValueError):
+    """A config file that cannot be read or breaks the schema; the message says where and why."""
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read and validate a config outside Snakemake (the CLI), filling defaults like ``validate``."""
+    """Read (:func:`read_config_file`) and validate (:func:`validate_config`) a config outside
+    Snakemake (the CLI), filling defaults as the workflow does."""
+    return validate_config(read_config_file(path), [path])
+
+
+@functools.lru_cache(maxsize=None)
+def _strict_loader() -> type:
+    import yaml
+
+    class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        """SafeLoader refusing a key given twice in one mapping (YAML would keep the last, silently:
+        a second ``dense:`` entry would turn every run named dense into the other method)."""
+
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                first: dict[Any, Any] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue  # `<<: *anchor` keys may be overridden: that is their purpose
+                    key = self.construct_object(key_node, deep=True)
+                    if not isinstance(key, Hashable):
+                        continue  # the base class names an unhashable key
+                    if key in first:
+                        raise DuplicateKeyError(key, first[key], key_node.start_mark)
+                    first[key] = key_node.start_mark
+            return super().construct_mapping(node, deep)
+
+    return StrictLoader
+
+
+class DuplicateKeyError(Exception):
+    """A key given twice in one mapping (raised by the strict loader, named by read_config_file)."""
+
+    def __init__(self, key: Any, first_mark: Any, mark: Any):
+        super().__init__(key)
+        self.key, self.first_mark, self.mark = key, first_mark, mark
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A config file (YAML or JSON) as a dict; a syntax error or a key given twice is a
+    :class:`ConfigError` naming ``file:line:column`` and showing the line."""
+    import json
+
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err.strerror or err}") from None
+    try:
+        if path.suffix == ".json":
+            config = json.loads(text, object_pairs_hook=_json_object)
+        else:
+            config = yaml.load(text, Loader=_strict_loader())
+    except ConfigError as err:  # a key given twice in a JSON object
+        raise ConfigError(f"{path}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(_where(path, text, err.lineno - 1, err.colno - 1, f"not valid JSON: {err.msg}")) from None
+    except DuplicateKeyError as err:
+        problem = (f"key {err.key!r} is given twice in one mapping (first at line {err.first_mark.line + 1}); "
+                   "YAML would silently keep only the last: remove or rename one")
+        raise ConfigError(_where(path, text, err.mark.line, err.mark.column, problem)) from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        problem = f"not valid YAML: {err.problem}"
+        if err.context and err.context_mark and err.context_mark.line != mark.line:
+            problem += f" ({err.context} from line {err.context_mark.line + 1})"
+        bad_line = (text.splitlines()[mark.line : mark.line + 1] or [""])[0]
+        if "\t" in bad_line[: mark.column + 1]:
+            problem += "; it is a tab: indent with spaces (YAML does not allow tabs)"
+        raise ConfigError(_where(path, text, mark.line, mark.column, problem)) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"{path}: a config is a mapping with the keys name, models, tasks, methods, experiments; "
+            f"this file holds {type(config).__name__ if config is not None else 'nothing'}"
+        )
+    return config
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ConfigError(f"key {key!r} is given twice in one JSON object; JSON readers keep only the last")
+        out[key] = value
+    return out
+
+
+def _where(path: Path, text: str, line: int, column: int, problem: str) -> str:
+    """``file:line:column: problem`` and the line itself with a caret under the column."""
+    lines = text.splitlines()
+    shown = lines[line] if 0 <= line < len(lines) else ""
+    visible = shown.replace("\t", "\\t")  # a tab shown as \t, the caret still under the column
+    caret = f"\n    {visible}\n    {' ' * len(shown[:column].replace(chr(9), '  '))}^" if shown.strip() else ""
+    return f"{path}:{line + 1}:{column + 1}: {problem}{caret}"
+
+
+def check_config(config: dict[str, Any], files: Sequence[str | Path]) -> dict[str, Any]:
+    """The workflow's check (rules/common.smk): Snakemake merged ``files`` (and any --config values)
+    into ``config`` with a reader that keeps the last of a key given twice, so each file is read
+    again strictly; then the merged config is validated and its defaults filled."""
+    for f in files:
+        read_config_file(f)
+    return validate_config(config, files)
+
+
+def validate_config(config: dict[str, Any], files: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """Check ``config`` against the schema and fill its defaults in place (as Snakemake's
+    ``validate(config, schema, set_default=True)``); a violation is a :class:`ConfigError` of a few
+    lines naming the file and line, the key path, the bad value and what is allowed there.
+
+    ``files`` are the config files ``config`` was read from (later ones override earlier ones)."""
     import jsonschema
     import yaml
 
     if not SCHEMA_PATH.exists():
         raise FileNotFoundError(f"config schema {SCHEMA_PATH} not found: run from a repository checkout")
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    config = yaml.safe_load(Path(path).read_text())
     base = jsonschema.Draft202012Validator
     check_properties = base.VALIDATORS["properties"]
 
@@ -37,15 +158,112 @@ def load_config(path: str | Path) -> dict[str, Any]:
         if isinstance(instance, dict):
             for name, prop in properties.items():
                 if "default" in prop:
-                    instance.setdefault(name, prop["default"])
+                    instance.setdefault(name, copy.deepcopy(prop["default"]))
         yield from check_properties(validator, properties, instance, subschema)
 
     validator = jsonschema.validators.extend(base, {"properties": fill_defaults})(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        where = "/".join(str(p) for p in errors[0].path) or "(top level)"
-        raise ValueError(f"{path}: invalid config at {where}: {errors[0].message}")
+        shown = [_describe(e, files) for e in errors[:3]]
+        more = f"\n({len(errors) - 3} more errors)" if len(errors) > 3 else ""
+        raise ConfigError("invalid config: " + "\n".join(shown) + more)
     return config
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + " ..."
+
+
+def _describe(error, files: Sequence[str | Path]) -> str:
+    """One schema violation in two lines: where (file:line and key path), what, and what is allowed."""
+    import difflib
+
+    keys = list(error.absolute_path)
+    schema = error.schema
+    if error.validator == "additionalProperties" and schema.get("additionalProperties") is False:
+        allowed = list(schema.get("properties", {}))
+        extra = [k for k in error.instance if k not in allowed]
+        keys = keys + extra[:1]
+        guesses = difflib.get_close_matches(str(extra[0]), allowed, n=1) if extra else []
+        hint = f" (did you mean {guesses[0]!r}?)" if guesses else ""
+        what = f"unknown key {', '.join(map(repr, extra))}{hint}\n  allowed keys there: {', '.join(allowed)}"
+        where_keys = keys[:-1]
+    elif error.validator == "enum":
+        what = f"{_short(error.instance)} is not allowed\n  allowed values: {', '.join(map(str, error.validator_value))}"
+        where_keys = keys
+    elif error.validator == "type":
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        what = (f"{_short(error.instance)} is {_json_type(error.instance)}; it must be "
+                f"{' or '.join(_SCHEMA_TYPES.get(t, t) for t in wanted)}")
+        where_keys = keys
+    elif error.validator in ("oneOf", "anyOf"):
+        described = [o.get("description", str(o.get("type"))).rstrip(".") for o in error.validator_value]
+        options = "; or ".join(d[:1].lower() + d[1:] for d in described)
+        what = f"{_short(error.instance)} is {_json_type(error.instance)}; it must be {options}"
+        where_keys = keys
+    else:
+        message = error.message
+        if len(message) > 200:
+            message = f"{_short(error.instance)} fails {error.validator} {_short(error.validator_value, 60)}"
+        what = message
+        where_keys = keys
+    path = ".".join(map(str, where_keys)) or "(top level)"
+    return f"{_locate(files, keys)}{path}: {what}"
+
+
+_SCHEMA_TYPES = {"object": "a mapping", "array": "a list", "integer": "a whole number", "number": "a number",
+                 "string": "a string", "boolean": "true or false", "null": "null"}
+
+
+def _json_type(value: Any) -> str:
+    for name, kind in (("a boolean", bool), ("a number", (int, float)), ("a string", str), ("a list", list),
+                       ("a mapping", dict)):
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else type(value).__name__
+
+
+def _locate(files: Sequence[str | Path], keys: list) -> str:
+    """``file:line: `` of the deepest part of ``keys`` written in one of ``files`` (the last file
+    wins, as it overrides the others), or the files' names when no line is known."""
+    best: tuple[int, str] = (0, "")
+    for f in files:
+        lines = _key_lines(str(f))
+        for depth in range(len(keys), 0, -1):
+            line = lines.get(tuple(str(k) for k in keys[:depth]))
+            if line is not None:
+                if depth >= best[0]:
+                    best = (depth, f"{f}:{line}: ")
+                break
+    if best[1]:
+        return best[1]
+    return f"{', '.join(map(str, files))}: " if files else ""
+
+
+def _key_lines(path: str) -> dict[tuple[str, ...], int]:
+    """Key path -> line (1-based) of every key and list item of a YAML or JSON file ({} if unreadable)."""
+    import yaml
+
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return {}
+    out: dict[tuple[str, ...], int] = {}
+
+    def walk(node, prefix: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                here = prefix + (str(key.value),)
+                out.setdefault(here, key.start_mark.line + 1)
+                walk(value, here)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, value in enumerate(node.value):
+                out.setdefault(prefix + (str(i),), value.start_mark.line + 1)
+                walk(value, prefix + (str(i),))
+
+    walk(root, ())
+    return out
 
 
 @dataclass(frozen=True)
@@ -80,6 +298,20 @@ def _lookup(table: Mapping[str, Any], name: str, what: str, where: str) -> Any:
         valid = ", ".join(sorted(table)) or "(none defined)"
         raise ValueError(f"{where}: unknown {what} {name!r}; the config defines: {valid}")
     return table[name]
+
+
+def check_model_name(name: str) -> None:
+    """A model's name is a folder of every result path: refuse ``../x``, ``a/b``, spaces and the like
+    here, rather than as files Snakemake cannot find."""
+    import re
+
+    pattern = paths.WILDCARD_PATTERNS["model"]
+    if not isinstance(name, str) or not re.fullmatch(pattern, name):
+        raise ConfigError(
+            f"models entry {name!r}: a model's name is a folder of its result paths, so it may hold only "
+            f"letters, digits, '.', '_' and '-', starting with a letter or digit (pattern {pattern}); "
+            "the checkpoint's location goes in its source"
+        )
 
 
 def resolve_task(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -212,12 +444,17 @@ def expand_runs(config: Mapping[str, Any]) -> list[Run]:
     from sparse_frontier.attention import get_method_class
     from sparse_frontier.models import check_model
 
+    for model_name in config["models"]:
+        check_model_name(model_name)
     runs: dict[paths.RunKey, Run] = {}
     resolved_tasks = {}
     task_defaults = {}
     for n, e in config["tasks"].items():
         _check_scalars(e.get("params") or {}, f"tasks entry {n!r}")
-        resolved_tasks[n] = resolve_task(e)
+        try:
+            resolved_tasks[n] = resolve_task(e)
+        except ValueError as err:
+            raise ValueError(f"tasks entry {n!r}: {err}") from None
         task_defaults[n] = task_method_defaults(n, e)
     raw_methods = {n: (e["method"], method_settings(n, e)) for n, e in config["methods"].items()}
     resolved: dict[tuple, tuple[str, dict[str, Any]]] = {}
@@ -308,12 +545,52 @@ class RunIndex:
             w[name] = int(w[name])
         key = paths.RunKey(**{k: w[k] for k in paths.RunKey.__dataclass_fields__})
         if key not in self._by_key:
-            raise ValueError(f"no experiment in the config asks for the run {key}")
+            raise ConfigError(
+                f"no experiment in the config asks for the run {key.predictions}"
+                + self._nearest(key.wildcards(), [(r.key.predictions, r.key.wildcards()) for r in self.runs])
+            )
         return self._by_key[key]
+
+    @staticmethod
+    def _nearest(wanted: Mapping[str, Any], known: list[tuple[str, Mapping[str, Any]]], n: int = 3) -> str:
+        """Lines naming the ``n`` known (path, wildcards) closest to ``wanted``: fewest fields
+        differing, then the most similar values; each with what differs."""
+        import difflib
+        import heapq
+
+        if not known:
+            return "\n  (the config asks for none)"
+
+        def differing(have: Mapping[str, Any]) -> list[str]:
+            return [k for k in wanted if str(have[k]) != str(wanted[k])]
+
+        @functools.lru_cache(maxsize=None)  # per distinct value: a grid has few of each
+        def similarity(k: str, have: str) -> float:
+            return difflib.SequenceMatcher(None, str(wanted[k]), have).ratio()
+
+        def distance(item: tuple[str, Mapping[str, Any]]) -> tuple[int, float]:
+            diff = differing(item[1])
+            return len(diff), -sum(similarity(k, str(item[1][k])) for k in diff)
+
+        def change(k: str, have: Any) -> str:
+            if k.endswith("_args"):  # only the arguments that differ
+                mine, theirs = set(str(wanted[k]).split("+")), set(str(have).split("+"))
+                return f"{k} {'+'.join(sorted(theirs - mine)) or '-'}, not {'+'.join(sorted(mine - theirs)) or '-'}"
+            return f"{k} {have}, not {wanted[k]}"
+
+        lines = [f"\n  {path}\n    ({'; '.join(change(k, have[k]) for k in differing(have))})"
+                 for path, have in heapq.nsmallest(n, known, key=distance)]
+        return "; the nearest it asks for:" + "".join(lines)
 
     def dataset_run(self, wildcards: Mapping[str, Any]) -> Run:
         """Any run using this dataset (they all share task, model, length, samples and seed)."""
         ident = self._dataset_id(wildcards)
         if ident not in self._by_dataset:
-            raise ValueError(f"no experiment in the config asks for the dataset {ident}")
+            names = ("task", "task_args", "length", "model", "samples", "seed")
+            wanted = paths.DATASET.format(**dict(zip(names, ident)))
+            known = [(r.key.dataset, dict(zip(names, i))) for i, r in self._by_dataset.items()]
+            raise ConfigError(
+                f"no experiment in the config asks for the dataset {wanted}"
+                + self._nearest(dict(zip(names, ident)), known)
+            )
         return self._by_dataset[ident]

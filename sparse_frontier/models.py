@@ -501,6 +501,7 @@ def load_tokenizer(location: str):
     """Tokenizer from a local folder or a Hugging Face id (offline runs need it in the HF cache)."""
     from transformers import AutoTokenizer
 
+    check_tokenizer_files(location)
     try:
         return AutoTokenizer.from_pretrained(location)
     except OSError as err:
@@ -510,3 +511,30 @@ def load_tokenizer(location: str):
             "model with `huggingface-cli download` first or point `source` in the config to a local "
             "folder)"
         ) from err
+
+
+#: Any one of these makes a folder's tokenizer loadable (fast tokenizer, SentencePiece, BPE, WordPiece).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json",
+                   "vocab.txt")
+
+
+def check_tokenizer_files(location: str) -> None:
+    """Name the folder and the missing files when a local model folder has no tokenizer (transformers
+    would instead ask for sentencepiece or tiktoken, which would not help). Hub ids pass unchecked."""
+    folder = Path(location).expanduser()
+    if not folder.is_dir():
+        if location.startswith(("/", "./", "../", "~")):
+            raise FileNotFoundError(f"model folder {location} does not exist; fix the model's source in the config")
+        return
+    present = sorted(f.name for f in folder.iterdir())
+    if any(name in present for name in TOKENIZER_FILES) or any(n.endswith(".tiktoken") for n in present):
+        if "vocab.json" in present and "tokenizer.json" not in present and "merges.txt" not in present:
+            raise FileNotFoundError(f"model folder {folder} has vocab.json but not merges.txt, which a BPE tokenizer needs")
+        return
+    shown = ", ".join(present[:12]) + (f" and {len(present) - 12} more" if len(present) > 12 else "")
+    raise FileNotFoundError(
+        f"model folder {folder} has no tokenizer: it needs tokenizer.json (or a slow tokenizer's tokenizer.model, "
+        f"vocab.json + merges.txt or vocab.txt) next to config.json; it holds {shown or 'nothing'}. Copy the "
+        "tokenizer files from the checkpoint, e.g. huggingface-cli download <id> --include 'tokenizer*' --local-dir "
+        f"{folder}"
+    )

@@ -25,9 +25,19 @@ def requested_method() -> dict | None:
     raw = os.environ.get(ENV_METHOD)
     if not raw:
         return None
-    spec = json.loads(raw)
+    example = '{"method": "quest", "params": {"sparsity": 0.9}}'
+    try:
+        spec = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f"environment variable {ENV_METHOD}={raw[:200]!r} is not valid JSON ({err.msg} at character "
+            f"{err.pos}); it must be a JSON object with a 'method' key, e.g. {example}, or unset for stock vLLM"
+        ) from None
     if not isinstance(spec, dict) or "method" not in spec:
-        raise ValueError(f"{ENV_METHOD}={raw!r} must be a JSON object with a 'method' key")
+        raise ValueError(
+            f"environment variable {ENV_METHOD}={raw[:200]!r} must be a JSON object with a 'method' key, "
+            f"e.g. {example}, or unset for stock vLLM"
+        )
     return spec
 
 
