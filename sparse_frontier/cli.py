@@ -74,7 +74,8 @@ def cmd_prepare(args) -> None:
     run = _run_for(args.config, paths.DATASET, args.output).as_dict()
     key = run["key"]
     generate_dataset(key["task"], run["task_params"], load_tokenizer(model_location(run["model"])),
-                     key["length"], key["samples"], key["seed"], args.output, provenance=run)
+                     key["length"], key["samples"], key["seed"], args.output, provenance=run,
+                     max_tokens=key["max_tokens"])
 
 
 def cmd_predict(args) -> None:

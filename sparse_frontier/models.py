@@ -490,6 +490,11 @@ def convert_gguf_to_hf(gguf_path: str | os.PathLike, output_dir: str | os.PathLi
     model.save_pretrained(tmp_dir)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     tokenizer.save_pretrained(tmp_dir)
+    # safetensors writes its file private (0600); a shared model folder follows the user's umask
+    from sparse_frontier.io import current_umask
+
+    for written in tmp_dir.iterdir():
+        written.chmod(0o666 & ~current_umask())
     if output_dir.exists():
         import shutil
 

@@ -7,6 +7,7 @@ single process.
 """
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -151,6 +152,11 @@ def smollm2_model(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("smollm2") / "smollm2-135m-instruct"
     convert_gguf_to_hf(embedded_gguf("smollm2-135m-instruct"), out)
+    # a shared model folder follows the user's umask (safetensors alone writes 0600)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in out.iterdir()} == {
+        f.name: oct(0o666 & ~mask) for f in out.iterdir()}
     return out
 
 
