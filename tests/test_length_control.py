@@ -66,6 +66,29 @@ def test_niah_prompts_land_in_window_and_hold_their_needles(tokenizer, length):
         assert all(context.count(k + " is:") == 1 for k in keys)
 
 
+@pytest.mark.parametrize("length", [512, 2048])
+def test_niah_in_filler_holds_only_its_needles_in_order(tokenizer, length):
+    """haystack: filler (RULER's niah_single): the needles are the only values in neutral text."""
+    params = {"haystack": "filler", "num_queries": 2, "code_parts": 1, "value_format": "number"}
+    task = get_task_class("ruler_niah").from_params(params)
+    rows = list(generate_samples(task, tokenizer, length, samples=3, seed=43))
+    for row in rows:
+        assert math.ceil(0.95 * length) <= row["prompt_tokens"] == len(row["input_ids"]) <= length
+        text = tokenizer.decode(row["input_ids"])
+        context = text.split("<context>")[1].split("</context>")[0]
+        keys = re.findall(r"[a-z0-9]{8}", re.search(r"values for (.*)\?", text).group(1))
+        assert re.findall(r"is: (\d{7})\.", context) == row["gold"]  # only the needles, in key order
+        assert [re.search(re.escape(k) + r" is: (\d{7})\.", context).group(1) for k in keys] == row["gold"]
+    again = list(generate_samples(task, tokenizer, length, samples=3, seed=43))
+    assert _digest(rows) == _digest(again)
+    assert len({json.dumps(r["gold"]) for r in rows}) == 3
+
+
+def test_niah_haystack_is_checked():
+    with pytest.raises(ValueError, match="haystack.*one of: needles, filler"):
+        get_task_class("ruler_niah").from_params({"haystack": "noise"})
+
+
 def _digest(rows):
     return hashlib.sha256("".join(json.dumps(r, sort_keys=True) for r in rows).encode()).hexdigest()
 

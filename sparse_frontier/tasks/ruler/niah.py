@@ -8,6 +8,7 @@ import string
 from dataclasses import dataclass
 
 from sparse_frontier.tasks.base import Draft, Task, register_task
+from sparse_frontier.tasks.ruler.filler import filler, place_at_depths
 
 _ALPHABET = string.ascii_lowercase + string.digits
 _WORDS_PER_SENTENCE = 9  # "One of the special magic values for KEY is: VALUE."
@@ -24,7 +25,8 @@ def _normalise(text: str) -> str:
 @register_task
 @dataclass
 class RulerNiah(Task):
-    """``num_queries`` needles (key -> value sentences) hidden among distractors of the same form."""
+    """``num_queries`` needles (key -> value sentences) hidden among distractors of the same form, or
+    (``haystack: filler``) in neutral filler text, as RULER's single-needle tasks hide theirs in noise."""
 
     name = "ruler_niah"
     display_name = "NIAH"
@@ -41,10 +43,14 @@ class RulerNiah(Task):
     code_part_length: int = 8
     #: "code" (upstream: 4 x 8 characters of [a-z0-9]) or "number" (7 digits, RULER's easier variant)
     value_format: str = "code"
+    #: "needles" (upstream: the haystack is other key -> value sentences, so the key must be matched) or
+    #: "filler" (neutral sentences: the needles are the only values in the text, RULER's niah_single)
+    haystack: str = "needles"
 
     def __post_init__(self):
         self.check(isinstance(self.answer_prefill, bool), "answer_prefill", "true or false")
         self.check(self.value_format in ("code", "number"), "value_format", "one of: code, number")
+        self.check(self.haystack in ("needles", "filler"), "haystack", "one of: needles, filler")
         self.check(isinstance(self.num_queries, int) and 1 <= self.num_queries <= 64,
                    "num_queries", "an integer in [1, 64]")
         self.check(isinstance(self.code_parts, int) and 1 <= self.code_parts <= 8,
@@ -84,6 +90,10 @@ class RulerNiah(Task):
                     cache.append(self.sentence(key, self._value(stream)))
             return cache[:n]
 
+        def filler_context(n: int) -> str:
+            # n counts filler sentences (~10 tokens: inside the 5% length window from 512 tokens up)
+            return " ".join(place_at_depths(filler(n), [self.sentence(k, v) for k, v in needles], depths))
+
         def context(n: int) -> str:
             # n counts filler *words*, so the prompt can be sized finer than a whole sentence
             # (a sentence is ~70 tokens: wider than the 5% window at short lengths).
@@ -104,7 +114,7 @@ class RulerNiah(Task):
                 f"Give the {self.num_queries} values in the order of the keys, separated by commas."
             ),
             gold=[value for _, value in needles],
-            context=context,
+            context=filler_context if self.haystack == "filler" else context,
             max_units=max_units,
         )
 
