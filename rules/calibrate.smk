@@ -1,4 +1,5 @@
-"""Calibration of Vertical-Slash / FlexPrefill on each model's own attention (config calibration.capture)."""
+"""Captures of a model's own attention: Vertical-Slash / FlexPrefill calibration (config
+calibration.capture) and the pattern figure's real head (config figures.patterns)."""
 
 
 rule calibrate_attention:
@@ -28,3 +29,27 @@ rule calibrate_attention:
         model_location=calibration_model_location,
     script:
         "../workflow/scripts/calibrate_attention.py"
+
+
+rule capture_attention_head:
+    """One query head of one layer on a dataset's prompt (figures.patterns), captured through vLLM
+    with attention left dense: the pattern figure's masks on a real model."""
+    input:
+        dataset=paths.DATASET,
+        model=model_inputs,
+    output:
+        paths.ATTENTION_HEAD,
+    log:
+        paths.log_path(paths.ATTENTION_HEAD),
+    conda:
+        "../envs/vllm-cuda.yaml"
+    threads: config["engine"]["cpu_threads"]
+    resources:
+        gpu=dataset_gpus,
+        mem_mb=dataset_resource("mem_mb"),
+        runtime=dataset_resource("runtime"),
+    params:
+        run=dataset_run_params,
+        model_location=model_folder,
+    script:
+        "../workflow/scripts/capture_attention_head.py"

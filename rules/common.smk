@@ -17,6 +17,7 @@ from sparse_frontier.calibrate import (
     calibration_settings,
     needs_calibration,
 )
+from sparse_frontier.pattern_capture import pattern_source
 from sparse_frontier.tasks.qa.sources import NORMALISED, SOURCES, normalised_path
 
 # Not Snakemake's validate: errors name file:line, key path and allowed keys in a few lines (not the
@@ -215,6 +216,25 @@ def calibration_gpus(wildcards):
     return RUNS.dataset_run(calibration_dataset_wildcards(wildcards)).gpus
 
 
+# The pattern figure's real head (figures.patterns), or None for the toy head.
+PATTERN_SOURCE = pattern_source(config, RUNS.runs)
+
+
+@known_params
+def dataset_gpus(wildcards):
+    return RUNS.dataset_run(wildcards).gpus
+
+
+def dataset_resource(name):
+    """A job on one prompt of a dataset (capture_attention_head) is sized like its predict jobs."""
+
+    @known_params
+    def get(wildcards, attempt):
+        return predict_resources(dataset_run_params(wildcards), attempt)[name]
+
+    return get
+
+
 @known_params
 def calibration_model_inputs(wildcards):
     return model_inputs(calibration_dataset_wildcards(wildcards))
@@ -254,6 +274,8 @@ def figure_input(name):
             out["calibration"] = [
                 paths.CALIBRATION.format(model=m) for m in CALIBRATION_PLAN
             ]
+        if needs.attention and PATTERN_SOURCE:
+            out["attention"] = PATTERN_SOURCE["path"]
         return out
 
     return get

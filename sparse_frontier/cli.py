@@ -24,10 +24,14 @@ def _load(config_path: str):
     without a traceback)."""
     from sparse_frontier.config import ConfigError, expand_runs, load_config
 
+    from sparse_frontier.pattern_capture import pattern_source
+
     config = load_config(config_path)
     try:
-        return config, expand_runs(config)
-    except ValueError as err:  # a methods/tasks entry or a model name
+        runs = expand_runs(config)
+        pattern_source(config, runs)  # figures.patterns names a dataset of the grid
+        return config, runs
+    except ValueError as err:  # a methods/tasks entry, a model name, figures.patterns
         raise ConfigError(f"{config_path}: {err}") from None
 
 

@@ -39,6 +39,11 @@ SWEEP = (
 SWEEP_PREDICTIONS = "results/sweeps/" + _RUN + "/predictions.jsonl"
 SUMMARY = "results/scores/" + _RUN + "/summary.json"
 CALIBRATION = "results/calibration/{model}.json"  # rule calibrate_attention
+# one query head (and its kv head) of one layer on a dataset's prompt: the pattern figure on a real model
+ATTENTION_HEAD = (
+    "results/attention/{task}/{task_args}/length~{length}/{model}/samples~{samples}+seed~{seed}/"
+    "layer~{layer}+head~{head}+sample~{sample}.pt"
+)
 SCORES_TABLE = "results/tables/scores.csv"
 SAMPLE_SCORES_TABLE = "results/tables/sample_scores.csv"
 TABLE = "results/tables/{table}.csv"
@@ -58,6 +63,9 @@ WILDCARD_PATTERNS = {
     "samples": r"\d+",
     "seed": r"\d+",
     "max_tokens": r"\d+",
+    "layer": r"\d+",
+    "head": r"\d+",
+    "sample": r"\d+",
     "sweep": r"[0-9a-f]{10}",
     "model": r"[A-Za-z0-9][A-Za-z0-9._-]*",
     "figure": r"[a-z][a-z0-9_]*",

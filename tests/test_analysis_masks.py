@@ -171,3 +171,23 @@ def test_bad_arguments_are_named():
         pattern_masks(methods=("nope",))
     with pytest.raises(ValueError, match=r"target sparsities must lie in \(0, 1\)"):
         pattern_masks((0.5, 1.0))
+
+
+def test_a_given_head_is_used_as_is(masks, example):
+    """``qkv`` (a captured head) gives the toy example's masks when handed the toy head itself, and a
+    head of another size and scale changes them."""
+    given = pattern_masks(TARGETS, qkv=example, scale=SCALE)
+    for a, b in zip(masks, given):
+        assert (a.method, a.target_sparsity, a.params) == (b.method, b.target_sparsity, b.params)
+        assert np.array_equal(a.mask, b.mask)
+    q, k, v = (t[: 512 + STEPS, :, :64] for t in example)  # a head of dimension 64: scale 1/8 by default
+    small = pattern_masks((0.7,), methods=("block_sparse", "quest"), qkv=(q, k, v))
+    assert [m.mask.shape for m in small] == [(512, 512), (STEPS, 512 + STEPS)]
+
+
+def test_a_given_head_is_checked():
+    q, k, v = toy_qkv(400)
+    with pytest.raises(ValueError, match=r"one head's \[n, 1, D\].*\(400, 1, 128\), \(399, 1, 128\)"):
+        pattern_masks(qkv=(q, k[1:], v))
+    with pytest.raises(ValueError, match="prompt must have >= 256 tokens.*tokens=236"):
+        pattern_masks(qkv=(q[:300], k[:300], v[:300]))

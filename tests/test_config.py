@@ -36,7 +36,11 @@ def test_shipped_configs_validate_and_expand():
     assert len(paper_runs) == 14499 + 900 == 15399
     assert sum(1 for r in paper_runs if all(e.startswith("ablation_") for e in r.experiments)) == 900
     runs = expand_runs(demo_config)
-    assert {r.key.length for r in runs} == {1024, 2048}
+    assert {r.key.length for r in runs} == {1024} and len(runs) == 2 * 14
+    # the demo runs dense, every sparse method at three levels and a prefill + decode combination
+    methods = {r.key.method for r in runs}
+    assert methods == {"dense", "vertical_slash", "flexprefill", "block_sparse", "quest", "snapkv", "ada_snapkv",
+                       "vertical_slash+quest"}
     assert all(r.gpus == 0 for r in runs)  # CPU demo asks for no GPU
     assert {r.gpus for r in paper_runs} == {1, 2, 4}  # tensor-parallel sizes
 
@@ -89,8 +93,8 @@ def test_every_schema_key_has_a_description_and_objects_are_closed():
 
 def test_unknown_names_in_experiments_name_the_valid_ones(demo):
     bad = copy.deepcopy(demo)
-    bad["experiments"]["demo"]["methods"] = ["quest"]
-    with pytest.raises(ValueError, match=r"unknown method 'quest'.*defines: dense"):
+    bad["experiments"]["demo"]["methods"] = ["quest_90"]
+    with pytest.raises(ValueError, match=r"unknown method 'quest_90'.*defines: ada_snapkv, block_sparse, dense"):
         expand_runs(bad)
 
 
@@ -111,7 +115,7 @@ def test_unknown_task_and_method_parameters_are_rejected(demo):
 def test_lengths_beyond_the_model_are_rejected(demo):
     bad = copy.deepcopy(demo)
     bad["experiments"]["demo"]["lengths"] = [8192]
-    with pytest.raises(ValueError, match="exceeds model 'smollm2-135m'.*up to 8128"):
+    with pytest.raises(ValueError, match="exceeds model 'smollm2-135m'.*up to 8144"):
         expand_runs(bad)
 
 
@@ -139,6 +143,7 @@ def test_model_location():
 def _methods_config(demo, methods, task_defaults=None):
     config = copy.deepcopy(demo)
     config["methods"] = methods
+    config["tasks"]["vt"] = {"task": "ruler_vt", "params": {"num_chains": 2, "num_hops": 2, "answer_prefill": True}}
     config["experiments"]["demo"].update(methods=list(methods), tasks=["niah", "vt"], lengths=[1024])
     if task_defaults is not None:
         config["tasks"]["niah"]["method_defaults"] = task_defaults

@@ -12,7 +12,9 @@ Nothing here re-implements a method: every mask is what the registered method se
   (:func:`~sparse_frontier.attention.reference.kv_selection_mask`); every decode step reads the kept
   prompt tokens plus the tokens decoded since (decode is dense over the compressed cache).
 
-The example (:func:`toy_qkv`): one query head and one kv head, head dim 128, with the structure real
+The head: a real model's (``pattern_masks(qkv=...)``: one query head and its kv head captured
+through vLLM, :mod:`sparse_frontier.pattern_capture`; its last ``steps`` tokens are the decode steps,
+each reading the cache before it), or the toy example. The example (:func:`toy_qkv`): one query head and one kv head, head dim 128, with the structure real
 heads have: attention sinks (the first keys), heavy periodic keys (verticals), a local diagonal
 (rotary positions) and one distant diagonal (each query matches the key :data:`SLASH_OFFSET` tokens
 back: a slash). The decode steps continue the same sequence.
@@ -147,7 +149,7 @@ def _vs_density(method, vert, slash, a, b) -> float:
     return index_density(cover, cols, vert.shape[1]).mean().item()
 
 
-def vertical_slash_params(q, k, target_density: float) -> dict:
+def vertical_slash_params(q, k, target_density: float, scale: float = SCALE) -> dict:
     """Explicit ``vertical_size`` / ``slash_size`` whose measured density on (q, k) is closest to the target.
 
     The density depends on the slashes only through the block diagonals they cover, so for each
@@ -160,7 +162,7 @@ def vertical_slash_params(q, k, target_density: float) -> dict:
 
     t = q.shape[0]
     method = _method("vertical_slash", {"vertical_size": 1, "slash_size": 1, "local_window": VS_LOCAL_WINDOW})
-    vert, slash = estimate_scores(q, k, method.approximation_size, SCALE)
+    vert, slash = estimate_scores(q, k, method.approximation_size, scale)
     covers = {}
     for ns in range(1, t + 1):
         covers.setdefault(tuple(method.select_raw(vert, slash, 1, ns)[1][0].tolist()), ns)
@@ -173,7 +175,7 @@ def vertical_slash_params(q, k, target_density: float) -> dict:
     return {"vertical_size": best[1], "slash_size": best[2], "local_window": VS_LOCAL_WINDOW}
 
 
-def flexprefill_params(q, k, target_density: float) -> dict:
+def flexprefill_params(q, k, target_density: float, scale: float = SCALE) -> dict:
     """Explicit (``alpha``, ``min_budget``) as FlexPrefill's own calibration finds them
     (:func:`~sparse_frontier.attention.calibration.online_alpha`), with the base ``min_budget`` scaled
     to the example's length: alpha searched at that budget, or alpha 0 and a lower budget when alpha
@@ -184,7 +186,7 @@ def flexprefill_params(q, k, target_density: float) -> dict:
     t = q.shape[0]
     base = max(1, round(PAPER_MIN_BUDGET * t / PAPER_LENGTH))
     method = _method("flexprefill", {"alpha": 0.0, "min_budget": base, "local_window": VS_LOCAL_WINDOW})
-    vert, slash = estimate_scores(q, k, method.approximation_size, SCALE)
+    vert, slash = estimate_scores(q, k, method.approximation_size, scale)
     if _vs_density(method, vert, slash, 0.0, base) <= target_density:
         alpha, budget = search_float(lambda a: _vs_density(method, vert, slash, a, base), target_density), base
     else:
@@ -192,10 +194,10 @@ def flexprefill_params(q, k, target_density: float) -> dict:
     return {"alpha": alpha, "min_budget": budget, "local_window": VS_LOCAL_WINDOW}
 
 
-def prefill_pattern(name: str, params: dict, q, k, v) -> tuple[np.ndarray, float]:
+def prefill_pattern(name: str, params: dict, q, k, v, scale: float = SCALE) -> tuple[np.ndarray, float]:
     """The method's own ``build_mask`` on the example (one head): mask ``[T, T]`` and its sparsity."""
     t = q.shape[0]
-    mask = _method(name, params).build_mask(q, k, v, scale=SCALE)[0]
+    mask = _method(name, params).build_mask(q, k, v, scale=scale)[0]
     return mask.numpy(), 1.0 - mask.sum().item() / (t * (t + 1) / 2)
 
 
@@ -220,12 +222,12 @@ def quest_pattern(params: dict, q, k, tokens: int, steps: int) -> tuple[np.ndarr
     return mask, 1.0 - float(np.mean(density))
 
 
-def kv_pattern(name: str, params: dict, q, k, v, tokens: int, steps: int) -> tuple[np.ndarray, float]:
+def kv_pattern(name: str, params: dict, q, k, v, tokens: int, steps: int, scale: float = SCALE) -> tuple[np.ndarray, float]:
     """SnapKV / Ada-SnapKV: the method's ``compress_kv`` on the prompt, then each decode step reads
     the kept prompt tokens and every token decoded since. Sparsity = 1 - kept / tokens."""
     from sparse_frontier.attention.reference import kv_selection_mask
 
-    sel = _method(name, params).compress_kv(q[:tokens], k[:tokens], v[:tokens], layer_index=0, scale=SCALE)
+    sel = _method(name, params).compress_kv(q[:tokens], k[:tokens], v[:tokens], layer_index=0, scale=scale)
     kept = kv_selection_mask(sel.indices, tokens, q.shape[1] // k.shape[1])[0].numpy()
     mask = np.zeros((steps, tokens + steps), dtype=bool)
     mask[:, :tokens] = kept
@@ -234,11 +236,17 @@ def kv_pattern(name: str, params: dict, q, k, v, tokens: int, steps: int) -> tup
 
 
 def pattern_masks(sparsities=(0.5, 0.7, 0.9), tokens: int = 1024, seed: int = 0, steps: int = 64,
-                  methods=PREFILL + DECODE) -> list[PatternMask]:
+                  methods=PREFILL + DECODE, qkv=None, scale: float | None = None) -> list[PatternMask]:
     """Every method's kept pairs at each target sparsity, by its own code (see the module docstring).
 
+    ``qkv``: a real head's queries, keys and values ``[n, 1, D]`` (one query head and its kv head,
+    e.g. captured from a model by the ``capture_qkv`` method) with its attention ``scale``, instead
+    of the toy example: the first ``n - steps`` tokens are the prompt, the last ``steps`` its decode
+    steps (each reads the cache before it, as a decode step of those tokens would); ``tokens`` and
+    ``seed`` are then unused.
+
     One :class:`PatternMask` per (method, sparsity), methods in the order given (prefill first),
-    sparsities ascending. Deterministic in ``seed``.
+    sparsities ascending. Deterministic in ``seed`` (or in ``qkv``).
     """
     unknown = sorted(set(methods) - set(PREFILL + DECODE))
     if unknown:
@@ -246,27 +254,36 @@ def pattern_masks(sparsities=(0.5, 0.7, 0.9), tokens: int = 1024, seed: int = 0,
     bad = [s for s in sparsities if not 0.0 < s < 1.0]
     if bad:
         raise ValueError(f"target sparsities must lie in (0, 1), got {bad}")
+    if qkv is not None:
+        q, k, v = (t.float() for t in qkv)
+        if not (q.dim() == k.dim() == v.dim() == 3 and q.shape[1] == k.shape[1] == v.shape[1] == 1
+                and q.shape[0] == k.shape[0] == v.shape[0] and q.shape[2] == k.shape[2]):
+            raise ValueError(f"qkv must be one head's [n, 1, D] queries, keys and values of one length; got shapes "
+                             f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        tokens, scale = q.shape[0] - steps, q.shape[2] ** -0.5 if scale is None else scale
+    else:
+        q, k, v = toy_qkv(tokens + steps, seed)
+        scale = SCALE
     if tokens < 256 or steps < 1:
-        raise ValueError(f"tokens must be >= 256 and steps >= 1, got tokens={tokens}, steps={steps}")
-    q, k, v = toy_qkv(tokens + steps, seed)
+        raise ValueError(f"the prompt must have >= 256 tokens and steps >= 1, got tokens={tokens}, steps={steps}")
     qp, kp, vp = q[:tokens], k[:tokens], v[:tokens]
     out = []
     for name in methods:
         for target in sorted(sparsities):
             if name == "vertical_slash":
-                params = vertical_slash_params(qp, kp, 1.0 - target)
+                params = vertical_slash_params(qp, kp, 1.0 - target, scale)
             elif name == "flexprefill":
-                params = flexprefill_params(qp, kp, 1.0 - target)
+                params = flexprefill_params(qp, kp, 1.0 - target, scale)
             elif name in ("snapkv", "ada_snapkv"):
                 params = {"sparsity": target, "local_window": SNAPKV_LOCAL_WINDOW}
             else:
                 params = {"sparsity": target}
             if name in PREFILL:
-                mask, measured = prefill_pattern(name, params, qp, kp, vp)
+                mask, measured = prefill_pattern(name, params, qp, kp, vp, scale)
             elif name == "quest":
                 mask, measured = quest_pattern(params, q, k, tokens, steps)
             else:
-                mask, measured = kv_pattern(name, params, q, k, v, tokens, steps)
+                mask, measured = kv_pattern(name, params, q, k, v, tokens, steps, scale)
             phase = "prefill" if name in PREFILL else "decode"
             out.append(PatternMask(name, phase, float(target), float(measured), mask, params))
     return out

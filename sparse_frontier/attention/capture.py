@@ -1,4 +1,5 @@
-"""A recording method for calibration on a real model: each global layer's estimation scores.
+"""Recording methods: each global layer's estimation scores (calibration on a real model), and one
+layer's queries, keys and values (the pattern figure on a real model).
 
 ``capture_estimation`` leaves attention dense (its prefill hook returns None) and writes, per
 request and layer, the Vertical-Slash / FlexPrefill estimation scores of the prompt (the same
@@ -46,5 +47,36 @@ class CaptureEstimation(AttentionMethod):
         tmp = folder / (name + ".tmp")
         torch.save({"vert": vert.float().cpu(), "slash": slash.float().cpu(), "length": query.shape[0],
                     "layer": layer_index, "approximation_size": self.approximation_size}, tmp)
+        tmp.replace(folder / name)
+        return None  # attention stays dense
+
+
+@register_method
+@dataclass
+class CaptureQKV(AttentionMethod):
+    """Records one layer's queries, keys and values (after rotary embedding, as attention sees them)
+    for the pattern figure on a real model (:mod:`sparse_frontier.patterns`); attention stays dense."""
+
+    name = "capture_qkv"
+    phase = "prefill"
+    out_dir: str = ""
+    layer: int = 0
+    tag: str = "qkv"
+
+    def __post_init__(self):
+        self.check(bool(self.out_dir), "out_dir", "a folder to write the captured tensors to")
+        self.check(isinstance(self.layer, int) and self.layer >= 0, "layer", "a layer index >= 0")
+        self.check(bool(self.tag) and "/" not in self.tag, "tag", "a file-name prefix without '/'")
+
+    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
+        if layer_index != self.layer:
+            return None
+        folder = Path(self.out_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
+        name = f"{self.tag}-layer{layer_index:03d}-rank{rank}-{uuid.uuid4().hex[:12]}.pt"
+        tmp = folder / (name + ".tmp")
+        torch.save({"query": query.float().cpu(), "key": key.float().cpu(), "value": value.float().cpu(),
+                    "layer": layer_index, "scale": scale, "rank": int(rank)}, tmp)
         tmp.replace(folder / name)
         return None  # attention stays dense

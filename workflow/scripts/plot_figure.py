@@ -10,12 +10,18 @@ calibration = {
     paths.parse_path(paths.CALIBRATION, p)["model"]: read_json(p)
     for p in snakemake.input.get("calibration", [])
 }
+attention = None
+if snakemake.input.get("attention"):  # the real head of figures.patterns (rule capture_attention_head)
+    import torch
+
+    attention = torch.load(snakemake.input.attention)
 inputs = load_inputs(
     snakemake.config,
     summaries=snakemake.input.get("summaries", []),
     expected=snakemake.params.expected,
     samples=snakemake.params.samples,
     calibration=calibration,
+    attention=attention,
 )
 out = build(snakemake.params.name, inputs)
 save(

@@ -4,12 +4,15 @@ from sparse_frontier.calibrate import use_calibration_table
 from sparse_frontier.logs import setup_logging
 from sparse_frontier.predict import run_predictions
 
-setup_logging(snakemake.log[0])
-# the model's captured calibration table (rule calibrate_attention), read by the engine's workers
-use_calibration_table(snakemake.input.get("calibration"))
-run_predictions(
-    run=snakemake.params.run,
-    dataset_path=snakemake.input.dataset,
-    model_location=snakemake.params.model_location,
-    output=snakemake.output[0],
-)
+# vLLM's CUDA engine starts its core in a spawned process, which re-imports this script as
+# __mp_main__ (without the snakemake object): only the job itself runs the body.
+if __name__ == "__main__":
+    setup_logging(snakemake.log[0])
+    # the model's captured calibration table (rule calibrate_attention), read by the engine's workers
+    use_calibration_table(snakemake.input.get("calibration"))
+    run_predictions(
+        run=snakemake.params.run,
+        dataset_path=snakemake.input.dataset,
+        model_location=snakemake.params.model_location,
+        output=snakemake.output[0],
+    )

@@ -37,11 +37,12 @@ class Figure:
     runs: Optional[Callable] = None
     samples: bool = False  # reads the per-sample scores too
     calibration: bool = False  # reads the models' captured calibration tables
+    attention: bool = False  # reads the captured real head of figures.patterns, where the config sets one
 
 
 FIGURES: dict[str, Figure] = {
     "accuracy_vs_length": Figure(accuracy.data, accuracy.draw, accuracy.runs),
-    "pattern_masks": Figure(patterns.data, patterns.draw),
+    "pattern_masks": Figure(patterns.data, patterns.draw, attention=True),
     "isoflops": Figure(iso.isoflops, iso.draw, iso.runs),
     "isocost": Figure(iso.isocost, iso.draw, iso.runs),
     "max_compression": Figure(retention.data, retention.draw, retention.runs, samples=True),
@@ -166,7 +167,7 @@ def runs_per_figure(config: dict, runs=None, names=None) -> dict[str, list[str]]
 
 
 def load_inputs(config: dict, summaries: list[str] = (), expected: list[str] = (), samples: bool = False,
-                calibration: dict | None = None) -> Inputs:
+                calibration: dict | None = None, attention: dict | None = None) -> Inputs:
     """Inputs from run summaries (and their per-sample scores), with the expected-but-absent runs as
     ``status == "missing"`` rows when the config allows missing runs."""
     from sparse_frontier.analysis.aggregate import add_phase, collect_sample_scores, collect_summaries, with_missing
@@ -181,6 +182,7 @@ def load_inputs(config: dict, summaries: list[str] = (), expected: list[str] = (
         table = with_missing(table, list(expected))
     inputs = Inputs.from_config(config, table, sample_table)
     inputs.calibration = calibration or {}
+    inputs.attention = attention or {}
     return inputs
 
 

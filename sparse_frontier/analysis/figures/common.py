@@ -52,6 +52,8 @@ class Inputs:
     families: dict = field(default_factory=dict)  # name -> family
     config: dict = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)  # model -> its captured calibration table
+    #: the real head of figures.patterns (sparse_frontier.pattern_capture): query/key/value [n, 1, D], scale, ...
+    attention: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.settings = {**DEFAULTS, **(self.settings or {})}
