@@ -11,15 +11,15 @@ export PYTHONPATH=$PYTHONPATH:/root/sm-site PATH=/root/sm-bin:$PATH
 mkdir -p "$out"
 start=$(date +%s)
 timeout --signal=INT "$budget" snakemake all --configfile config/gpu-demo.yaml --profile profiles/local \
-  --cores 16 --resources gpu=4 > "$out/snakemake_all.log" 2>&1
+  --cores 16 --resources gpu=1 > "$out/snakemake_all.log" 2>&1
 echo "snakemake all: exit $? after $(( $(date +%s) - start )) s" | tee -a "$out/wall_time.txt"
-snakemake all_figures results/tables/scores.csv --configfile config/gpu-demo.yaml config/allow-missing.yaml \
-  --profile profiles/local --cores 16 --resources gpu=4 > "$out/snakemake_figures.log" 2>&1
+tar -czf "$out/logs.tar.gz" logs benchmarks/runs 2>/dev/null
+timeout --signal=INT "${FIGURES_SECONDS:-150}" snakemake all_figures results/tables/scores.csv --configfile config/gpu-demo.yaml config/allow-missing.yaml \
+  --profile profiles/local --cores 16 --resources gpu=1 > "$out/snakemake_figures.log" 2>&1
 echo "figures: exit $? at $(( $(date +%s) - start )) s" | tee -a "$out/wall_time.txt"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python -c "import vllm, torch, triton, transformers; print('vllm', vllm.__version__, 'torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
   python -m snakemake --version; } > "$out/machine.txt" 2>&1
 cp -r results/tables results/figures "$out"/ 2>/dev/null
 find results/scores -name summary.json | tar -cf "$out/summaries.tar" -T - 2>/dev/null
-tar -czf "$out/logs.tar.gz" logs benchmarks/runs 2>/dev/null
 ls "$out"
