@@ -176,7 +176,8 @@ def test_every_registered_method_resolves_or_says_why():
     for name in METHODS.names():
         if "+" in name:
             continue
-        args = "out_dir~somewhere" if name == "capture_estimation" else "none"
+        recorder = name in ("capture_estimation", "capture_qkv")  # they leave attention dense
+        args = "out_dir~somewhere" if recorder else "none"
         out = resolved(name, args, 4096)
-        assert ("note" in out) == (name == "capture_estimation"), (name, out)
+        assert ("note" in out) == recorder, (name, out)
         assert get_method_class(name).phase == "none" or out, name

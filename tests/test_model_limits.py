@@ -239,7 +239,7 @@ def test_the_embedded_gguf_gives_smollm2s_context_and_architecture_without_conve
     assert expand_runs(demo)
     demo["experiments"]["demo"]["lengths"] = [2048, 8192]
     with pytest.raises(ValueError, match=r"exceeds model 'smollm2-135m' \(context 8192 tokens: llama.context_length "
-                                         r"in .*SmolLM2-135M-Instruct.Q4_1.gguf\); use lengths up to 8128 \(of the "
+                                         r"in .*SmolLM2-135M-Instruct.Q4_1.gguf\); use lengths up to 8144 \(of the "
                                          r"lengths asked for, 2048 fit\)"):
         expand_runs(demo)
 

@@ -43,7 +43,7 @@ def check_captured_head(checkpoint, capture, patterns):
     record = torch.load(capture)
     prompt = json.loads(Path(record["dataset"]).read_text().splitlines()[patterns.get("sample", 0)])["input_ids"]
     assert record["prompt_tokens"] == len(prompt) == record["query"].shape[0]
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, torch_dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
     attn = model.model.layers[patterns["layer"]].self_attn
     seen = {}
     attn.register_forward_pre_hook(lambda m, args, kwargs: seen.update(h=kwargs.get("hidden_states", args[0] if args else None)),

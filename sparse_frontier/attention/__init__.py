@@ -1,7 +1,8 @@
 """Attention methods: a base class with dense fallbacks, a registry, one module per method.
 
 Registered: dense; prefill vertical_slash, flexprefill, block_sparse; decode quest; KV compression
-snapkv, ada_snapkv; capture_estimation (records estimation scores for calibration); and any ``a+b`` combination of different phases (see ``base.py``).
+snapkv, ada_snapkv; capture_estimation (records estimation scores for calibration); capture_qkv (records one layer's
+queries, keys and values for the pattern figure); and any ``a+b`` combination of different phases (see ``base.py``).
 """
 
 from sparse_frontier.attention.base import (
