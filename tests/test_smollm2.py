@@ -16,9 +16,12 @@ def test_smollm2_demo_pipeline(tmp_path):
     config = yaml.safe_load((REPO / "config/demo.yaml").read_text())
     for experiment in config["experiments"].values():  # every demo task and method, 2 samples
         experiment.update(lengths=[1024], samples=2, max_output_tokens=24)
-    expected_runs = sum(len(e["tasks"]) * len(e["methods"]) for e in config["experiments"].values())
     path = tmp_path / "demo-small.yaml"
     path.write_text(yaml.safe_dump(config))
+    from sparse_frontier.config import expand_runs, load_config
+
+    expected_runs = len(expand_runs(load_config(path)))  # method entries with lists expand to several runs
+    assert expected_runs == 2 * 14
     snakemake("demo", "--cores", "2", "--directory", str(tmp_path), "--configfile", str(path), timeout=1800)
     checkpoint = tmp_path / "resources/models/smollm2-135m-instruct"
     hf_config = json.loads((checkpoint / "config.json").read_text())
@@ -31,17 +34,17 @@ def test_smollm2_demo_pipeline(tmp_path):
     # the pattern figure's head (figures.patterns) is SmolLM2's own: the queries and keys vLLM handed
     # the plugin equal those transformers computes from the same checkpoint for that layer and head
     capture = next((tmp_path / "results/attention").rglob("*.pt"))
-    check_captured_head(checkpoint, capture, config["figures"]["patterns"])
+    check_captured_head(checkpoint, capture, config["figures"]["patterns"], tmp_path)
     assert (tmp_path / "results/figures/pattern_masks.png").stat().st_size > 10_000
 
 
-def check_captured_head(checkpoint, capture, patterns):
+def check_captured_head(checkpoint, capture, patterns, workdir):
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
     record = torch.load(capture)
-    prompt = json.loads(Path(record["dataset"]).read_text().splitlines()[patterns.get("sample", 0)])["input_ids"]
+    prompt = json.loads((Path(workdir) / record["dataset"]).read_text().splitlines()[patterns.get("sample", 0)])["input_ids"]
     assert record["prompt_tokens"] == len(prompt) == record["query"].shape[0]
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
     attn = model.model.layers[patterns["layer"]].self_attn
