@@ -22,6 +22,19 @@ import torch
 from sparse_frontier.attention.base import AttentionMethod, AttentionResult, register_method
 
 
+def save_record(out_dir: str, tag: str, layer_index: int, record: dict) -> None:
+    """Write one (request, layer) record atomically under a unique name; ``record`` gets the rank
+    (the worker processes of a tensor-parallel engine each hold a slice of the heads)."""
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
+    name = f"{tag}-layer{layer_index:03d}-rank{rank}-{uuid.uuid4().hex[:12]}.pt"
+    tmp = folder / (name + ".tmp")
+    torch.save(dict(record, rank=int(rank)), tmp)
+    tmp.replace(folder / name)
+
+
+
 @register_method
 @dataclass
 class CaptureEstimation(AttentionMethod):
@@ -40,14 +53,9 @@ class CaptureEstimation(AttentionMethod):
         from sparse_frontier.attention.vertical_slash import estimate_scores
 
         vert, slash = estimate_scores(query, key, self.approximation_size, scale)
-        folder = Path(self.out_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
-        name = f"{self.tag}-layer{layer_index:03d}-rank{rank}-{uuid.uuid4().hex[:12]}.pt"
-        tmp = folder / (name + ".tmp")
-        torch.save({"vert": vert.float().cpu(), "slash": slash.float().cpu(), "length": query.shape[0],
-                    "layer": layer_index, "approximation_size": self.approximation_size}, tmp)
-        tmp.replace(folder / name)
+        save_record(self.out_dir, self.tag, layer_index, {
+            "vert": vert.float().cpu(), "slash": slash.float().cpu(), "length": query.shape[0],
+            "layer": layer_index, "approximation_size": self.approximation_size})
         return None  # attention stays dense
 
 
@@ -71,12 +79,7 @@ class CaptureQKV(AttentionMethod):
     def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
         if layer_index != self.layer:
             return None
-        folder = Path(self.out_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
-        name = f"{self.tag}-layer{layer_index:03d}-rank{rank}-{uuid.uuid4().hex[:12]}.pt"
-        tmp = folder / (name + ".tmp")
-        torch.save({"query": query.float().cpu(), "key": key.float().cpu(), "value": value.float().cpu(),
-                    "layer": layer_index, "scale": scale, "rank": int(rank)}, tmp)
-        tmp.replace(folder / name)
+        save_record(self.out_dir, self.tag, layer_index, {
+            "query": query.float().cpu(), "key": key.float().cpu(), "value": value.float().cpu(),
+            "layer": layer_index, "scale": scale})
         return None  # attention stays dense
