@@ -1,6 +1,9 @@
+import functools
+import http.server
 import json
 import random
 import re
+import threading
 
 import pytest
 
@@ -88,45 +91,103 @@ def test_questions_whose_document_alone_is_too_long_are_dropped(smollm2_tokenize
     assert all(q["document"] != rows[0]["document"] for q in task._questions)
 
 
-def test_normalising_the_raw_layouts(tmp_path):
-    squad = {"data": [{"paragraphs": [{"context": "Paris is in France.", "qas": [
-        {"question": "Where is Paris?", "answers": [{"text": "France"}, {"text": "in France"}], "is_impossible": False},
-        {"question": "Where is Paris?", "answers": [{"text": "France"}], "is_impossible": False},
-        {"question": "Where is Rome?", "answers": [], "is_impossible": True}]}]}]}
-    assert sources.normalise("squad", json.dumps(squad).encode()) == [
-        {"document": "Paris is in France.", "question": "Where is Paris?", "options": [], "answers": ["France", "in France"]}]
-    line = {"context": "a talk", "questions": ["Question: why? Options: A.to eat B.to sleep C.to read D.to run ",
-                                               "Question: which two? Options: A.x B.y C.z D.w "],
-            "answer": ["B", "AD"]}
-    assert sources.normalise("toefl", (json.dumps(line) + "\n").encode()) == [
-        {"document": "a talk", "question": "why?", "options": ["to eat", "to sleep", "to read", "to run"], "answers": ["B"]},
-        {"document": "a talk", "question": "which two?", "options": ["x", "y", "z", "w"], "answers": ["A", "D"]}]
+# Raw files in the sources' real layouts: SQuAD v2.0's JSON (articles under "data"; unanswerable
+# questions have no answers, only plausible ones) and LC-VS-RAG's JSONL (one document per line).
+SQUAD = {"version": "v2.0", "data": [{"title": "Paris", "paragraphs": [{"context": "Paris is in France.", "qas": [
+    {"question": "Where is Paris?", "id": "q1", "answers": [{"text": "France", "answer_start": 12},
+                                                          {"text": "in France", "answer_start": 9}], "is_impossible": False},
+    {"question": "Where is Paris? ", "id": "q2", "answers": [{"text": "France", "answer_start": 12}], "is_impossible": False},
+    {"question": "Where is Rome?", "id": "q3", "answers": [], "plausible_answers": [{"text": "France", "answer_start": 12}],
+     "is_impossible": True}]}]}]}
+SQUAD_ROWS = [{"document": "Paris is in France.", "question": "Where is Paris?", "options": [],
+               "answers": ["France", "in France"]}]
+TOEFL = {"context": "a talk", "context_len": 2,
+         "questions": ["Question: why? Options: A.to eat B.to sleep C.to read D.to run ",
+                       "Question: which two? Options: A.x B.y C.z D.w "],
+         "num_question": 2, "answer": ["B", "AD"], "dataset": "toeflqa"}
+TOEFL_ROWS = [{"document": "a talk", "question": "why?", "options": ["to eat", "to sleep", "to read", "to run"], "answers": ["B"]},
+              {"document": "a talk", "question": "which two?", "options": ["x", "y", "z", "w"], "answers": ["A", "D"]}]
+
+
+def test_raw_layouts_load_through_datasets_and_normalise(tmp_path, caplog):
+    squad = tmp_path / "squad.json"
+    squad.write_text(json.dumps(SQUAD))
+    records = sources.load_raw("squad", local_path=str(squad), cache_dir=tmp_path / "cache")
+    assert sources.normalise("squad", records) == SQUAD_ROWS
+    toefl = tmp_path / "toeflqa.jsonl"
+    toefl.write_text(json.dumps(TOEFL) + "\n" + json.dumps({**TOEFL, "context": "another talk"}) + "\n")
+    records = sources.load_raw("toefl", local_path=f"file://{toefl}", cache_dir=tmp_path / "cache")
+    assert sources.normalise("toefl", records)[:2] == TOEFL_ROWS and len(records) == 2
+    assert "differs from the pinned upstream toeflqa.jsonl" in caplog.text  # a local copy is used as given
     # A local copy given in the config is read and normalised into the output.
-    raw = tmp_path / "toeflqa.jsonl"
-    raw.write_text(json.dumps(line) + "\n")
     out = tmp_path / "toefl.jsonl"
-    sources.fetch_qa_source("toefl", str(out), local_path=str(raw))
-    assert len(sources.load_normalised(out)) == 2
+    sources.fetch_qa_source("toefl", str(out), local_path=str(toefl), cache_dir=tmp_path / "cache")
+    assert sources.load_normalised(out)[:2] == TOEFL_ROWS
+    with pytest.raises(FileNotFoundError, match="QA source 'quality': the configured file .*nope.jsonl does not exist"):
+        sources.load_raw("quality", local_path=str(tmp_path / "nope.jsonl"))
+
+
+@pytest.fixture
+def upstream(tmp_path, monkeypatch):
+    """A local HTTP server standing in for the pinned upstream folder (no internet in the tests)."""
+    import datasets
+
+    folder = tmp_path / "upstream"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(sources, "UPSTREAM", f"http://127.0.0.1:{server.server_address[1]}/")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)  # conftest sets HF_HUB_OFFLINE=1
+    monkeypatch.chdir(tmp_path)  # no resources/qa/raw/ copy here
+    yield folder, server
+    server.shutdown()
+    server.server_close()
+
+
+def test_pinned_file_is_downloaded_once_into_the_datasets_cache_then_read_offline(upstream, tmp_path, monkeypatch):
+    import datasets
+
+    folder, server = upstream
+    data = (json.dumps(TOEFL) + "\n").encode()
+    (folder / "toeflqa.jsonl").write_bytes(data)
+    monkeypatch.setitem(sources.SOURCES, "toefl", sources.Source("toeflqa.jsonl", sources.git_blob_sha1(data), "lc_vs_rag"))
+    cache = tmp_path / "cache"
+    assert sources.normalise("toefl", sources.load_raw("toefl", cache_dir=cache)) == TOEFL_ROWS
+    assert [p.read_bytes() for p in (cache / "downloads").iterdir() if p.suffix == ""] == [data]
+    server.shutdown()  # upstream unreachable and offline mode on: the cached copy is enough
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    out = tmp_path / "toefl.jsonl"
+    sources.fetch_qa_source("toefl", str(out), cache_dir=cache)
+    assert sources.load_normalised(out) == TOEFL_ROWS
+
+
+def test_checksums_are_checked(upstream, tmp_path):
+    folder, _ = upstream
+    (folder / "quality.jsonl").write_text(json.dumps(TOEFL) + "\n")  # not the pinned file
+    with pytest.raises(ValueError, match=r"quality\.jsonl: checksum mismatch .*expected 870f6683.*was removed"):
+        sources.load_raw("quality", cache_dir=tmp_path / "cache")
+    assert not [p for p in (tmp_path / "cache/downloads").iterdir() if p.suffix == ""]  # a rerun downloads again
+    assert sources.git_blob_sha1(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object`
 
 
 def test_offline_fetch_says_what_to_download_and_where(tmp_path, monkeypatch):
+    """Offline (as conftest sets) with an empty cache: the error names the source, its URL and the fixes."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.chdir(tmp_path)
-
-    def offline(url):
-        raise OSError("network unreachable")
-
-    with pytest.raises(RuntimeError, match=r"offline.*Download https://raw\.githubusercontent\.com/.*/toeflqa\.jsonl "
-                                           r"by hand and put it at resources/qa/raw/toeflqa\.jsonl.*qa_sources\.toefl"):
-        sources.read_raw("toefl", download=offline)
-    with pytest.raises(RuntimeError):
-        sources.read_raw("squad", download=offline)
-
-
-def test_checksums_are_checked():
-    data = b"not the file"
-    with pytest.raises(ValueError, match="checksum mismatch"):
-        sources.read_raw("quality", download=lambda url: data)
-    assert sources.git_blob_sha1(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object`
+    with pytest.raises(RuntimeError) as error:
+        sources.load_raw("toefl", cache_dir=tmp_path / "cache")
+    message = str(error.value)
+    for part in ["cannot fetch the 'toefl' QA source from https://raw.githubusercontent.com/PiotrNawrot/sparse-frontier/"
+                 "31d86c170248865183d6569c491d47f71cdd9d53/sparse_frontier/tasks/qa/data/toeflqa.jsonl",
+                 "offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE)", f"datasets cache {tmp_path / 'cache/downloads'}",
+                 "by hand and put it at resources/qa/raw/toeflqa.jsonl", "qa_sources.toefl", "HF_DATASETS_CACHE"]:
+        assert part in message
+    with pytest.raises(RuntimeError, match="'squad' QA source from https://.*/squad.json"):
+        sources.load_raw("squad", cache_dir=tmp_path / "cache")
 
 
 def test_missing_normalised_file_names_the_rule(tmp_path):

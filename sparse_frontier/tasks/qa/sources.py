@@ -6,17 +6,20 @@ have ``answers`` holding option letters (one or more).
 
 The raw files are the ones upstream shipped in its repository (SQuAD v2.0 dev as its JSON; QuALITY
 and TOEFL-QA as packaged by the LC-VS-RAG study), fetched from a pinned commit and checked against
-the git blob SHA-1 of that commit's tree.
+the git blob SHA-1 of that commit's tree. None of them is on the Hugging Face hub in that form, so
+they are read with the ``datasets`` JSON loader: the pinned URL is downloaded once into the datasets
+download cache (``$HF_DATASETS_CACHE/downloads``, keyed by the URL alone: a commit's file never
+changes, so a cached copy is used without asking the server, also in offline mode,
+``HF_DATASETS_OFFLINE=1`` / ``HF_HUB_OFFLINE=1``) and parsed by ``load_dataset("json", ...)`` into
+the datasets cache. A local copy (``qa_sources.<dataset>`` in the config, or
+``resources/qa/raw/<file>``) goes through the same loader and replaces the download.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,38 +69,76 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _download(url: str, timeout: float = 60) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read()
+def download_cache_dir(cache_dir: str | Path | None = None) -> Path:
+    """Where downloaded sources are kept: ``<cache_dir>/downloads``, by default the datasets one."""
+    if cache_dir is not None:
+        return Path(cache_dir) / "downloads"
+    from datasets import config
+
+    return Path(config.DOWNLOADED_DATASETS_PATH)
 
 
-def read_raw(dataset: str, local_path: str | None = None, download=_download) -> bytes:
-    """The raw file: ``local_path`` if given, else resources/qa/raw/<file> if present, else a download."""
+def _offline_mode() -> bool:
+    from datasets import config
+
+    return bool(config.HF_HUB_OFFLINE)
+
+
+def raw_data_file(dataset: str, local_path: str | None = None, cache_dir: str | Path | None = None) -> str:
+    """The raw file on this machine: ``local_path`` if given, else resources/qa/raw/<file> if present,
+    else the pinned upstream file from the datasets download cache (downloaded and checked once)."""
     source = get_source(dataset)
     default = Path(RAW_DIR) / source.filename
+    if local_path and local_path.startswith("file://"):
+        local_path = local_path[len("file://"):]
     if local_path or default.exists():
         path = Path(local_path or default)
         if not path.exists():
             raise FileNotFoundError(f"QA source {dataset!r}: the configured file {path} does not exist")
-        data = path.read_bytes()
-        if git_blob_sha1(data) != source.git_blob_sha1:
+        if git_blob_sha1(path.read_bytes()) != source.git_blob_sha1:
             log.warning("%s differs from the pinned upstream %s (git blob %s); using it as given",
                         path, source.filename, source.git_blob_sha1)
-        return data
+        return str(path)
+    from datasets import DownloadConfig
+    from datasets.utils.file_utils import cached_path
+
+    downloads = download_cache_dir(cache_dir)
+    # use_etag=False: the URL names a commit, so a cached copy is current and no request is made.
+    download = DownloadConfig(cache_dir=str(downloads), use_etag=False)
     try:
-        data = download(source.url)
-    except (urllib.error.URLError, OSError) as err:
+        cached = cached_path(source.url, download_config=download)
+    except Exception as err:  # offline mode, no network, HTTP errors: all end here
+        why = ("offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE) and it is not in the datasets "
+               f"cache {downloads}" if _offline_mode() else "this machine may be offline")
         raise RuntimeError(
-            f"cannot download the {dataset!r} QA source ({err}); this machine may be offline. "
-            f"Download {source.url} by hand and put it at {default} (or set qa_sources.{dataset} in "
-            f"the config to its path), then rerun."
+            f"cannot fetch the {dataset!r} QA source from {source.url} ({type(err).__name__}: {err}); "
+            f"{why}. Download {source.url} by hand and put it at {default} (or set qa_sources.{dataset} "
+            f"in the config to its path), or fill the datasets cache (HF_DATASETS_CACHE) where there is "
+            f"internet, e.g. `snakemake resources/qa/{dataset}.jsonl` on a login node sharing it; then "
+            f"rerun."
         ) from err
-    digest = git_blob_sha1(data)
+    digest = git_blob_sha1(Path(cached).read_bytes())
     if digest != source.git_blob_sha1:
+        for stale in (Path(cached), Path(cached + ".json")):
+            stale.unlink(missing_ok=True)  # so that a rerun downloads it afresh
         raise ValueError(
-            f"{source.url}: checksum mismatch (git blob {digest}, expected {source.git_blob_sha1})"
+            f"{source.url}: checksum mismatch (git blob {digest}, expected {source.git_blob_sha1}); "
+            f"the downloaded copy was removed from {downloads}"
         )
-    return data
+    return cached
+
+
+def load_raw(dataset: str, local_path: str | None = None, cache_dir: str | Path | None = None) -> list[dict]:
+    """The raw records through ``datasets``' JSON loader: SQuAD's articles (its ``data`` field) or
+    LC-VS-RAG's lines. ``cache_dir`` defaults to the datasets cache (``HF_DATASETS_CACHE``)."""
+    source = get_source(dataset)
+    data_file = raw_data_file(dataset, local_path, cache_dir)
+    from datasets import load_dataset  # ~1 s to import: only when a source is loaded
+
+    field = "data" if source.layout == "squad" else None
+    records = load_dataset("json", data_files=data_file, field=field, split="train",
+                           cache_dir=None if cache_dir is None else str(cache_dir))
+    return records.to_list()
 
 
 def normalise_squad(data: dict) -> list[dict]:
@@ -106,7 +147,7 @@ def normalise_squad(data: dict) -> list[dict]:
     for article in data["data"]:
         for paragraph in article["paragraphs"]:
             for qa in paragraph["qas"]:
-                answers = [a["text"] for a in qa.get("answers", [])]
+                answers = [a["text"] for a in qa.get("answers") or []]
                 key = (qa["question"].strip().lower(), paragraph["context"])
                 if qa.get("is_impossible") or not answers or key in seen:
                     continue
@@ -150,16 +191,17 @@ def normalise_lc_vs_rag(lines: list[dict]) -> list[dict]:
     return rows
 
 
-def normalise(dataset: str, data: bytes) -> list[dict]:
-    text = data.decode("utf-8")
+def normalise(dataset: str, records: list[dict]) -> list[dict]:
+    """Raw records as ``load_raw`` gives them -> normalised rows."""
     if get_source(dataset).layout == "squad":
-        return normalise_squad(json.loads(text))
-    return normalise_lc_vs_rag([json.loads(line) for line in text.splitlines() if line.strip()])
+        return normalise_squad({"data": records})
+    return normalise_lc_vs_rag(records)
 
 
-def fetch_qa_source(dataset: str, output: str, local_path: str | None = None) -> None:
+def fetch_qa_source(dataset: str, output: str, local_path: str | None = None,
+                    cache_dir: str | Path | None = None) -> None:
     """Write the normalised JSONL of ``dataset`` to ``output``."""
-    rows = normalise(dataset, read_raw(dataset, local_path))
+    rows = normalise(dataset, load_raw(dataset, local_path, cache_dir))
     if not rows:
         raise ValueError(f"QA source {dataset!r} has no usable questions")
     write_jsonl_atomic(output, rows)
