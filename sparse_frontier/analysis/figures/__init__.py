@@ -21,7 +21,7 @@ import pandas as pd
 from sparse_frontier.analysis.figures import (
     ablations, accuracy, costs, effects, iso, patterns, per_task, retention, scaling_law, tables,
 )
-from sparse_frontier.analysis.figures.common import DEFAULTS, Inputs, Output, prepare, run_name  # noqa: F401
+from sparse_frontier.analysis.figures.common import DEFAULTS, Inputs, Output, plan_table, prepare, run_name  # noqa: F401
 from sparse_frontier.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -139,21 +139,6 @@ def save(out: Output, name: str, data_path: str, pdf_path: str | None = None, pn
 
 
 # ---------------------------------------------------------------- which runs each figure reads
-def plan_table(config: dict, inputs: Inputs | None = None, runs=None) -> pd.DataFrame:
-    """The config's runs as a prepared frame (target sparsity standing in for the measured one)."""
-    from sparse_frontier.analysis.aggregate import KEY_COLUMNS
-    from sparse_frontier.config import expand_runs
-
-    runs = expand_runs(config) if runs is None else runs
-    inputs = inputs or Inputs.from_config(config)
-    rows = pd.DataFrame([r.key.wildcards() for r in runs], columns=KEY_COLUMNS)
-    rows["experiments"] = [",".join(r.experiments) for r in runs]
-    rows["summary"] = [r.key.summary for r in runs]
-    rows["sparsity"] = float("nan")
-    table, _ = prepare(inputs, rows)
-    return table
-
-
 def runs_per_figure(config: dict, runs=None, names=None) -> dict[str, list[str]]:
     """name -> the run summaries it reads (empty for static figures and tables)."""
     inputs = Inputs.from_config(config)

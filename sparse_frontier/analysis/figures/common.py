@@ -321,3 +321,18 @@ def note_rows(out: Output) -> list[str]:
 def se_bound(samples: int | float) -> float:
     """The paper's bound on the standard error of a mean of scores in [0, 1] (appendix D.1): 0.5 / sqrt(N)."""
     return 0.5 / math.sqrt(samples) if samples else float("nan")
+
+
+def plan_table(config: dict, inputs: Inputs | None = None, runs=None) -> pd.DataFrame:
+    """The config's runs as a prepared frame (target sparsity standing in for the measured one)."""
+    from sparse_frontier.analysis.aggregate import KEY_COLUMNS
+    from sparse_frontier.config import expand_runs
+
+    runs = expand_runs(config) if runs is None else runs
+    inputs = inputs or Inputs.from_config(config)
+    rows = pd.DataFrame([r.key.wildcards() for r in runs], columns=KEY_COLUMNS)
+    rows["experiments"] = [",".join(r.experiments) for r in runs]
+    rows["summary"] = [r.key.summary for r in runs]
+    rows["sparsity"] = float("nan")
+    table, _ = prepare(inputs, rows)
+    return table

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sparse_frontier.analysis.figures.common import Inputs, Output, fixed, prepare
+from sparse_frontier.analysis.figures.common import Inputs, Output, fixed, plan_table, prepare
 
 
 @fixed
@@ -77,7 +77,6 @@ def prompt_lengths(inputs: Inputs) -> Output:
 def pattern_params(inputs: Inputs) -> Output:
     """Table 6: the hyperparameters each main-grid setting resolves to per model and length
     (verticals/slashes, alpha/min_budget, top_chunks, token budgets), by the methods themselves."""
-    from sparse_frontier.analysis.figures import plan_table
     from sparse_frontier.hyperparameters import resolved_table
 
     plan = plan_table(inputs.config, inputs)
