@@ -6,9 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Optional
 
-from sparse_frontier.params import Parameterised, Registry
-
-TASKS = Registry("task")
+from sparse_frontier.params import Parameterised
 
 ANSWER_INSTRUCTIONS = (
     "First think about the question inside <explanation>...</explanation>, "
@@ -89,6 +87,25 @@ class Task(Parameterised):
         )
 
 
+def chat_prompt_ids(tokenizer, text: str, response_prefix: str = "") -> list[int]:
+    """Token ids of ``text`` as one user turn through the chat template, then the generation prompt
+    and ``response_prefix`` (the start of the model's reply, if the task prefills one)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no chat template; "
+            "the pipeline evaluates instruction-tuned models and builds prompts with their template"
+        )
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+    )
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
+        ids = ids["input_ids"]
+    ids = list(ids)
+    if response_prefix:
+        ids += tokenizer.encode(response_prefix, add_special_tokens=False)
+    return ids
+
+
 def check_int(task: Task, field: str, low: int, high: int) -> None:
     """Validate an integer parameter (bools are not integers here)."""
     value = getattr(task, field)
@@ -124,11 +141,3 @@ def extract_answer(prediction: str) -> str | None:
     """Text of the first ``<answer>`` tag (an unclosed tag runs to the end); None if absent."""
     match = _ANSWER_TAG.search(prediction)
     return match.group(1).strip() if match else None
-
-
-def register_task(cls: type[Task]) -> type[Task]:
-    return TASKS.register(cls)
-
-
-def get_task_class(name: str) -> type[Task]:
-    return TASKS.get(name)

@@ -11,30 +11,13 @@ from typing import Any, Callable, Iterator
 from tqdm import tqdm
 
 from sparse_frontier.io import write_jsonl_atomic
-from sparse_frontier.tasks.base import Draft, Task
+from sparse_frontier.models import check_model
+from sparse_frontier.tasks import get_task_class
+from sparse_frontier.tasks.base import Draft, Task, chat_prompt_ids
 
 log = logging.getLogger(__name__)
 
 LOWER_FRACTION = 0.95  # prompts must land in [0.95 L, L] tokens
-
-
-def chat_prompt_ids(tokenizer, text: str, response_prefix: str = "") -> list[int]:
-    """Token ids of ``text`` as one user turn through the chat template, then the generation prompt
-    and ``response_prefix`` (the start of the model's reply, if the task prefills one)."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(
-            f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no chat template; "
-            "the pipeline evaluates instruction-tuned models and builds prompts with their template"
-        )
-    ids = tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
-    )
-    if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
-        ids = ids["input_ids"]
-    ids = list(ids)
-    if response_prefix:
-        ids += tokenizer.encode(response_prefix, add_special_tokens=False)
-    return ids
 
 
 #: Where inside the window the search aims (fraction of the way from 0.95 L up to L): high enough
@@ -160,8 +143,6 @@ def generate_samples(
 def check_length(model: dict, length: int, max_tokens: int = 0) -> None:
     """Refuse, at job time, a length the model's checkpoint cannot hold (the planning check, again,
     now that the checkpoint is here; a hub model's config.json is fetched if it is not cached)."""
-    from sparse_frontier.models import check_model
-
     name = model.get("name", model["source"])
     limit = check_model(name, model, download=True)
     if limit.tokens is None:
@@ -184,8 +165,6 @@ def generate_dataset(
     """Write ``samples`` prompts of ``length`` tokens to ``output``. ``model`` (the run's config entry,
     by default ``provenance["model"]``) is first checked against its checkpoint: a length the model
     cannot hold (with ``max_tokens`` of output) is refused before anything is generated."""
-    from sparse_frontier.tasks import get_task_class
-
     model = model if model is not None else (provenance or {}).get("model")
     if model is not None and model.get("source"):
         check_length(model, length, max_tokens)

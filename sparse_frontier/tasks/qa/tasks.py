@@ -10,8 +10,9 @@ import string
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sparse_frontier.tasks.base import Draft, Task, answer_items, check_int, register_task
+from sparse_frontier.tasks.base import Draft, Task, answer_items, chat_prompt_ids, check_int
 from sparse_frontier.tasks.qa.sources import load_normalised, normalised_path
+from sparse_frontier.tasks.registry import register_task
 
 log = logging.getLogger(__name__)
 LETTERS = string.ascii_uppercase
@@ -75,8 +76,6 @@ class _QaTask(Task):
     def prepare(self, tokenizer) -> None:
         """Load the questions and keep those whose single-document prompt fits the limit, so the
         same questions serve every length."""
-        from sparse_frontier.tasks.generate import chat_prompt_ids
-
         rows = load_normalised(self.source)
         self._documents = sorted({r["document"] for r in rows})
         self._doc_index = {d: i for i, d in enumerate(self._documents)}

@@ -12,7 +12,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparse_frontier.tasks.base import Draft, Task, answer_items, check_int, iou, register_task
+from sparse_frontier.tasks.base import Draft, Task, answer_items, check_int, iou
+from sparse_frontier.tasks.registry import register_task
 
 WORDS_FILE = Path(__file__).with_name("words.txt")
 

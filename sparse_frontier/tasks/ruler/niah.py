@@ -7,7 +7,8 @@ import re
 import string
 from dataclasses import dataclass
 
-from sparse_frontier.tasks.base import Draft, Task, register_task
+from sparse_frontier.tasks.base import Draft, Task
+from sparse_frontier.tasks.registry import register_task
 from sparse_frontier.tasks.ruler.filler import filler, place_at_depths
 
 _ALPHABET = string.ascii_lowercase + string.digits

@@ -6,7 +6,8 @@ import random
 import string
 from dataclasses import dataclass
 
-from sparse_frontier.tasks.base import Draft, Task, answer_items, check_int, iou, register_task
+from sparse_frontier.tasks.base import Draft, Task, answer_items, check_int, iou
+from sparse_frontier.tasks.registry import register_task
 from sparse_frontier.tasks.ruler.filler import filler, place_at_depths, sorted_depths
 
 

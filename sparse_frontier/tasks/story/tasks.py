@@ -7,7 +7,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from sparse_frontier.tasks.base import Draft, Task, answer_items, check_int, iou, register_task
+from sparse_frontier.tasks.base import Draft, Task, answer_items, check_int, iou
+from sparse_frontier.tasks.registry import register_task
 from sparse_frontier.tasks.story.narrative import Story
 
 DESCRIPTION = (
