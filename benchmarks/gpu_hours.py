@@ -1,5 +1,5 @@
 """GPU-hours of a config's grid from the measured throughput table (thin wrapper; the logic and the
-method are in ``sparse_frontier/throughput.py``, the workflow's rule is ``estimate_gpu_hours``).
+method are in ``sparse_frontier/planning/`` (``estimate.py``, ``report.py``), the workflow's rule is ``estimate_gpu_hours``).
 
 Usage: python benchmarks/gpu_hours.py [--config config/config.yaml]
            [--throughput benchmarks/results/throughput.csv] [--out benchmarks/results/gpu_hours]
@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sparse_frontier.config import load_config  # noqa: E402
-from sparse_frontier.throughput import TYPICAL_OUTPUT_TOKENS, write_outputs  # noqa: E402
+from sparse_frontier.planning.estimate import TYPICAL_OUTPUT_TOKENS  # noqa: E402
+from sparse_frontier.planning.report import write_outputs  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -11,7 +11,7 @@ answer has exactly ``output_tokens`` tokens. Vertical-Slash / FlexPrefill first 
 table fitted on the model's own attention captured from a few random prompts per length (as a grid
 run gets one from rule calibrate_attention; ``--no-calibrate``: they calibrate on every call, which
 a grid run never does). Wall time -> samples/hour, one row per setting appended
-to the table (format: ``sparse_frontier/throughput.py``), flushed at once. Resumable: settings already
+to the table (format: ``sparse_frontier/planning/throughput_table.py``), flushed at once. Resumable: settings already
 in the table (same model, TP, CUDA graphs, length, method, sparsity, output tokens, concurrency and
 card) are skipped, and a model with nothing left starts no engine. ``--time-budget`` seconds: no new
 measurement starts when the time is up (nor one whose previous measurement at that length would not
@@ -61,7 +61,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from plugin_gpu import QWEN25_7B, random_prompts, write_dummy_model  # noqa: E402
 
-from sparse_frontier.throughput import CALIBRATED_SOURCE, append_rows, key_of, read_table  # noqa: E402
+from sparse_frontier.planning.throughput_table import CALIBRATED_SOURCE, append_rows, key_of, read_table  # noqa: E402
 
 log = logging.getLogger("throughput")
 DEFAULT_METHODS = ["dense", "vertical_slash=0.9", "quest=0.9", "snapkv=0.9", "block_sparse=0.9", "flexprefill=0.9",

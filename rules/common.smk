@@ -10,7 +10,7 @@ from sparse_frontier.analysis.figures import FIGURES, TABLES, runs_per_figure, s
 from sparse_frontier.config import RunIndex, check_config, expand_runs, model_location
 from sparse_frontier.logs import failures_logged
 from sparse_frontier.predict import copy_sweep_predictions
-from sparse_frontier.resources import predict_resources
+from sparse_frontier.planning.resources import predict_resources
 from sparse_frontier.sweeps import SweepIndex, sweep_resources
 from sparse_frontier.calibrate import (
     calibration_datasets,

@@ -10,8 +10,8 @@ GRID = {
 
 rule estimate_gpu_hours:
     """GPU-hours per model and in total ('budget' and 'typical' output) from the measured throughput
-    table (gpu_hours.throughput, default benchmarks/results/throughput.csv) and the grid; the rows not
-    measured are extrapolated by the resource model (sparse_frontier/throughput.py)."""
+    table (gpu_hours.throughput, default benchmarks/results/throughput.csv) and the grid; the rows
+    not measured are extrapolated by the resource model (sparse_frontier/planning/)."""
     input:
         throughput=GPU_HOURS["throughput"],
     output:

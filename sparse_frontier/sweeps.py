@@ -54,18 +54,19 @@ def plan_sweeps(runs: Iterable[Run], methods_per_job: int) -> list[Sweep]:
     """Chunks of at most ``methods_per_job`` runs of each group, keeping the order of ``runs``. The
     runs whose methods share cached prompts (dense-prefill methods: dense, Quest) are chunked apart
     from the others, so that in their chunks every prompt's KV is computed once (the engine turns
-    prefix caching on for such a chunk: ``vllm_plugin.engine.share_prompts``).
+    prefix caching on for such a chunk; both decided by the method registry: ``attention.shares_prompts``,
+    ``attention.chunk_shares_prompts``).
 
     ``expand_runs`` lists a group's runs in its experiment's method order (a run shared by several
     experiments keeps its first place), so chunks otherwise follow the config's method order.
     """
     if methods_per_job < 1:
         raise ValueError(f"methods_per_job must be 1 or more, got {methods_per_job!r}")
-    from sparse_frontier.attention import get_method_class
+    from sparse_frontier.attention import shares_prompts
 
     groups: dict[tuple, list[Run]] = {}
     for run in runs:  # per dataset: runs sharing cached prompts, the others
-        shares = methods_per_job > 1 and get_method_class(run.key.method).shares_prompt_cache()
+        shares = methods_per_job > 1 and shares_prompts([run.key.method])
         groups.setdefault(group_key(run.key) + (not shares,), []).append(run)
     return [
         Sweep(tuple(members[start : start + methods_per_job]))
@@ -110,7 +111,7 @@ def sweep_resources(sweep: Sweep, attempt: int) -> dict[str, int]:
 
     The sum counts an engine start per method (the sweep loads the model once): an upper bound.
     """
-    from sparse_frontier.resources import predict_resources
+    from sparse_frontier.planning.resources import predict_resources
 
     per_run = [predict_resources(run.as_dict(), attempt) for run in sweep.runs]
     return {

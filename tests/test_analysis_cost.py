@@ -57,7 +57,7 @@ def test_gemma3_global_layers_are_every_sixth_counting_from_one(name, layers, gl
     resource planner (34 layers -> 6, 12, 18, 24, 30)."""
     from transformers import Gemma3TextConfig
 
-    from sparse_frontier.resources import global_layers as planned_global_layers
+    from sparse_frontier.planning.resources import global_layers as planned_global_layers
 
     entry = yaml.safe_load((REPO / "config/config.yaml").read_text())["models"][name]
     arch = Architecture.from_config(entry, name)

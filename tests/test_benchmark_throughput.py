@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sparse_frontier.throughput import read_table
+from sparse_frontier.planning.throughput_table import read_table
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_ARCH = {"layers": 2, "hidden": 128, "heads": 2, "kv_heads": 1, "head_dim": 64, "mlp": 256, "vocabulary": 512,

@@ -13,7 +13,7 @@ import yaml
 
 from sparse_frontier import paths
 from sparse_frontier.config import RunIndex, expand_runs, load_config
-from sparse_frontier.resources import predict_resources
+from sparse_frontier.planning.resources import predict_resources
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

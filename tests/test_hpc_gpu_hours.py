@@ -1,4 +1,4 @@
-"""GPU-hours of a grid from a measured throughput table (sparse_frontier/throughput.py, rule estimate_gpu_hours)."""
+"""GPU-hours of a grid from a measured throughput table (sparse_frontier/planning/, rule estimate_gpu_hours)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from sparse_frontier import throughput
-from sparse_frontier.throughput import COLUMNS, Setting, append_rows, estimate, per_model, read_table
+from sparse_frontier.planning.cards import H100, H200
+from sparse_frontier.planning.estimate import (
+    Estimator,
+    Setting,
+    estimate,
+    estimated_card,
+    in_flight,
+    modelled_seconds_per_sample,
+    per_model,
+    prefill_fraction,
+    representative,
+    row_setting,
+    rows_of_card,
+)
+from sparse_frontier.planning.jobs import engine_starts
+from sparse_frontier.planning.report import measured_vs_modelled, write_outputs
+from sparse_frontier.planning.throughput_table import CALIBRATED_SOURCE, COLUMNS, append_rows, read_table
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -82,8 +97,8 @@ def test_grouped_dense_prefill_runs_pay_each_prompts_prefill_once(table):
     config = small_config(methods_per_job=2)
     groups, total = totals(config, table)
     model = dict(config["models"]["qwen2.5-7b"], name="qwen2.5-7b")
-    f = throughput.prefill_fraction(model, config["engine"], Setting("qwen2.5-7b", 1, "piecewise", 16384, "dense",
-                                                                     0.0, 256, 8))  # fmt: skip
+    f = prefill_fraction(model, config["engine"], Setting("qwen2.5-7b", 1, "piecewise", 16384, "dense",
+                                                          0.0, 256, 8))  # fmt: skip
     assert 0.05 < f < 0.95
     assert groups[("dense", 16384)]["gpu_hours_budget"] == pytest.approx(2 * (10 * 1.0 * (1 - f / 2) + 50) / 3600)
     assert groups[("quest", 16384)]["gpu_hours_budget"] == pytest.approx(2 * (10 * 0.5 * (1 - f / 2) + 50) / 3600)
@@ -95,10 +110,10 @@ def test_missing_settings_are_extrapolated_and_marked(table):
     groups, total = totals(config, table)
     assert groups[("dense", 16384)]["basis_budget"] == "measured"
     # 32k was not measured: the resource model's 32k / 16k ratio times the measured 16k time
-    own = throughput.modelled_seconds_per_sample(config["models"]["qwen2.5-7b"], ENGINE,
-                                                 Setting("qwen2.5-7b", 1, "piecewise", 32768, "dense", 0.0, 256, 8))  # fmt: skip
-    ref = throughput.modelled_seconds_per_sample(config["models"]["qwen2.5-7b"], ENGINE,
-                                                 Setting("qwen2.5-7b", 1, "piecewise", 16384, "dense", 0.0, 256, 8))  # fmt: skip
+    own = modelled_seconds_per_sample(config["models"]["qwen2.5-7b"], ENGINE,
+                                      Setting("qwen2.5-7b", 1, "piecewise", 32768, "dense", 0.0, 256, 8))  # fmt: skip
+    ref = modelled_seconds_per_sample(config["models"]["qwen2.5-7b"], ENGINE,
+                                      Setting("qwen2.5-7b", 1, "piecewise", 16384, "dense", 0.0, 256, 8))  # fmt: skip
     assert groups[("dense", 32768)]["basis_budget"] == "extrapolated"
     assert groups[("dense", 32768)]["gpu_hours_budget"] == pytest.approx(2 * (10 * own / ref + 100) / 3600)
     # SnapKV has no row of its own: dense speed, marked extrapolated
@@ -153,36 +168,34 @@ def test_an_estimate_uses_the_rows_of_its_card_only(tmp_path):
     append_rows(path, [row(card="NVIDIA H100 80GB HBM3"), row(card="NVIDIA H200", samples_per_hour=7200)])
     rows = read_table(path)
     config = small_config(methods=("dense",))
-    h100 = per_model(estimate(config, throughput.rows_of_card(rows, "h100")))[-1]
-    h200 = per_model(estimate(config, throughput.rows_of_card(rows, "H200")))[-1]
+    h100 = per_model(estimate(config, rows_of_card(rows, "h100")))[-1]
+    h200 = per_model(estimate(config, rows_of_card(rows, "H200")))[-1]
     assert h100["gpu_hours_budget"] == pytest.approx(2 * (10 * 1.0 + 100) / 3600)
     assert h200["gpu_hours_budget"] == pytest.approx(2 * (10 * 0.5 + 100) / 3600)
     with pytest.raises(ValueError, match=r"gpu_hours.card 'A100' matches no row.*NVIDIA H200"):
-        throughput.rows_of_card(rows, "A100")
+        rows_of_card(rows, "A100")
 
 
 def test_another_cards_rows_are_converted_by_the_resource_model(tmp_path):
     """H100-hours from H200 rows: each row's measured / modelled ratio on the H200 is carried to the
     H100 (same FLOP rate, less bandwidth and memory), never taken as the H100's own speed; the report
     checks the conversion on every setting measured on both cards."""
-    from sparse_frontier.resources import H100, H200
-
     config = small_config(methods=("dense",))
     model = dict(config["models"]["qwen2.5-7b"], name="qwen2.5-7b")
     h200_row = row(card="NVIDIA H200", samples_per_hour=7200, concurrency=32, date="2026-12-01")
-    setting = throughput.row_setting(h200_row)
-    est = throughput.Estimator([h200_row], config["models"], config["engine"], H100)
+    setting = row_setting(h200_row)
+    est = Estimator([h200_row], config["models"], config["engine"], H100)
     seconds, basis, used = est.seconds_per_sample(setting)
-    ratio = 0.5 / throughput.modelled_seconds_per_sample(model, config["engine"], setting, H200)
+    ratio = 0.5 / modelled_seconds_per_sample(model, config["engine"], setting, H200)
     assert basis == "converted" and used is h200_row
-    assert seconds == pytest.approx(ratio * throughput.modelled_seconds_per_sample(model, config["engine"], setting, H100))
+    assert seconds == pytest.approx(ratio * modelled_seconds_per_sample(model, config["engine"], setting, H100))
     assert seconds > 0.5  # 32 at once: the decode reads more bytes per step than the H100's bandwidth moves as fast
-    assert throughput.Estimator([h200_row], config["models"], config["engine"], H200).seconds_per_sample(setting)[:2] == (
+    assert Estimator([h200_row], config["models"], config["engine"], H200).seconds_per_sample(setting)[:2] == (
         0.5, "measured")  # fmt: skip
 
     path = tmp_path / "throughput.csv"
     append_rows(path, [h200_row, row(card="NVIDIA H100 80GB HBM3", samples_per_hour=6000, concurrency=32, date="2026-11-30")])
-    models = throughput.write_outputs(config, path, tmp_path / "h.csv", tmp_path / "h.md", card="H100", rows_card="H200")
+    models = write_outputs(config, path, tmp_path / "h.csv", tmp_path / "h.md", card="H100", rows_card="H200")
     total = models[-1]
     assert total["measured_budget"] == 0  # no H100 row stood in
     report = (tmp_path / "h.md").read_text()
@@ -190,7 +203,7 @@ def test_another_cards_rows_are_converted_by_the_resource_model(tmp_path):
     converted = 3600 / seconds
     assert f"| 7,200 (2026-12-01) | 6,000 (2026-11-30) | {converted:,.0f} | {converted / 6000:.2f} |" in check
     with pytest.raises(ValueError, match="rows_card 'H200' needs gpu_hours.card"):
-        throughput.write_outputs(config, path, tmp_path / "h.csv", tmp_path / "h.md", rows_card="H200")
+        write_outputs(config, path, tmp_path / "h.csv", tmp_path / "h.md", rows_card="H200")
 
 
 def test_runs_are_estimated_at_the_sequences_that_fit_at_once(tmp_path):
@@ -198,11 +211,11 @@ def test_runs_are_estimated_at_the_sequences_that_fit_at_once(tmp_path):
     80 GiB card, more on an H200; a row measured at that number is the run's own setting."""
     model = {"name": "qwen2.5-7b", "tensor_parallel_size": 1, "architecture": QWEN7B}
     engine = dict(ENGINE, batch_size=32)
-    assert throughput.in_flight(model, engine, 16384, 256, 1) == 32
-    h100 = throughput.in_flight(model, engine, 65536, 256, 1)
-    h200 = throughput.in_flight(model, engine, 65536, 256, 1, throughput.estimated_card("NVIDIA H200")[0])
+    assert in_flight(model, engine, 16384, 256, 1) == 32
+    h100 = in_flight(model, engine, 65536, 256, 1)
+    h200 = in_flight(model, engine, 65536, 256, 1, estimated_card("NVIDIA H200")[0])
     assert 8 <= h100 < h200 <= 32
-    assert throughput.in_flight(model, engine, 10**7, 256, 1) == 1  # none fits: vLLM's start fails, not 0/h
+    assert in_flight(model, engine, 10**7, 256, 1) == 1  # none fits: vLLM's start fails, not 0/h
     path = tmp_path / "throughput.csv"
     append_rows(path, [row(length=65536, concurrency=h100, samples_per_hour=1000)])
     config = small_config(methods=("dense",), lengths=(65536,))
@@ -215,12 +228,12 @@ def test_calibrated_methods_measured_without_a_table_are_left_out(tmp_path):
     """Vertical-Slash rows that calibrated on every call (no table, which no grid run lacks) do not
     set the estimate's speed; the report lists them."""
     rows = [row(), row(method="vertical_slash", sparsity=0.9, samples_per_hour=100),
-            row(method="vertical_slash", sparsity=0.9, length=32768, source=f"bench, {throughput.CALIBRATED_SOURCE}")]
-    kept, left_out = throughput.representative(rows)
+            row(method="vertical_slash", sparsity=0.9, length=32768, source=f"bench, {CALIBRATED_SOURCE}")]
+    kept, left_out = representative(rows)
     assert left_out == [rows[1]] and kept == [rows[0], rows[2]]
     path = tmp_path / "throughput.csv"
     append_rows(path, rows)
-    throughput.write_outputs(small_config(methods=("dense",)), path, tmp_path / "h.csv", tmp_path / "h.md")
+    write_outputs(small_config(methods=("dense",)), path, tmp_path / "h.csv", tmp_path / "h.md")
     report = (tmp_path / "h.md").read_text()
     assert "## Rows left out" in report and "vertical_slash@0.9 L16384 out256 x8" in report.split("## Rows left out")[1]
 
@@ -251,9 +264,9 @@ def test_shipped_table_and_grid(tmp_path):
     assert rows and all(r["source"] and r["card"] for r in rows)
     config = load_config(REPO / "config/config.yaml")
     n_runs = paper_grid_runs()
-    models = throughput.write_outputs(config, REPO / "benchmarks/results/throughput.csv", tmp_path / "g.csv",
-                                      tmp_path / "g.md", tmp_path / "g_runs.csv",
-                                      card=config["gpu_hours"]["card"])  # fmt: skip
+    models = write_outputs(config, REPO / "benchmarks/results/throughput.csv", tmp_path / "g.csv",
+                           tmp_path / "g.md", tmp_path / "g_runs.csv",
+                           card=config["gpu_hours"]["card"])  # fmt: skip
     total = models[-1]
     assert total["model"] == "total" and total["runs"] == n_runs and len(models) == 10
     assert 0 < total["gpu_hours_typical"] < total["gpu_hours_budget"]
@@ -272,7 +285,7 @@ def test_uncalibrated_model_is_within_2x_of_every_measurement_at_8_or_more_at_on
     config = load_config(REPO / "config/config.yaml")
     rows = read_table(REPO / "benchmarks/results/throughput.csv", config["models"])
     checked = 0
-    for r in throughput.calibration(rows, config["models"], config["engine"]):
+    for r in measured_vs_modelled(rows, config["models"], config["engine"]):
         if r["concurrency"] >= 8 and r["method"] == "dense":  # the resource model is dense attention
             assert 0.5 < r["measured_over_modelled"] < 2, r
             checked += 1
@@ -296,9 +309,9 @@ def test_engine_starts_of_the_paper_grid_match_the_planned_sweep_jobs():
     from sparse_frontier.sweeps import plan_sweeps
 
     runs = expand_runs(load_config(REPO / "config/config.yaml"))
-    assert sum(throughput.engine_starts(runs, 1).values()) == len(runs)
+    assert sum(engine_starts(runs, 1).values()) == len(runs)
     for per_job in (8, 55):
-        assert sum(throughput.engine_starts(runs, per_job).values()) == pytest.approx(len(plan_sweeps(runs, per_job)))
+        assert sum(engine_starts(runs, per_job).values()) == pytest.approx(len(plan_sweeps(runs, per_job)))
 
 
 @pytest.mark.parametrize("name", ["gpu_hours", "gpu_hours_grouped8", "gpu_hours_h200", "gpu_hours_h200_grouped8",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sparse_frontier.config import expand_runs, load_config
-from sparse_frontier.resources import (
+from sparse_frontier.planning.resources import (
     global_layers,
     kv_bytes,
     memory_plan,
@@ -80,7 +80,7 @@ def test_resources_grow_with_attempt_length_and_model(paper):
 
 def test_runtime_matches_the_measured_7b_throughput():
     """The estimate is calibrated on the H100 numbers of ../shared/spec/vllm.md (7B, 16k in, 256 out, 8 at once)."""
-    from sparse_frontier.resources import SAFETY, predict_seconds
+    from sparse_frontier.planning.resources import SAFETY, predict_seconds
 
     config = load_config(REPO / "config/config.yaml")
     model = dict(config["models"]["qwen2.5-7b"], name="qwen2.5-7b")

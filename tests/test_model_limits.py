@@ -161,7 +161,7 @@ def test_a_drifting_architecture_block_is_refused_naming_model_field_and_both_va
 
 def test_a_missing_block_is_taken_from_the_checkpoint_for_resource_planning(tmp_path):
     from sparse_frontier.models import model_architecture
-    from sparse_frontier.resources import predict_resources
+    from sparse_frontier.planning.resources import predict_resources
 
     folder = checkpoint(tmp_path / "qwen", QWEN25_7B)
     paper = load("config.yaml")

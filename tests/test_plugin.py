@@ -158,15 +158,17 @@ def test_batch_size_is_vllms_sequences_at_once_and_quest_jobs_leave_room_for_sum
 
 
 def test_only_sweeps_of_dense_prefill_methods_share_cached_prompts():
-    from sparse_frontier.vllm_plugin.engine import engine_arguments, share_prompts
+    from sparse_frontier.attention import chunk_shares_prompts, shares_prompts
+    from sparse_frontier.vllm_plugin.engine import engine_arguments
 
     dense, quest = {"method": "dense", "params": {}}, {"method": "quest", "params": {"sparsity": 0.9}}
-    assert share_prompts([dense, quest]) and share_prompts([quest, {"method": "quest", "params": {"sparsity": 0.5}}])
-    assert not share_prompts([dense]) and not share_prompts([quest, dict(quest)])  # one setting: nothing to share
-    assert not share_prompts([dense, {"method": "snapkv", "params": {"sparsity": 0.9}}])  # rewrites the cache
-    assert not share_prompts([dense, {"method": "vertical_slash", "params": {"sparsity": 0.9}}])  # sparse prefill
+    assert chunk_shares_prompts([dense, quest]) and chunk_shares_prompts([quest, {"method": "quest", "params": {"sparsity": 0.5}}])
+    assert not chunk_shares_prompts([dense]) and not chunk_shares_prompts([quest, dict(quest)])  # one setting: nothing to share
+    assert not chunk_shares_prompts([dense, {"method": "snapkv", "params": {"sparsity": 0.9}}])  # rewrites the cache
+    assert not chunk_shares_prompts([dense, {"method": "vertical_slash", "params": {"sparsity": 0.9}}])  # sparse prefill
     combo = {"method": "vertical_slash+quest", "params": {"prefill_sparsity": 0.9, "decode_sparsity": 0.9}}
-    assert not share_prompts([dense, combo])
+    assert not chunk_shares_prompts([dense, combo])
+    assert shares_prompts(["dense", "quest"]) and not shares_prompts(["dense", "snapkv"])  # per method (sweeps)
     cpu = {"device": "cpu", "dtype": "float32", "cuda_graphs": "none"}
     assert engine_arguments("m", 4096, cpu, 1, 0)["enable_prefix_caching"] is False
     assert engine_arguments("m", 4096, cpu, 1, 0, prefix_caching=True)["enable_prefix_caching"] is True

@@ -110,7 +110,7 @@ def test_methods_per_job_is_scheduling_not_part_of_the_run(tmp_path):
 
 
 def test_sweep_resources_add_up_the_runs(tmp_path):
-    from sparse_frontier.resources import predict_resources
+    from sparse_frontier.planning.resources import predict_resources
 
     (sweep, *_) = chunks(grouped_config(tmp_path, "model", 3, lengths=[512])).sweeps
     per_run = [predict_resources(r.as_dict(), 2) for r in sweep.runs]

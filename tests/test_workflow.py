@@ -67,7 +67,7 @@ def test_demo_target_refuses_the_paper_config(tmp_path):
 def test_predict_resources_for_slurm(tmp_path):
     """GPUs from tensor parallelism; memory and runtime grow with the attempt."""
     from sparse_frontier.config import expand_runs, load_config
-    from sparse_frontier.resources import predict_resources
+    from sparse_frontier.planning.resources import predict_resources
 
     runs = {r.key.model: r for r in expand_runs(load_config(REPO / "config/config.yaml"))}
     assert runs["qwen2.5-72b"].gpus == 4 and runs["qwen2.5-7b"].gpus == 1

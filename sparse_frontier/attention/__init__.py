@@ -10,8 +10,10 @@ from sparse_frontier.attention.base import (
     AttentionMethod,
     AttentionResult,
     KVSelection,
+    chunk_shares_prompts,
     get_method_class,
     register_method,
+    shares_prompts,
 )
 from sparse_frontier.attention import dense as _dense  # noqa: F401  (registers dense)
 from sparse_frontier.attention import vertical_slash as _vs  # noqa: F401
@@ -20,4 +22,7 @@ from sparse_frontier.attention import quest as _quest  # noqa: F401
 from sparse_frontier.attention import snapkv as _snapkv  # noqa: F401
 from sparse_frontier.attention import capture as _capture  # noqa: F401  (calibration capture)
 
-__all__ = ["METHODS", "AttentionMethod", "AttentionResult", "KVSelection", "get_method_class", "register_method"]
+__all__ = [
+    "METHODS", "AttentionMethod", "AttentionResult", "KVSelection", "chunk_shares_prompts", "get_method_class",
+    "register_method", "shares_prompts",
+]  # fmt: skip

@@ -38,8 +38,9 @@ of its phase (others fall back to dense).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import Any, ClassVar, Iterable, Mapping, Optional
 
 import torch
 
@@ -121,3 +122,21 @@ def get_method_class(name: str) -> type[AttentionMethod]:
 
         return METHODS.register(combine(name))
     return METHODS.get(name)
+
+
+
+def shares_prompts(methods: Iterable[str]) -> bool:
+    """Whether requests of these methods may share a prompt's cached KV (vLLM's prefix caching): every
+    one has a dense prefill that leaves the cache as it is (``AttentionMethod.shares_prompt_cache``).
+    The sweeps chunk runs of such methods apart from the others (``sweeps.plan_sweeps``)."""
+    return all(get_method_class(name).shares_prompt_cache() for name in methods)
+
+
+def chunk_shares_prompts(specs: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether one job of these method settings (``{"method": name, "params": {...}}``) shares each
+    prompt's cached KV between its requests: two or more distinct settings, all of methods that
+    :func:`shares_prompts`. The engine turns prefix caching on for such a job
+    (``vllm_plugin.engine.Engine``); the GPU-hours estimate pays its prefill once (``planning.jobs``)."""
+    specs = list(specs)
+    settings = {json.dumps(dict(s), sort_keys=True) for s in specs}
+    return len(settings) > 1 and shares_prompts(s["method"] for s in specs)

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 ENV_METHOD = "SPARSE_FRONTIER_ATTENTION"
 #: "1" when the engine's prefix caching is on (a sweep of dense-prefill methods): a request's first
-#: step may then be a single prompt token on top of cached ones (engine.share_prompts)
+#: step may then be a single prompt token on top of cached ones (attention.chunk_shares_prompts)
 ENV_PREFIX_CACHING = "SPARSE_FRONTIER_PREFIX_CACHING"
 
 

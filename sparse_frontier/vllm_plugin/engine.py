@@ -97,16 +97,6 @@ def keeps_page_summaries(specs: Iterable[Mapping[str, Any]]) -> bool:
     return any(page_selector(get_method_class(s["method"]).from_params(s.get("params", {}))) is not None for s in specs)
 
 
-def share_prompts(specs: list[Mapping[str, Any]]) -> bool:
-    """Whether a job of these method settings turns vLLM's prefix caching on: two or more settings,
-    every one of them with a dense prefill that leaves the cache as it is (``shares_prompt_cache``),
-    so requests of one prompt reuse its KV instead of recomputing it."""
-    from sparse_frontier.attention import get_method_class
-
-    settings = {json.dumps(dict(s), sort_keys=True) for s in specs}
-    return len(settings) > 1 and all(get_method_class(s["method"]).shares_prompt_cache() for s in specs)
-
-
 def engine_arguments(
     model_location: str,
     max_model_len: int,
@@ -118,7 +108,7 @@ def engine_arguments(
     prefix_caching: bool = False,
 ) -> dict[str, Any]:
     """Arguments of ``vllm.LLM`` for an evaluation run (see docs/plugin.md for why each is set).
-    ``prefix_caching``: only for jobs whose methods all share dense prompts (``share_prompts``)."""
+    ``prefix_caching``: only for jobs whose methods all share dense prompts (``attention.chunk_shares_prompts``)."""
     args: dict[str, Any] = dict(
         model=model_location,
         dtype=engine["dtype"],
@@ -168,7 +158,9 @@ class Engine:
         that memory is left for what they keep beside the KV cache."""
         specs = [method, *request_methods]
         #: requests of one prompt reuse its cached KV (a sweep of dense-prefill methods): hand them over together
-        self.shares_prompts = share_prompts(specs)
+        from sparse_frontier.attention import chunk_shares_prompts
+
+        self.shares_prompts = chunk_shares_prompts(specs)
         os.environ.update(engine_environment(engine, method, self.shares_prompts))
         from vllm import LLM
 

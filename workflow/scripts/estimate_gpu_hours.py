@@ -1,7 +1,7 @@
-"""Snakemake script: the grid's GPU-hours from a measured throughput table (sparse_frontier/throughput.py)."""
+"""Snakemake script: the grid's GPU-hours from a measured throughput table (sparse_frontier/planning/report.py)."""
 
 from sparse_frontier.logs import setup_logging
-from sparse_frontier.throughput import write_outputs
+from sparse_frontier.planning.report import write_outputs
 
 setup_logging(snakemake.log[0])
 write_outputs(

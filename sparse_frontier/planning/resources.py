@@ -1,4 +1,5 @@
-"""Cluster resources of each predict job, from the run (Snakemake's standard names: gpu, mem_mb, runtime).
+"""The resource model of one predict job: its memory plan, its (start, prefill, decode) seconds, and
+the cluster resources asked for it (Snakemake's standard names: gpu, mem_mb, runtime).
 
 One memory plan per job (docs/hpc.md writes the rule down with the numbers of the paper grid):
 
@@ -9,12 +10,13 @@ One memory plan per job (docs/hpc.md writes the rule down with the numbers of th
   for which that holds; a model's ``tensor_parallel_size`` in the config must equal the largest such
   value over the model's runs (tests/test_hpc_resources.py checks the shipped config). The rest of
   the budget is KV cache: how many of the job's ``engine.batch_size`` prompts run concurrently.
-* **runtime**: engine start + prefill FLOPs at ``PREFILL_FLOPS`` per GPU + ``max_tokens`` decode steps
-  per wave of concurrent sequences, each step bound by the larger of ``STEP_OVERHEAD_S`` and the bytes
-  moved (weights + KV cache) at ``HBM_BYTES_PER_S``; calibrated on the measured H100 throughput of
-  the Qwen2.5-7B shape (../shared/spec/vllm.md, benchmarks/results/plugin_gpu.json) and multiplied
-  by ``SAFETY``. The card's memory, bandwidth and FLOP rate are a :class:`Card` (H100 by default;
-  ``CARDS`` for estimates in another card's hours).
+* **runtime**: engine start + prefill FLOPs at the card's ``prefill_flops`` per GPU + ``max_tokens``
+  decode steps per wave of concurrent sequences, each step bound by the larger of ``STEP_OVERHEAD_S``
+  and the bytes moved (weights + KV cache) at the card's ``hbm_bytes_per_s``; calibrated on the
+  measured H100 throughput of the Qwen2.5-7B shape (../shared/spec/vllm.md,
+  benchmarks/results/plugin_gpu.json) and multiplied by ``SAFETY``. The card is a
+  :class:`~sparse_frontier.planning.cards.Card` (H100 by default; ``cards.CARDS`` for estimates in
+  another card's hours).
 * **mem_mb** (host): a base for Python/vLLM/tokenizer + per GPU worker + the weights once (loading
   reads every shard through host memory).
 
@@ -29,19 +31,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from sparse_frontier.models import model_architecture
+from sparse_frontier.planning.cards import GIB, GPU_MEMORY, H100, Card
 
-GIB = 1024**3
-#: GPU memory of the cards the grid is planned for (H100 80GB; A100 80GB and H200 have at least this).
-GPU_MEMORY = 80 * GIB
 #: Memory vLLM's budget does not cover: CUDA context, NCCL buffers, CUDA-graph pools.
 RESERVED = 3 * GIB
-#: Dense bf16 prefill throughput per GPU (H100: attention measured at 570-630 TFLOP/s, GEMMs similar;
-#: 400 leaves room for the handler and the sparse methods' estimation passes).
-PREFILL_FLOPS = 400e12
 #: Tensor-parallel efficiency per doubling beyond one GPU (all-reduce between layers).
 TP_EFFICIENCY = 0.85
-#: HBM bandwidth reached in decode (measured 2.0-2.4 TB/s for attention over the cache on the H100).
-HBM_BYTES_PER_S = 2.5e12
 #: Smallest time of one decode step (Python, scheduler, kernel launches; measured ~9-15 ms for 7B).
 STEP_OVERHEAD_S = 0.010
 #: Engine start: process start, weight loading, profiling, CUDA-graph capture.
@@ -49,34 +44,6 @@ START_S = 120.0
 LOAD_BYTES_PER_S = 1.0e9
 SAFETY = 1.5
 TP_CHOICES = (1, 2, 4, 8)
-
-
-@dataclass(frozen=True)
-class Card:
-    """A GPU as the resource model sees it: memory (as torch reports it), the HBM bandwidth decode
-    reaches, the prefill FLOP rate. Estimates in another card's hours use it (sparse_frontier/throughput.py)."""
-
-    name: str
-    memory: float
-    hbm_bytes_per_s: float
-    prefill_flops: float
-
-
-#: The card the constants above were calibrated on.
-H100 = Card("H100", GPU_MEMORY, HBM_BYTES_PER_S, PREFILL_FLOPS)
-#: Same tensor cores as the H100 (989 dense bf16 TFLOP/s on both data sheets; cuDNN's 128k prefill
-#: took 217 / 221-225 ms on the two cards here), HBM 4.8 vs 3.35 TB/s, 141 GB.
-H200 = Card("H200", 139.8 * GIB, HBM_BYTES_PER_S * 4.8 / 3.35, PREFILL_FLOPS)
-CARDS = {card.name: card for card in (H100, H200)}
-
-
-def card_named(name: str | None) -> Card | None:
-    """The card of :data:`CARDS` whose name is part of ``name`` (case-insensitive, e.g. a throughput
-    row's ``NVIDIA H200``), else None."""
-    for card in CARDS.values():
-        if name and card.name.lower() in name.lower():
-            return card
-    return None
 
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "auto": 2, "float32": 4}
 

@@ -1,0 +1,117 @@
+"""The throughput table: one measured setting a row (``benchmarks/results/throughput.csv``, written by
+``benchmarks/throughput.py``, seeded with the earlier measurements); its columns, checks and I/O.
+
+A setting is (model shape, tensor_parallel_size, cuda_graphs, handler, length, method, sparsity,
+output_tokens, concurrency): ``model`` names a model of the config (its ``architecture`` is the shape;
+the benchmark runs dummy weights of that shape), ``length`` the grid length the prompts belong to
+(``prompt_tokens`` the actual count, may be blank), ``method`` a registered method at ``sparsity``
+(dense: 0; ``measured_sparsity`` what the handler measured, mean over the requests), ``output_tokens``
+exactly that many per answer (ignore_eos), ``concurrency`` prompts handed to vLLM at once (the grid's
+``engine.batch_size``), ``cuda_graphs`` ``piecewise`` or ``none`` (eager), ``handler`` ``on`` (through
+the sparse_frontier handler, as the grid runs) or ``off`` (stock vLLM). Measured: ``samples_per_hour``
+(= samples / wall_s x 3600), optionally ``engine_start_s`` (the engine's start-up, once per engine).
+``card``, ``torch``, ``vllm``, ``triton``, ``date`` and ``source`` (where the number comes from)
+record provenance; blank where the source did not say.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+#: every column of the throughput table, in order
+COLUMNS = [
+    "model", "tensor_parallel_size", "cuda_graphs", "handler", "length", "prompt_tokens", "method", "sparsity",
+    "measured_sparsity", "output_tokens", "concurrency", "samples", "wall_s", "samples_per_hour", "engine_start_s", "card", "torch",
+    "vllm", "triton", "date", "source",
+]  # fmt: skip
+#: columns that must hold a value in every row
+REQUIRED = ["model", "tensor_parallel_size", "cuda_graphs", "handler", "length", "method", "sparsity",
+            "output_tokens", "concurrency", "samples_per_hour", "card", "source"]  # fmt: skip
+#: what identifies a measurement (a benchmark skips settings already in the table)
+KEY = ["model", "tensor_parallel_size", "cuda_graphs", "handler", "length", "method", "sparsity",
+       "output_tokens", "concurrency", "card"]  # fmt: skip
+_INT = ("tensor_parallel_size", "length", "prompt_tokens", "output_tokens", "concurrency", "samples")
+_FLOAT = ("sparsity", "measured_sparsity", "wall_s", "samples_per_hour", "engine_start_s")
+CUDA_GRAPHS = ("piecewise", "none")
+HANDLER = ("on", "off")
+#: What benchmarks/throughput.py adds to ``source`` when a Vertical-Slash / FlexPrefill row read a
+#: calibration table fitted on the model's own attention, as every grid run does.
+CALIBRATED_SOURCE = "calibration table captured on its own attention"
+
+
+def parse_row(raw: Mapping[str, str], where: str) -> dict[str, Any]:
+    """One CSV row as typed values (blank optional cells become None); errors name row and column."""
+    row: dict[str, Any] = {}
+    for name in COLUMNS:
+        value = (raw.get(name) or "").strip()
+        if not value:
+            if name in REQUIRED:
+                raise ValueError(f"{where}: column {name!r} is empty (required: {', '.join(REQUIRED)})")
+            row[name] = None
+            continue
+        try:
+            row[name] = int(value) if name in _INT else float(value) if name in _FLOAT else value
+        except ValueError:
+            kind = "an integer" if name in _INT else "a number"
+            raise ValueError(f"{where}: column {name!r} is {value!r}, not {kind}") from None
+    if row["cuda_graphs"] not in CUDA_GRAPHS:
+        raise ValueError(f"{where}: cuda_graphs {row['cuda_graphs']!r} is not one of {', '.join(CUDA_GRAPHS)}")
+    if row["handler"] not in HANDLER:
+        raise ValueError(f"{where}: handler {row['handler']!r} is not one of {', '.join(HANDLER)}")
+    for name in ("samples_per_hour", "tensor_parallel_size", "length", "output_tokens", "concurrency"):
+        if row[name] <= 0:
+            raise ValueError(f"{where}: {name} must be > 0, got {row[name]!r}")
+    if not 0.0 <= row["sparsity"] < 1.0:
+        raise ValueError(f"{where}: sparsity {row['sparsity']!r} is not in [0, 1)")
+    return row
+
+
+def read_table(path: str | os.PathLike, models: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Read and check a throughput table; with ``models`` (the config's), every model must be one of them."""
+    from sparse_frontier.attention import get_method_class
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"throughput table {path} not found (write it with benchmarks/throughput.py)")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; a throughput table has: {', '.join(COLUMNS)}")
+        rows = [parse_row(raw, f"{path} line {i + 2}") for i, raw in enumerate(reader)]
+    for i, row in enumerate(rows):
+        where = f"{path} line {i + 2}"
+        if models is not None and row["model"] not in models:
+            raise ValueError(f"{where}: unknown model {row['model']!r}; the config defines: {', '.join(sorted(models))}")
+        if models is not None and "architecture" not in models[row["model"]]:
+            raise ValueError(f"{where}: model {row['model']!r} has no architecture in the config (needed to extrapolate)")
+        try:
+            get_method_class(row["method"])
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+    return rows
+
+
+def key_of(row: Mapping[str, Any]) -> tuple:
+    """The identity of a measurement, typed (so a row read back equals the row written)."""
+    return tuple(float(row[k]) if k == "sparsity" else int(row[k]) if k in _INT else str(row[k]) for k in KEY)
+
+
+def append_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Append rows (header first if the file is new); each line is flushed, so a killed run loses none."""
+    path = Path(path)
+    new = not path.exists() or path.stat().st_size == 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        for row in rows:
+            unknown = sorted(set(row) - set(COLUMNS))
+            if unknown:
+                raise ValueError(f"unknown throughput column(s) {unknown}; valid: {COLUMNS}")
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
+            f.flush()
