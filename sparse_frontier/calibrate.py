@@ -25,17 +25,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from sparse_frontier.attention.calibration.levels import CALIBRATION_SPARSITIES
 from sparse_frontier.io import read_jsonl
 
 log = logging.getLogger(__name__)
 
-#: the paper's compression levels (20x ... 1.43x) as target sparsities (Vertical-Slash's ten)
-PAPER_SPARSITIES = [0.95, 1 - 1 / 15, 0.9, 1 - 1 / 7.5, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
-#: FlexPrefill's (and Block-Sparse's) seven (v1 Table 6): the five sparsest, then 3x and 2x
-FLEXPREFILL_SPARSITIES = PAPER_SPARSITIES[:5] + [1 - 1 / 3, 0.5]
-#: what calibrate_model fits for each method: every level of either (a target between two fitted
-#: points is interpolated linearly, one outside them calibrates on each call: calibration.lookup)
-CALIBRATION_SPARSITIES = sorted(set(PAPER_SPARSITIES) | set(FLEXPREFILL_SPARSITIES), reverse=True)
 CALIBRATED_METHODS = ("vertical_slash", "flexprefill")
 
 

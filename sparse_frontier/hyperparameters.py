@@ -42,11 +42,9 @@ the first decode step's cache (``length`` tokens; it grows by one token a step).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import threading
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -85,38 +83,6 @@ def typed_params(method: str, method_args: str | Mapping[str, Any]) -> dict[str,
     return dataclasses.asdict(cls.from_params(typed))
 
 
-class _Uncalibrated(Exception):
-    """A method asked for online calibration (needs the call's attention scores)."""
-
-
-_PATCH_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _calibration_source(entries: Optional[list], consulted: list):
-    """Within: the calibration lookups read ``entries`` (None: the process's own table), record in
-    ``consulted`` that they did, and a lookup miss raises :class:`_Uncalibrated` instead of
-    calibrating on the call. Patches module attributes of :mod:`calibration` (the methods call
-    ``calibration.lookup`` / ``online_*`` through the module), under a lock, restored on exit."""
-
-    def read():
-        consulted.append(True)
-        return entries if entries is not None else own()
-
-    def refuse(*args, **kwargs):
-        raise _Uncalibrated
-
-    with _PATCH_LOCK:
-        own = calibration.entries
-        saved = {name: getattr(calibration, name) for name in ("entries", "online_size", "online_alpha")}
-        calibration.entries, calibration.online_size, calibration.online_alpha = read, refuse, refuse
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                setattr(calibration, name, value)
-
-
 def _table(calibration_table) -> tuple[Optional[list], str]:
     """(entries, source description) of a given table: a loaded ``{"entries": [...]}``, a list of
     entries, or a path to a table file; None: the table this process uses."""
@@ -137,9 +103,9 @@ def _calibrated(method, length: int, names: tuple[str, str], ask, calibration_ta
     entries, source = _table(calibration_table)
     consulted: list = []
     try:
-        with _calibration_source(entries, consulted):
+        with calibration.resolving(entries, consulted):
             values = ask(length)
-    except _Uncalibrated:
+    except calibration.Uncalibrated:
         if method.model is None:
             why = "no model given, so no calibration entry applies"
         else:

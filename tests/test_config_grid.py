@@ -9,10 +9,12 @@ Retrieval, 256 elsewhere; Gemma up to 64k; 128k only for dense, Vertical-Slash a
 
 from __future__ import annotations
 
+import inspect
 from collections import defaultdict
 
 from sparse_frontier import calibrate
 from sparse_frontier.attention import calibration, synthetic
+from sparse_frontier.attention.calibration import levels
 from sparse_frontier.attention.block_sparse import block_density, top_chunks_for
 from sparse_frontier.attention.vertical_slash import FlexPrefill
 
@@ -40,15 +42,16 @@ def test_block_sparse_densest_levels_give_the_papers_top_blocks(runs):
 def test_flexprefill_calibration_covers_its_levels(runs):
     """Every FlexPrefill / Vertical-Slash target of the grid is a calibrated level (within the 4-digit
     rounding of the config), so lookups never fall outside the table and calibrate on each call."""
-    for method, fitted in (("flexprefill", calibrate.CALIBRATION_SPARSITIES), ("vertical_slash", calibrate.CALIBRATION_SPARSITIES)):
+    for method, fitted in (("flexprefill", levels.CALIBRATION_SPARSITIES), ("vertical_slash", levels.CALIBRATION_SPARSITIES)):
         for s in {r.method_params["sparsity"] for r in runs if r.key.method == method}:
             assert min(abs(s - f) for f in fitted) < 1e-4, (method, s, fitted)
-    assert set(calibrate.FLEXPREFILL_SPARSITIES) <= set(calibrate.CALIBRATION_SPARSITIES)
-    assert set(calibrate.PAPER_SPARSITIES) <= set(calibrate.CALIBRATION_SPARSITIES)
-    # the synthetic table's FlexPrefill levels are the same seven
-    assert synthetic.FLEXPREFILL_SPARSITIES == calibrate.FLEXPREFILL_SPARSITIES
+    assert set(levels.FLEXPREFILL_SPARSITIES) <= set(levels.CALIBRATION_SPARSITIES)
+    assert set(levels.PAPER_SPARSITIES) <= set(levels.CALIBRATION_SPARSITIES)
+    # one definition: a model's calibration and the synthetic table fit these levels
+    assert inspect.signature(calibrate.calibrate_model).parameters["sparsities"].default is levels.CALIBRATION_SPARSITIES
+    assert synthetic.FLEXPREFILL_SPARSITIES is levels.FLEXPREFILL_SPARSITIES
     for s in main_levels(runs, "flexprefill"):
-        assert min(abs(s - f) for f in synthetic.FLEXPREFILL_SPARSITIES) < 1e-4, s
+        assert min(abs(s - f) for f in levels.FLEXPREFILL_SPARSITIES) < 1e-4, s
 
 
 def test_lookup_between_and_outside_calibrated_points(tmp_path, monkeypatch):
@@ -56,9 +59,9 @@ def test_lookup_between_and_outside_calibrated_points(tmp_path, monkeypatch):
     then calibrates on each call): what made 0.5 / 0.6667 need their own FlexPrefill points."""
     monkeypatch.setenv("SPARSE_FRONTIER_CALIBRATION", str(tmp_path / "table.json"))
     fixed = FlexPrefill().calibration_key()
-    old_levels = synthetic.PAPER_SPARSITIES[:7]  # the list before: 0.95 ... 0.6
+    old_levels = levels.PAPER_SPARSITIES[:7]  # the list before: 0.95 ... 0.6
     points = [{"sparsity": s, "measured": s, "params": {"alpha": round(1 - s, 4), "min_budget": 512}}
-              for s in calibrate.CALIBRATION_SPARSITIES]
+              for s in levels.CALIBRATION_SPARSITIES]
     calibration.write_entries([
         {"model": "old", "method": "flexprefill", "length": 16384, "fixed": fixed, "source": "test",
          "points": [p for p in points if any(abs(p["sparsity"] - s) < 1e-12 for s in old_levels)]},

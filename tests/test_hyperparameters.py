@@ -103,8 +103,8 @@ def test_no_calibration_entry_gives_none_and_a_note(model, sparsity):
     out = resolved("vertical_slash", f"sparsity~{sparsity}", 16384, model)
     assert out["verticals"] is None and out["slashes"] is None
     assert "calibrate on each call" in out["note"] and (model is None or repr(model) in out["note"])
-    # The module's functions are restored: the method still calibrates online outside resolved().
-    assert calibration.online_size.__name__ == "online_size" and calibration.entries.__name__ == "entries"
+    # Only within resolved(): outside it a method without an entry still calibrates on the call.
+    assert calibration.online(lambda: "fitted", what="a test setting") == "fitted"
 
 
 def test_a_given_calibration_table_is_used_instead_of_the_built_in_one(tmp_path):

@@ -177,7 +177,7 @@ def vertical_slash_params(q, k, target_density: float, scale: float = SCALE) -> 
 
 def flexprefill_params(q, k, target_density: float, scale: float = SCALE) -> dict:
     """Explicit (``alpha``, ``min_budget``) as FlexPrefill's own calibration finds them
-    (:func:`~sparse_frontier.attention.calibration.online_alpha`), with the base ``min_budget`` scaled
+    (:meth:`~sparse_frontier.attention.vertical_slash.FlexPrefill.fit`), with the base ``min_budget`` scaled
     to the example's length: alpha searched at that budget, or alpha 0 and a lower budget when alpha
     0 is still too dense."""
     from sparse_frontier.attention.calibration import search_float, search_int

@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 
 from sparse_frontier.attention.base import AttentionMethod, AttentionResult, register_method
+from sparse_frontier.attention.vertical_slash import estimate_scores
 
 
 def save_record(out_dir: str, tag: str, layer_index: int, record: dict) -> None:
@@ -50,8 +51,6 @@ class CaptureEstimation(AttentionMethod):
         self.check(bool(self.tag) and "/" not in self.tag, "tag", "a file-name prefix without '/'")
 
     def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
-        from sparse_frontier.attention.vertical_slash import estimate_scores
-
         vert, slash = estimate_scores(query, key, self.approximation_size, scale)
         save_record(self.out_dir, self.tag, layer_index, {
             "vert": vert.float().cpu(), "slash": slash.float().cpu(), "length": query.shape[0],

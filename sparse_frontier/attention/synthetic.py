@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from sparse_frontier.attention.vertical_slash import scores_from_probs
+from sparse_frontier.attention import calibration
+from sparse_frontier.attention.calibration.levels import FLEXPREFILL_SPARSITIES, PAPER_SPARSITIES
+from sparse_frontier.attention.vertical_slash import FlexPrefill, VerticalSlash, scores_from_probs
 
 
 def synthetic_scores(t: int, n: int, heads: int, seed: int = 0):
@@ -46,17 +48,11 @@ def synthetic_scores(t: int, n: int, heads: int, seed: int = 0):
     return torch.stack(verts), torch.stack(slashes)
 
 
-PAPER_SPARSITIES = [0.95, 1 - 1 / 15, 0.9, 1 - 1 / 7.5, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
-#: FlexPrefill's seven levels (v1 Table 6): the five sparsest, then 3x and 2x (not 0.7 / 0.6)
-FLEXPREFILL_SPARSITIES = PAPER_SPARSITIES[:5] + [1 - 1 / 3, 0.5]
 QWEN25_7B_HEADS = 28  # query heads per layer (4 kv heads, head dim 128)
 
 
 def build_table(model: str, lengths, seeds=(0,), heads: int = QWEN25_7B_HEADS, path=None) -> list[dict]:
     """Calibrate Vertical-Slash and FlexPrefill on synthetic heads and write the entries (source: synthetic)."""
-    from sparse_frontier.attention import calibration
-    from sparse_frontier.attention.vertical_slash import FlexPrefill, VerticalSlash
-
     entries = []
     for length in lengths:
         for method in (VerticalSlash(), FlexPrefill()):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -198,6 +198,8 @@ def run_index(query, key, value, scale, cols, cover) -> torch.Tensor:
 @dataclass
 class _VerticalSlashBase(AttentionMethod):
     phase = "prefill"
+    #: the calibration table's parameter names, in the order ``select_raw`` takes them
+    table_params: ClassVar[tuple[str, ...]] = ()
 
     def _check_common(self):
         self.check(0.0 <= self.sparsity < 1.0, "sparsity", "a target sparsity in [0, 1)")
@@ -219,6 +221,34 @@ class _VerticalSlashBase(AttentionMethod):
         out = run_index(query, key, value, scale, cols, cover)
         return AttentionResult(out, index_density(cover, cols, query.shape[0]))
 
+    # -- calibration: target sparsity -> the subclass's table parameters (``table_params``, in the
+    # order ``select_raw`` takes them), looked up per (model, length), else fitted on the call
+    def mean_density(self, samples, *params) -> float:
+        """Mean over ``(vert, slash)`` score pairs of the density of the index these parameters select."""
+        total = 0.0
+        for vert, slash in samples:
+            cols, cover = self.select_raw(vert, slash, *params)
+            total += index_density(cover, cols, vert.shape[1]).mean().item()
+        return total / len(samples)
+
+    def tabulated(self, t: int, vert=None, slash=None) -> tuple:
+        """The table's parameters for this target at length ``t``, else fitted on these scores."""
+        found = calibration.lookup(self.model, self.name, t, self.sparsity, self.calibration_key())
+        if found is not None:
+            return tuple(found[name] for name in self.table_params)
+        return calibration.online(
+            lambda: self.fit(lambda *params: self.mean_density([(vert, slash)], *params), 1.0 - self.sparsity, t),
+            what=f"{self.name} for model {self.model!r} at T={t}",
+        )
+
+    def calibrate(self, samples, length: int, sparsities) -> list[dict]:
+        """Calibration points (see :func:`sparse_frontier.attention.calibration.calibrate`): per target,
+        :meth:`fit` on the mean density over ``samples`` (``(vert, slash)`` pairs at ``length``)."""
+        samples = list(samples)
+        density = lambda *params: self.mean_density(samples, *params)  # noqa: E731
+        return calibration.fit_points(sparsities, lambda target: self.fit(density, target, length), density,
+                                      self.table_params)
+
 
 @register_method
 @dataclass
@@ -231,6 +261,7 @@ class VerticalSlash(_VerticalSlashBase):
     """
 
     name = "vertical_slash"
+    table_params = ("vertical_size", "slash_size")
     display_name = "Vertical-Slash"
     unit = "verticals and slashes"
     budget_allocation = "uniform"
@@ -260,13 +291,11 @@ class VerticalSlash(_VerticalSlashBase):
             return self.vertical_size, self.slash_size
         if self.sparsity == 0.0:
             return t, t
-        found = calibration.lookup(self.model, self.name, t, self.sparsity, self.calibration_key())
-        if found is not None:
-            return found["vertical_size"], found["slash_size"]
-        n = calibration.online_size(
-            lambda n: index_density(*self.select_raw(vert, slash, n, n)[::-1], t).mean().item(),
-            1.0 - self.sparsity, t, what=f"{self.name} for model {self.model!r} at T={t}",
-        )
+        return self.tabulated(t, vert, slash)
+
+    def fit(self, density, target: float, t: int) -> tuple[int, int]:
+        """Equal sizes whose ``density(n_vert, n_slash)`` is closest to ``target``."""
+        n = calibration.search_int(lambda n: density(n, n), target, 1, t)
         return n, n
 
     def calibration_key(self) -> dict:
@@ -294,6 +323,7 @@ class FlexPrefill(_VerticalSlashBase):
     """
 
     name = "flexprefill"
+    table_params = ("alpha", "min_budget")
     display_name = "FlexPrefill"
     unit = "verticals and slashes"
     budget_allocation = "threshold (cumulative mass)"
@@ -328,16 +358,16 @@ class FlexPrefill(_VerticalSlashBase):
             return self.alpha, self.min_budget or 512
         if self.sparsity == 0.0:
             return 1.0, t
-        found = calibration.lookup(self.model, self.name, t, self.sparsity, self.calibration_key())
-        if found is not None:
-            return found["alpha"], found["min_budget"]
-        target = 1.0 - self.sparsity
+        return self.tabulated(t, vert, slash)
 
-        def dens(alpha, mb):
-            cols, cover = self.select_raw(vert, slash, alpha, mb)
-            return index_density(cover, cols, t).mean().item()
-
-        return calibration.online_alpha(dens, target, self.min_budget, t, what=f"{self.name} at T={t}")
+    def fit(self, density, target: float, t: int) -> tuple[float, int]:
+        """``alpha`` whose ``density(alpha, min_budget)`` meets ``target`` at this ``min_budget`` (512
+        when 0); when alpha 0 is still too dense at 512, the smaller min_budget that meets it."""
+        if self.min_budget:
+            return calibration.search_float(lambda a: density(a, self.min_budget), target), self.min_budget
+        if density(0.0, 512) <= target:
+            return calibration.search_float(lambda a: density(a, 512), target), 512
+        return 0.0, calibration.search_int(lambda n: density(0.0, n), target, 1, 512)
 
     def select_from_scores(self, vert, slash, layer_key=None):
         alpha, mb = self.settings(vert.shape[1], vert, slash)
