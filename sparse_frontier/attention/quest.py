@@ -24,13 +24,31 @@ import torch
 from sparse_frontier.attention.base import AttentionMethod, AttentionResult, register_method
 from sparse_frontier.attention.reference import masked_decode, page_keep_mask
 from sparse_frontier.kernels import use_triton
-from sparse_frontier.kernels.quest import page_scores, page_summaries, select_pages, sparse_decode
+from sparse_frontier.kernels.torch_paths import page_scores_torch, page_summaries, select_pages_torch
 
 
 def budget_pages(sparsity: float, token_budget: int, s: int, page: int) -> int:
     """Pages selected besides the current one: token budget / page size (at least one page)."""
     tokens = token_budget or (1.0 - sparsity) * s
     return max(1, int(round(tokens / page)))
+
+
+def page_scores(query, pmin, pmax, npages, share: bool) -> torch.Tensor:
+    """Page scores ``[B, Hsel, P]``: the Triton kernel on CUDA (imported on first use), torch on CPU."""
+    if use_triton(query):
+        from sparse_frontier.kernels import quest as kernels
+
+        return kernels.page_scores(query, pmin, pmax, npages, share, True)
+    return page_scores_torch(query, pmin, pmax, npages, share)
+
+
+def select_pages(scores, current, n_select: int) -> torch.Tensor:
+    """Top ``n_select`` pages plus the current one ``[B, Hsel, N]`` (-1 = none): kernel on CUDA, torch on CPU."""
+    if use_triton(scores):
+        from sparse_frontier.kernels import quest as kernels
+
+        return kernels.select_pages(scores, current, n_select, True)
+    return select_pages_torch(scores, current, n_select)
 
 
 @register_method
@@ -60,10 +78,10 @@ class Quest(AttentionMethod):
         page = self.page_size
         pmin, pmax = page_summaries(key, page, lengths)
         npages = (lengths + page - 1) // page
-        scores = page_scores(query, pmin, pmax, npages, self.share_pages, use_triton(query))
+        scores = page_scores(query, pmin, pmax, npages, self.share_pages)
         group = query.shape[1] // hkv
         current = npages - 1 if self.share_pages else (npages - 1).repeat_interleave(group, 1)
-        return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page), use_triton(query))
+        return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page))
 
     def select_from_summaries(self, query, pmin, pmax, s: int):
         """Pages ``[Hsel, N]`` (-1 = none) for ``query [Hq, D]`` from page summaries ``[Hkv, >=P, D]``.
@@ -74,10 +92,9 @@ class Quest(AttentionMethod):
         page, hkv = self.page_size, pmin.shape[0]
         npages = -(-s // page)
         counts = torch.full((1, hkv), npages, device=query.device)
-        scores = page_scores(query[None], pmin[None, :, :npages], pmax[None, :, :npages], counts,
-                             self.share_pages, use_triton(query))
+        scores = page_scores(query[None], pmin[None, :, :npages], pmax[None, :, :npages], counts, self.share_pages)
         current = counts - 1 if self.share_pages else (counts - 1).repeat_interleave(query.shape[0] // hkv, 1)
-        return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page), use_triton(query))[0]
+        return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page))[0]
 
     def decode(self, query, key, value, *, layer_index: int, scale: float, lengths=None) -> Optional[AttentionResult]:
         hkv, s, _ = key.shape
@@ -87,6 +104,8 @@ class Quest(AttentionMethod):
         pages = self.select(query[None], key[None], lens[None])[0]  # [Hsel, N]
         rep = group if self.share_pages else 1
         if use_triton(query):
+            from sparse_frontier.kernels.quest import sparse_decode
+
             out = sparse_decode(query[None], key[None], value[None], pages[None], lens[None], self.page_size, scale, self.share_pages)[0]
         else:
             keep = page_keep_mask(pages, s, self.page_size, rep)

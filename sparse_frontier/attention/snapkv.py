@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from sparse_frontier.attention.base import AttentionMethod, KVSelection, register_method
 from sparse_frontier.kernels import use_triton
+from sparse_frontier.kernels.torch_paths import window_scores_torch
 
 
 def importance(query, key, scale: float, window: int, kernel_size: int, reduce: str, local: int = 0) -> torch.Tensor:
@@ -39,8 +40,6 @@ def importance(query, key, scale: float, window: int, kernel_size: int, reduce: 
 
         s = window_scores(query[-w:], key, scale, reduce)
     else:
-        from sparse_frontier.kernels.snapkv import window_scores_torch
-
         s = window_scores_torch(query[-w:], key, scale, reduce)
     # Pool the candidates [0, T - local) alone: the force-kept local window draws most of the window's
     # attention, and pooled in it would lift the last kernel_size // 2 candidates (upstream pools the prefix).

@@ -14,6 +14,12 @@ import torch
 import triton
 import triton.language as tl
 
+from sparse_frontier.kernels.torch_paths import (  # noqa: F401  (page_summaries: this module's name too)
+    page_scores_torch,
+    page_summaries,
+    select_pages_torch,
+)
+
 
 @triton.jit
 def _page_score_kernel(
@@ -183,25 +189,6 @@ def _combine_kernel(M, L, ACC, OUT, NSPLIT, D: tl.constexpr, BLOCK_S: tl.constex
     tl.store(OUT + row * D + dims, out.to(OUT.dtype.element_ty))
 
 
-def page_summaries(key: torch.Tensor, page: int, lengths: torch.Tensor | None = None):
-    """Element-wise min and max of the keys of each page: ``[B, Hkv, P, D]`` each (tokens past ``lengths`` ignored)."""
-    b, hkv, s, d = key.shape
-    p = -(-s // page)
-    pad = p * page - s
-    k = key
-    valid = torch.arange(p * page, device=key.device)
-    if lengths is not None or pad:
-        lens = lengths if lengths is not None else torch.full((b, hkv), s, device=key.device)
-        ok = (valid[None, None, :] < lens[..., None])[..., None]
-        k = torch.nn.functional.pad(key, (0, 0, 0, pad))
-        big = torch.finfo(key.dtype).max
-        kmin = torch.where(ok, k, big).reshape(b, hkv, p, page, d).amin(3)
-        kmax = torch.where(ok, k, -big).reshape(b, hkv, p, page, d).amax(3)
-        return kmin, kmax
-    k = k.reshape(b, hkv, p, page, d)
-    return k.amin(3), k.amax(3)
-
-
 def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool, block_table=None,
                 block_p: int | None = None, tiles: int | None = None, num_warps: int = 4,
                 num_stages: int | None = None) -> torch.Tensor:
@@ -213,42 +200,34 @@ def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool, block_
     ``benchmarks/kernel_breakdown.py``).
     """
     b, hq, d = query.shape
-    if block_table is not None and not use_kernel:  # gather the pools into the contiguous layout
-        blocks = block_table.long().clamp(min=0)
-        pmin, pmax = (x[blocks].transpose(1, 2) for x in (pmin, pmax))  # [B, Hkv, P, D]
-        block_table = None
+    if not use_kernel:
+        return page_scores_torch(query, pmin, pmax, npages, share, block_table)
     paged = block_table is not None
     hkv = pmin.shape[1]
     p = block_table.shape[1] if paged else pmin.shape[2]
     g = hq // hkv
-    if use_kernel:
-        out = torch.empty(b, hkv if share else hq, p, dtype=torch.float32, device=query.device)
-        pmin, pmax = pmin.contiguous(), pmax.contiguous()
-        if paged:  # pool [blocks, Hkv, D]: per-block stride in the page slot
-            strides = (0, pmin.stride(1), pmin.stride(0))
-            bt, stride_bt = block_table.to(torch.int32).contiguous(), block_table.shape[1]
-        else:
-            strides = (pmin.stride(0), pmin.stride(1), pmin.stride(2))
-            bt, stride_bt = out, 0  # unused
-        block_p = block_p or 64
-        if tiles is None:  # loop over up to 8 tiles per program while >= 2 programs per SM remain
-            tiles = 1
-            while tiles < 8 and triton.cdiv(p, block_p * tiles * 2) * b * hkv >= 264:
-                tiles *= 2
-        grid = (triton.cdiv(p, block_p * tiles), b * hkv)
-        _page_score_kernel[grid](
-            query, pmin, pmax, npages.to(torch.int32).contiguous(), out, bt,
-            p, query.stride(0), query.stride(1), *strides, out.stride(0), out.stride(1), stride_bt,
-            HKV=hkv, GROUP=g, GP=max(16, triton.next_power_of_2(g)), SHARE=share, D=d, BLOCK_P=block_p,
-            TILES=tiles, IEEE=pmin.dtype == torch.float32, PAGED=paged, num_warps=num_warps,
-            **({} if num_stages is None else {"num_stages": num_stages}),
-        )
-        return out
-    q = query.float().reshape(b, hkv, g, 1, d)
-    s = torch.maximum(q * pmin.float()[:, :, None], q * pmax.float()[:, :, None]).sum(-1)  # [B, Hkv, G, P]
-    s = s.sum(2) if share else s.reshape(b, hq, p)
-    ok = torch.arange(p, device=query.device) < npages.repeat_interleave(1 if share else g, 1)[..., None]
-    return s.masked_fill(~ok, float("-inf"))
+    out = torch.empty(b, hkv if share else hq, p, dtype=torch.float32, device=query.device)
+    pmin, pmax = pmin.contiguous(), pmax.contiguous()
+    if paged:  # pool [blocks, Hkv, D]: per-block stride in the page slot
+        strides = (0, pmin.stride(1), pmin.stride(0))
+        bt, stride_bt = block_table.to(torch.int32).contiguous(), block_table.shape[1]
+    else:
+        strides = (pmin.stride(0), pmin.stride(1), pmin.stride(2))
+        bt, stride_bt = out, 0  # unused
+    block_p = block_p or 64
+    if tiles is None:  # loop over up to 8 tiles per program while >= 2 programs per SM remain
+        tiles = 1
+        while tiles < 8 and triton.cdiv(p, block_p * tiles * 2) * b * hkv >= 264:
+            tiles *= 2
+    grid = (triton.cdiv(p, block_p * tiles), b * hkv)
+    _page_score_kernel[grid](
+        query, pmin, pmax, npages.to(torch.int32).contiguous(), out, bt,
+        p, query.stride(0), query.stride(1), *strides, out.stride(0), out.stride(1), stride_bt,
+        HKV=hkv, GROUP=g, GP=max(16, triton.next_power_of_2(g)), SHARE=share, D=d, BLOCK_P=block_p,
+        TILES=tiles, IEEE=pmin.dtype == torch.float32, PAGED=paged, num_warps=num_warps,
+        **({} if num_stages is None else {"num_stages": num_stages}),
+    )
+    return out
 
 
 def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select, use_kernel: bool = False,
@@ -261,29 +240,25 @@ def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select, use_kern
     (``min(n_select + 1, P)`` per request, repeated per head, int32 on the device), made once per
     decode step by the caller; ``n_select`` is then the widest budget (an int).
     """
+    if not use_kernel:
+        return select_pages_torch(scores, current, n_select)
     b, h, p = scores.shape
     per_row = torch.is_tensor(n_select)
     widest = int(n_select.max()) if per_row else n_select
     k = min(widest + 1, p)
-    if use_kernel:
-        out = torch.empty(b, h, k, dtype=torch.int32, device=scores.device)
-        if row_k is not None:
-            krow = row_k
-        elif per_row:
-            krow = (n_select.to(device=scores.device, dtype=torch.int32) + 1).clamp(max=p).repeat_interleave(h)
-        else:
-            krow = torch.full((b * h,), k, dtype=torch.int32, device=scores.device)
-        block = max(16, triton.next_power_of_2(p))
-        _select_kernel[(b * h,)](
-            scores.contiguous(), current.to(torch.int32).contiguous(), krow, out, p, k, p, k,
-            BLOCK_P=block, num_warps=num_warps or (4 if block <= 2048 else (8 if block <= 8192 else 16)),
-        )
-        return out
-    if per_row:
-        raise ValueError("per-request page budgets need the kernel (use_kernel=True)")
-    s = scores.scatter(2, current[..., None].long(), float("inf"))
-    val, idx = s.topk(k, -1)
-    return torch.where(val > float("-inf"), idx, -1).int()
+    out = torch.empty(b, h, k, dtype=torch.int32, device=scores.device)
+    if row_k is not None:
+        krow = row_k
+    elif per_row:
+        krow = (n_select.to(device=scores.device, dtype=torch.int32) + 1).clamp(max=p).repeat_interleave(h)
+    else:
+        krow = torch.full((b * h,), k, dtype=torch.int32, device=scores.device)
+    block = max(16, triton.next_power_of_2(p))
+    _select_kernel[(b * h,)](
+        scores.contiguous(), current.to(torch.int32).contiguous(), krow, out, p, k, p, k,
+        BLOCK_P=block, num_warps=num_warps or (4 if block <= 2048 else (8 if block <= 8192 else 16)),
+    )
+    return out
 
 
 def sparse_decode(query, key, value, pages, lengths, page: int, scale: float, share: bool, splits: int | None = None,

@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from sparse_frontier.kernels.estimation import _dot
+from sparse_frontier.kernels.torch_paths import window_scores_torch  # noqa: F401  (this module's name too)
 
 
 @triton.jit
@@ -100,18 +101,4 @@ def window_scores(q_win: torch.Tensor, key: torch.Tensor, scale: float, reduce: 
         q_win, key, lse, out, t, w, qk_scale, q_win.stride(0), q_win.stride(1), key.stride(0), key.stride(1),
         GROUP=hq // hkv, D=d, BM=bm, BN=bn, USE_MAX=reduce == "max", IEEE=ieee,
     )
-    return out
-
-
-def window_scores_torch(q_win: torch.Tensor, key: torch.Tensor, scale: float, reduce: str) -> torch.Tensor:
-    """Same as :func:`window_scores` in plain torch (the reference, and the CPU path)."""
-    w, hq, d = q_win.shape
-    t, hkv = key.shape[:2]
-    g = hq // hkv
-    causal = torch.arange(t, device=key.device)[None, :] <= torch.arange(t - w, t, device=key.device)[:, None]
-    out = torch.empty(hkv, t, dtype=torch.float32, device=key.device)
-    for h in range(hkv):  # one group at a time: g * W * T floats
-        logits = torch.einsum("wgd,td->gwt", q_win[:, h * g : (h + 1) * g].float(), key[:, h].float()) * scale
-        p = torch.softmax(logits.masked_fill(~causal, float("-inf")), -1)
-        out[h] = p.sum(1).mean(0) if reduce == "sum" else p.amax(1).amax(0)
     return out
