@@ -376,8 +376,7 @@ def method_settings(name: str, entry: Mapping[str, Any]) -> list[dict[str, Any]]
 
 def task_method_defaults(name: str, entry: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The checked ``method_defaults`` of tasks entry ``name``: {method name: {parameter: value}}."""
-    from sparse_frontier.attention import get_method_class
-    from sparse_frontier.attention.base import METHODS
+    from sparse_frontier.attention import METHODS, get_method_class
 
     where = f"tasks entry {name!r}"
     defaults = entry.get("method_defaults") or {}

@@ -2,14 +2,12 @@
 
 Registered: dense; prefill vertical_slash, flexprefill, block_sparse; decode quest; KV compression
 snapkv, ada_snapkv; capture_estimation (records estimation scores for calibration); capture_qkv (records one layer's
-queries, keys and values for the pattern figure); and any ``a+b`` combination of different phases (see ``base.py``).
+queries, keys and values for the pattern figure); and any ``a+b`` combination of different phases (see ``registry.py``).
 """
 
-from sparse_frontier.attention.base import (
+from sparse_frontier.attention.base import AttentionMethod, AttentionResult, KVSelection
+from sparse_frontier.attention.registry import (
     METHODS,
-    AttentionMethod,
-    AttentionResult,
-    KVSelection,
     chunk_shares_prompts,
     get_method_class,
     register_method,

@@ -1,4 +1,4 @@
-"""Base class of every attention method: parameters, registry, and hooks with dense fallbacks.
+"""Base class of every attention method: parameters and hooks with dense fallbacks (registry: ``registry.py``).
 
 The vLLM handler calls a method through three hooks, one request at a time, on contiguous tensors
 (the handler gathers them from vLLM's paged cache; methods never see vLLM). Each hook returns
@@ -27,10 +27,10 @@ tokens of the pages it reads. Handlers average it over heads and layers.
 Target sparsity: every sparse method has a ``sparsity`` parameter (the user's knob) and its own
 hyperparameters (0 / -1 = "derive from sparsity"; explicit values win). Methods whose mapping needs
 calibration look it up by model name: the handler calls ``method.bind(model=<config model name>)``
-once after construction (optional; unbound methods calibrate on each call, see ``calibration.py``).
+once after construction (optional; unbound methods calibrate on each call, see ``calibration/``).
 
 Prefill x decode combinations: the method name ``"a+b"`` (e.g. ``vertical_slash+quest``,
-``block_sparse+snapkv``) builds a :class:`Combined` method from components of different phases;
+``block_sparse+snapkv``) builds a ``Combined`` method (``combined.py``) from components of different phases;
 its parameters are the union of theirs, and a name both define gets the component's phase as a
 prefix (``prefill_sparsity``, ``decode_sparsity``, ``kv_sparsity``). Each hook goes to the component
 of its phase (others fall back to dense).
@@ -38,15 +38,12 @@ of its phase (others fall back to dense).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable, Mapping, Optional
+from typing import ClassVar, Optional
 
 import torch
 
-from sparse_frontier.params import Parameterised, Registry
-
-METHODS = Registry("attention method")
+from sparse_frontier.params import Parameterised
 
 
 @dataclass
@@ -110,33 +107,3 @@ class AttentionMethod(Parameterised):
     @property
     def model(self) -> Optional[str]:
         return getattr(self, "_model", None)
-
-
-def register_method(cls: type[AttentionMethod]) -> type[AttentionMethod]:
-    return METHODS.register(cls)
-
-
-def get_method_class(name: str) -> type[AttentionMethod]:
-    if "+" in name and name not in METHODS.names():
-        from sparse_frontier.attention.combined import combine
-
-        return METHODS.register(combine(name))
-    return METHODS.get(name)
-
-
-
-def shares_prompts(methods: Iterable[str]) -> bool:
-    """Whether requests of these methods may share a prompt's cached KV (vLLM's prefix caching): every
-    one has a dense prefill that leaves the cache as it is (``AttentionMethod.shares_prompt_cache``).
-    The sweeps chunk runs of such methods apart from the others (``sweeps.plan_sweeps``)."""
-    return all(get_method_class(name).shares_prompt_cache() for name in methods)
-
-
-def chunk_shares_prompts(specs: Iterable[Mapping[str, Any]]) -> bool:
-    """Whether one job of these method settings (``{"method": name, "params": {...}}``) shares each
-    prompt's cached KV between its requests: two or more distinct settings, all of methods that
-    :func:`shares_prompts`. The engine turns prefix caching on for such a job
-    (``vllm_plugin.engine.Engine``); the GPU-hours estimate pays its prefill once (``planning.jobs``)."""
-    specs = list(specs)
-    settings = {json.dumps(dict(s), sort_keys=True) for s in specs}
-    return len(settings) > 1 and shares_prompts(s["method"] for s in specs)

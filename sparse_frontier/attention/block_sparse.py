@@ -16,9 +16,10 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from sparse_frontier.attention.base import AttentionMethod, AttentionResult, register_method
+from sparse_frontier.attention.base import AttentionMethod, AttentionResult
 from sparse_frontier.attention.calibration.search import search_int
 from sparse_frontier.attention.reference import block_list_mask, masked_attention_rows
+from sparse_frontier.attention.registry import register_method
 from sparse_frontier.kernels import use_triton
 
 

@@ -19,7 +19,8 @@ from typing import Optional
 
 import torch
 
-from sparse_frontier.attention.base import AttentionMethod, AttentionResult, register_method
+from sparse_frontier.attention.base import AttentionMethod, AttentionResult
+from sparse_frontier.attention.registry import register_method
 from sparse_frontier.attention.vertical_slash import estimate_scores
 
 

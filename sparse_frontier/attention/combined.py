@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar, Optional, Sequence
 
-from sparse_frontier.attention.base import METHODS, AttentionMethod, AttentionResult, KVSelection
+from sparse_frontier.attention.base import AttentionMethod, AttentionResult, KVSelection
 
 HOOK_OF_PHASE = {"prefill": "prefill", "decode": "decode", "kv": "compress_kv"}
 
@@ -59,9 +59,10 @@ class Combined(AttentionMethod):
         return part.compress_kv(query, key, value, layer_index=layer_index, scale=scale) if part else None
 
 
-def combine(name: str) -> type[Combined]:
-    parts = name.split("+")
-    classes = [METHODS.get(p) for p in parts]
+def combine(classes: Sequence[type[AttentionMethod]]) -> type[Combined]:
+    """The combination of these method classes (of different phases), named ``"+".join`` of their names."""
+    parts = [c.name for c in classes]
+    name = "+".join(parts)
     phases = [c.phase for c in classes]
     bad = [c.name for c in classes if c.phase not in HOOK_OF_PHASE]
     if bad or len(set(phases)) != len(phases) or len(parts) < 2:

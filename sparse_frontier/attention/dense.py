@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sparse_frontier.attention.base import AttentionMethod, register_method
+from sparse_frontier.attention.base import AttentionMethod
+from sparse_frontier.attention.registry import register_method
 
 
 @register_method

@@ -21,8 +21,9 @@ from typing import Optional
 
 import torch
 
-from sparse_frontier.attention.base import AttentionMethod, AttentionResult, register_method
+from sparse_frontier.attention.base import AttentionMethod, AttentionResult
 from sparse_frontier.attention.reference import masked_decode, page_keep_mask
+from sparse_frontier.attention.registry import register_method
 from sparse_frontier.kernels import use_triton
 from sparse_frontier.kernels.torch_paths import page_scores_torch, page_summaries, select_pages_torch
 

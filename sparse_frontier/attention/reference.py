@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from sparse_frontier.attention.registry import get_method_class
+
 
 def causal_mask(t: int, device=None) -> torch.Tensor:
     return torch.ones(t, t, dtype=torch.bool, device=device).tril()
@@ -121,8 +123,6 @@ def kv_selection_mask(indices: list[torch.Tensor], t: int, group: int) -> torch.
 
 def build_mask(method_name: str, query, key, value, *, scale: float | None = None, **params) -> torch.Tensor:
     """The ``[Hq, T, T]`` mask a registered prefill method keeps (for figures and tests)."""
-    from sparse_frontier.attention import get_method_class
-
     method = get_method_class(method_name).from_params(params)
     if not hasattr(method, "build_mask"):
         raise ValueError(f"method {method_name!r} has no prefill mask; prefill methods: vertical_slash, flexprefill, block_sparse")

@@ -27,7 +27,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from sparse_frontier.attention.base import AttentionMethod, KVSelection, register_method
+from sparse_frontier.attention.base import AttentionMethod, KVSelection
+from sparse_frontier.attention.registry import register_method
 from sparse_frontier.kernels import use_triton
 from sparse_frontier.kernels.torch_paths import window_scores_torch
 

@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from sparse_frontier.attention import calibration
-from sparse_frontier.attention.base import AttentionMethod, AttentionResult, register_method
+from sparse_frontier.attention.base import AttentionMethod, AttentionResult
 from sparse_frontier.attention.reference import masked_attention_rows, vertical_slash_mask
+from sparse_frontier.attention.registry import register_method
 from sparse_frontier.kernels import use_triton
 
 log = logging.getLogger(__name__)

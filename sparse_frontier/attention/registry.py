@@ -1,0 +1,46 @@
+"""The method registry: name -> method class, the string the config and paths use.
+
+Method modules register their classes here (``@register_method``); importing
+:mod:`sparse_frontier.attention` imports every method module, so its ``get_method_class`` knows them
+all. A name ``a+b`` builds, on first use, the combination of registered methods of different phases
+(:func:`~sparse_frontier.attention.combined.combine`). Decided from the classes as well: which
+methods' requests may share a prompt's cached KV (:func:`shares_prompts`, :func:`chunk_shares_prompts`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping
+
+from sparse_frontier.attention.base import AttentionMethod
+from sparse_frontier.attention.combined import combine
+from sparse_frontier.params import Registry
+
+METHODS = Registry("attention method")
+
+
+def register_method(cls: type[AttentionMethod]) -> type[AttentionMethod]:
+    return METHODS.register(cls)
+
+
+def get_method_class(name: str) -> type[AttentionMethod]:
+    if "+" in name and name not in METHODS.names():
+        return METHODS.register(combine([METHODS.get(part) for part in name.split("+")]))
+    return METHODS.get(name)
+
+
+def shares_prompts(methods: Iterable[str]) -> bool:
+    """Whether requests of these methods may share a prompt's cached KV (vLLM's prefix caching): every
+    one has a dense prefill that leaves the cache as it is (``AttentionMethod.shares_prompt_cache``).
+    The sweeps chunk runs of such methods apart from the others (``sweeps.plan_sweeps``)."""
+    return all(get_method_class(name).shares_prompt_cache() for name in methods)
+
+
+def chunk_shares_prompts(specs: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether one job of these method settings (``{"method": name, "params": {...}}``) shares each
+    prompt's cached KV between its requests: two or more distinct settings, all of methods that
+    :func:`shares_prompts`. The engine turns prefix caching on for such a job
+    (``vllm_plugin.engine.Engine``); the GPU-hours estimate pays its prefill once (``planning.jobs``)."""
+    specs = list(specs)
+    settings = {json.dumps(dict(s), sort_keys=True) for s in specs}
+    return len(settings) > 1 and shares_prompts(s["method"] for s in specs)
