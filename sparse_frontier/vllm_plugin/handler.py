@@ -39,8 +39,8 @@ import torch
 
 from sparse_frontier.attention.ops import decode_attention
 from sparse_frontier.kernels import use_triton
-from sparse_frontier.vllm_plugin import ENV_PREFIX_CACHING
 from sparse_frontier.vllm_plugin.adapters import BackendAdapter, current_adapter, forward_pass, layer_index
+from sparse_frontier.vllm_plugin.env import ENV_PREFIX_CACHING
 
 log = logging.getLogger(__name__)
 
