@@ -3,7 +3,9 @@
 # install. Usage: bash benchmarks/gpu_demo.sh SECONDS OUT_DIR
 # Runs `snakemake all` for at most SECONDS (resumable: a second call goes on where it stopped), then
 # draws the figures from whatever finished (figures.allow_missing) and copies the tables, figures,
-# per-run summaries, logs and the machine's description to OUT_DIR.
+# per-run summaries, logs, the machine's description and results/ itself (to resume elsewhere) to OUT_DIR.
+# A results/ carried in from an earlier machine is kept: --rerun-triggers input, as its files are older
+# than the model the conversion rule writes again here, and mtime would recompute every one of them.
 set -uo pipefail
 budget=${1:?seconds}; out=${2:?output folder}
 source benchmarks/device_env.sh
@@ -11,7 +13,7 @@ export PYTHONPATH=$PYTHONPATH:/root/sm-site PATH=/root/sm-bin:$PATH
 mkdir -p "$out"
 start=$(date +%s)
 timeout --signal=INT "$budget" snakemake all --configfile config/gpu-demo.yaml --profile profiles/local \
-  --cores 16 --resources gpu=1 > "$out/snakemake_all.log" 2>&1
+  --cores 16 --resources gpu=1 --rerun-triggers input > "$out/snakemake_all.log" 2>&1
 echo "snakemake all: exit $? after $(( $(date +%s) - start )) s" | tee -a "$out/wall_time.txt"
 tar -czf "$out/logs.tar.gz" logs benchmarks/runs 2>/dev/null
 timeout --signal=INT "${FIGURES_SECONDS:-150}" snakemake all_figures results/tables/scores.csv --configfile config/gpu-demo.yaml config/allow-missing.yaml \
@@ -22,4 +24,8 @@ echo "figures: exit $? at $(( $(date +%s) - start )) s" | tee -a "$out/wall_time
   python -m snakemake --version; } > "$out/machine.txt" 2>&1
 cp -r results/tables results/figures "$out"/ 2>/dev/null
 find results/scores -name summary.json | tar -cf "$out/summaries.tar" -T - 2>/dev/null
+# Everything computed so far (datasets, predictions, scores, calibration, captured head; not the model,
+# which the conversion rule rebuilds in seconds): carried back to a later machine (`run`'s carry), it
+# lets `snakemake all` resume there instead of starting over.
+tar -czf "$out/results.tar.gz" results logs 2>/dev/null
 ls "$out"
