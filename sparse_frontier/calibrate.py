@@ -25,8 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from sparse_frontier.attention.calibration.levels import CALIBRATION_SPARSITIES
 from sparse_frontier.io import read_jsonl
+from sparse_frontier.levels import CALIBRATION_SPARSITIES
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import inspect
 from collections import defaultdict
 
-from sparse_frontier import calibrate
+from sparse_frontier import calibrate, levels
 from sparse_frontier.attention import calibration, synthetic
-from sparse_frontier.attention.calibration import levels
 from sparse_frontier.attention.block_sparse import block_density, top_chunks_for
 from sparse_frontier.attention.vertical_slash import FlexPrefill
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 
 from sparse_frontier.attention import calibration
-from sparse_frontier.attention.calibration.levels import FLEXPREFILL_SPARSITIES, PAPER_SPARSITIES
 from sparse_frontier.attention.vertical_slash import FlexPrefill, VerticalSlash, scores_from_probs
+from sparse_frontier.levels import FLEXPREFILL_SPARSITIES, PAPER_SPARSITIES
 
 
 def synthetic_scores(t: int, n: int, heads: int, seed: int = 0):

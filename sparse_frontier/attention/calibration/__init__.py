@@ -6,7 +6,7 @@ run never recalibrates (:mod:`.table`: the file, lookup with interpolation, writ
 come from :func:`calibrate`: each calibrated method fits its own points (its ``calibrate(samples,
 length, sparsities)``: the parameters whose measured density on attention inputs -- real scores
 captured from a model, or :mod:`~sparse_frontier.attention.synthetic` ones -- meets each target),
-with the searches of :mod:`.search`. The levels fitted are the paper's (:mod:`.levels`).
+with the searches of :mod:`.search`. The levels fitted are the paper's (:mod:`sparse_frontier.levels`).
 
 Lookup: the smallest tabulated length L with ``0.9 L <= T <= L`` (prompts land in [0.95 L, L]);
 sparsities between tabulated points are interpolated linearly. Without an entry the method
@@ -18,11 +18,6 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sparse_frontier.attention.calibration.levels import (
-    CALIBRATION_SPARSITIES,
-    FLEXPREFILL_SPARSITIES,
-    PAPER_SPARSITIES,
-)
 from sparse_frontier.attention.calibration.search import fit_points, search_float, search_int
 from sparse_frontier.attention.calibration.table import (
     TABLE,
@@ -34,6 +29,7 @@ from sparse_frontier.attention.calibration.table import (
     table_path,
     write_entries,
 )
+from sparse_frontier.levels import CALIBRATION_SPARSITIES, FLEXPREFILL_SPARSITIES, PAPER_SPARSITIES
 
 __all__ = [
     "CALIBRATION_SPARSITIES", "FLEXPREFILL_SPARSITIES", "PAPER_SPARSITIES", "TABLE", "Uncalibrated", "calibrate",
