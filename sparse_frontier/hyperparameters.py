@@ -49,7 +49,12 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from sparse_frontier import paths
-from sparse_frontier.attention import calibration, get_method_class
+from sparse_frontier.attention import calibration, get_method_class, quest
+from sparse_frontier.attention.block_sparse import BlockSparse
+from sparse_frontier.attention.combined import Combined
+from sparse_frontier.attention.dense import Dense
+from sparse_frontier.attention.snapkv import AdaSnapKV, SnapKV
+from sparse_frontier.attention.vertical_slash import FlexPrefill, VerticalSlash
 
 BUILT_IN = "built-in calibration table"
 PARAMETERS = "method parameters"
@@ -117,12 +122,6 @@ def _calibrated(method, length: int, names: tuple[str, str], ask, calibration_ta
 
 
 def _resolve_part(method, length: int, calibration_table) -> dict[str, Any]:
-    from sparse_frontier.attention import quest
-    from sparse_frontier.attention.block_sparse import BlockSparse
-    from sparse_frontier.attention.dense import Dense
-    from sparse_frontier.attention.snapkv import AdaSnapKV, SnapKV
-    from sparse_frontier.attention.vertical_slash import FlexPrefill, VerticalSlash
-
     if isinstance(method, Dense):
         return {}
     if isinstance(method, VerticalSlash):
@@ -158,8 +157,6 @@ def resolved(
     (loaded ``{"entries": [...]}``, a list of entries or a path); None: this process's table (the
     built-in one unless ``SPARSE_FRONTIER_CALIBRATION`` names another). Unresolvable values are
     None with a ``note``; invalid settings raise ValueError naming the bad value."""
-    from sparse_frontier.attention.combined import Combined
-
     length = int(length)
     instance = get_method_class(method).from_params(typed_params(method, method_args)).bind(model=model)
     if not isinstance(instance, Combined):

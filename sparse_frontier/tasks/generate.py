@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 
 from tqdm import tqdm
 
-from sparse_frontier.io import write_jsonl_atomic
+from sparse_frontier.io import write_jsonl_atomic, write_provenance
 from sparse_frontier.models import check_model
 from sparse_frontier.tasks import get_task_class
 from sparse_frontier.tasks.base import Draft, Task, chat_prompt_ids
@@ -172,7 +172,5 @@ def generate_dataset(
     rows = list(generate_samples(task, tokenizer, length, samples, seed))
     write_jsonl_atomic(output, rows)
     if provenance is not None:
-        from sparse_frontier.io import write_provenance
-
         write_provenance(output, provenance)
     log.info("wrote %d samples to %s", len(rows), output)

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from sparse_frontier.attention import get_method_class
 from sparse_frontier.attention.ops import decode_attention
 from sparse_frontier.kernels import use_triton
 from sparse_frontier.vllm_plugin.adapters import BackendAdapter, current_adapter, forward_pass, layer_index
@@ -170,8 +171,6 @@ class AttentionHandler:
     def method_for_spec(self, spec: dict[str, Any]):
         key = json.dumps(spec, sort_keys=True)
         if key not in self._methods:
-            from sparse_frontier.attention import get_method_class
-
             method = get_method_class(spec["method"]).from_params(spec.get("params", {}))
             # The model name lets a method find its calibrated hyperparameters for this model.
             self._methods[key] = method.bind(model=spec.get("model"))
