@@ -23,6 +23,7 @@ def bench(*args, timeout=600):
     return result.stdout + result.stderr
 
 
+@pytest.mark.slow  # several tiny-model engines, ~30 s
 def test_cpu_throughput_rows_resume_and_time_budget(tmp_path, tiny_model):
     out = tmp_path / "throughput.csv"
     common = ["--lengths", 256, 512, "--output-tokens", 4, "--concurrency", 2, "--out", out, "--workdir", tmp_path]
@@ -53,6 +54,7 @@ def test_cpu_throughput_rows_resume_and_time_budget(tmp_path, tiny_model):
     assert len(rows) == 5 and rows[-1]["model"] == "tiny2" and rows[-1]["length"] == 256
 
 
+@pytest.mark.slow  # engines capturing and measuring, ~35 s
 def test_vertical_slash_is_measured_with_a_captured_calibration_table(tmp_path, tiny_model):
     """As a grid run: the table is fitted on the model's own captured attention first (one capture
     engine per length), the benchmark's engine reads it, so no call calibrates itself; a rerun for a

@@ -34,6 +34,7 @@ def test_capture_method_writes_the_estimation_scores_and_leaves_attention_dense(
         CaptureEstimation()
 
 
+@pytest.mark.slow  # a tiny-model engine capturing scores, ~15 s
 def test_calibrate_on_the_tiny_model_through_vllm(tmp_path, tiny_model, monkeypatch):
     config = write_tiny_config(tmp_path, tiny_model)
     rng = random.Random(0)

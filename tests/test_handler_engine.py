@@ -99,6 +99,7 @@ def shared_run(tiny_model):
     return probe(tiny_model, "shared", specs, prompts(500))
 
 
+@pytest.mark.slow  # a third engine, ~15 s
 def test_dense_prefill_methods_share_cached_prompts_with_unchanged_answers(tiny_runs, shared_run):
     """A sweep of dense and Quest settings turns vLLM's prefix caching on: every prompt after its
     first request starts from the cached KV (all but its last block), and each setting's tokens equal
@@ -160,6 +161,7 @@ def smollm2_model(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # SmolLM2 stock and handler engines, ~50 s
 def test_dense_token_identity_on_the_embedded_model(smollm2_model):
     batch = prompts(49152)[2:]  # 300 and 77 tokens: keeps the CPU time down
     specs = {k: SPECS[k] for k in ("dense", "torch_dense", "keep_recent")}
@@ -195,6 +197,7 @@ def gemma_runs(tmp_path_factory):
     return probe(model, "both", GEMMA_SPECS, batch, max_tokens=8)
 
 
+@pytest.mark.slow  # two tiny Gemma 3 engines, ~20 s
 def test_gemma3_dense_through_the_handler_is_token_identical_to_stock_vllm(gemma_runs):
     """Dense, the handler's own attention on the global layers (reading their cache group) and a
     keep-everything compaction all give stock vLLM's tokens: the windowed layers kept their window."""
@@ -204,6 +207,7 @@ def test_gemma3_dense_through_the_handler_is_token_identical_to_stock_vllm(gemma
             assert runs[name][mode] == runs["stock"][mode], (name, mode)
 
 
+@pytest.mark.slow  # shares the Gemma 3 engines above
 def test_gemma3_methods_apply_to_the_global_layers_only(gemma_runs):
     runs = gemma_runs
     assert runs["global_layers"] == [2, 5] and runs["sliding_layers"] == [0, 1, 3, 4]

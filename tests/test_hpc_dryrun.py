@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import yaml
 
 from sparse_frontier import paths
@@ -19,6 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+@pytest.mark.slow  # a dry run of the paper grid, ~60 s
 def test_full_grid_dry_run_lists_every_job_with_its_resources(tmp_path):
     cmd = [str(BIN / "snakemake"), "-n", "all_figures", "--snakefile", str(REPO / "Snakefile"),
            "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml")]  # fmt: skip

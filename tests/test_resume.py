@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import write_tiny_config
 
 from sparse_frontier.config import expand_runs, load_config
@@ -21,6 +23,7 @@ def cli(*args, cwd, **kwargs):
                             stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
+@pytest.mark.slow  # a tiny-model engine killed and restarted, ~30 s
 def test_killed_predict_job_resumes_without_duplicates(tmp_path, tiny_model):
     config = write_tiny_config(tmp_path, tiny_model, lengths=[512], samples=SAMPLES, max_output_tokens=48, batch_size=1)
     (run,) = expand_runs(load_config(config))

@@ -176,6 +176,7 @@ SHARING = {"dense": {"method": "dense"}, "quest": METHODS["quest"],
            "quest_half": {"method": "quest", "params": {"sparsity": 0.5, "page_size": 16}}}
 
 
+@pytest.mark.slow  # engines killed and restarted, ~25 s
 def test_killed_sweep_resumes_under_another_chunking(tmp_path, tiny_model):
     """Kill a sweep of three dense-prefill methods (prefix caching on, sample by sample) midway;
     rerun as a 2-method chunk: what was done is kept, nothing is recomputed or written twice."""

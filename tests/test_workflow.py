@@ -41,9 +41,11 @@ def expected_jobs(config_name: str) -> dict[str, int]:
 @pytest.mark.parametrize(
     "args, config",
     [
-        (["all_figures", "--configfile", "config/config.yaml"], "config.yaml"),
+        # the paper grid: a minute or more each, so in the slow tier
+        pytest.param(["all_figures", "--configfile", "config/config.yaml"], "config.yaml", marks=pytest.mark.slow),
         (["demo", "--configfile", "config/demo.yaml"], "demo.yaml"),
-        (["--profile", "profiles/slurm", "all_figures", "--configfile", "config/config.yaml"], "config.yaml"),
+        pytest.param(["--profile", "profiles/slurm", "all_figures", "--configfile", "config/config.yaml"], "config.yaml",
+                     marks=pytest.mark.slow),
         (["--profile", "profiles/local", "accuracy_vs_length", "--configfile", "config/demo.yaml"], "demo.yaml"),
     ],
 )
@@ -128,6 +130,7 @@ def test_end_to_end_on_the_vllm_cpu_engine(tmp_path, tiny_model):
     assert "rule score:" not in dry and "rule predict:" not in dry
 
 
+@pytest.mark.slow  # two tiny-model engines through Snakemake, ~50 s
 def test_captured_calibration_feeds_the_sparse_runs(tmp_path, tiny_model):
     """calibration.capture: rule calibrate_attention fits the model's own attention, and the
     Vertical-Slash run reads that table (no per-call calibration); dense runs do not wait for it."""
