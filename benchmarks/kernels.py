@@ -83,7 +83,7 @@ def dense_prefill_fn(q, k, v, scale, run=None):
     """The fastest dense causal SDPA this torch offers on [1, H, T, D] (flash / cuDNN, GQA native or K/V repeated).
 
     On the H100/H200 cuDNN's kernel is ~1.7x faster than the flash backend at long lengths, and is
-    the baseline ``../shared/spec/vllm.md`` lists; a ratio against a slower baseline would flatter
+    the dense baseline of the team's H100 measurements (benchmarks/results/); a ratio against a slower baseline would flatter
     the sparse kernels. ``run`` times the candidates (K/V repetition outside the timing).
     """
     from torch.nn.attention import SDPBackend, sdpa_kernel

@@ -47,7 +47,8 @@ def known_params(func):
 def cache_script_sources():
     """Resolve each rule's ``script:`` once, not once per job: Snakemake's DAG check reads the script
     through its source cache for every job (~15% of a full-grid dry run). Only scripts whose path has
-    no wildcards are cached (the same file for every job); left alone if Snakemake's function changed.
+    no wildcards are cached (the same file for every job); left alone if Snakemake's function changed,
+    which tests/test_snakemake_internals.py turns into a failure.
     """
     import snakemake.script as smk_script
 

@@ -12,11 +12,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 ENVS = sorted((REPO / "envs").glob("*.yaml"))
 #: packages whose version vLLM's CUDA build decides (its own pins), so vllm-cuda.yaml leaves them out
-FROM_VLLM = {"numpy", "transformers", "torch", "tokenizers"}
+FROM_VLLM = {"numpy", "transformers", "torch", "triton", "tokenizers", "huggingface-hub"}
 
 
 def _name(spec: str) -> str:
-    return re.split(r"[=<>!~\[ ]", spec, maxsplit=1)[0].strip().lower().replace("_", "-")
+    return re.split(r"[=<>!~\[ ;]", spec, maxsplit=1)[0].strip().lower().replace("_", "-")
 
 
 def _lock() -> dict[str, str]:

@@ -1,7 +1,8 @@
 """The GPUs the grid is planned for, as the resource model sees them (memory, decode bandwidth, prefill rate).
 
 The H100 numbers are the ones the resource model was calibrated on (the measured H100 throughput of the
-Qwen2.5-7B shape: ../shared/spec/vllm.md, benchmarks/results/plugin_gpu.json); another card's estimate
+Qwen2.5-7B shape: the stock-vLLM 0.20 rows of benchmarks/results/throughput.csv and
+benchmarks/results/plugin_gpu.json); another card's estimate
 (``gpu_hours.card``, ``rows_card``) uses its entry of :data:`CARDS`.
 """
 

@@ -13,8 +13,8 @@ One memory plan per job (docs/hpc.md writes the rule down with the numbers of th
 * **runtime**: engine start + prefill FLOPs at the card's ``prefill_flops`` per GPU + ``max_tokens``
   decode steps per wave of concurrent sequences, each step bound by the larger of ``STEP_OVERHEAD_S``
   and the bytes moved (weights + KV cache) at the card's ``hbm_bytes_per_s``; calibrated on the
-  measured H100 throughput of the Qwen2.5-7B shape (../shared/spec/vllm.md,
-  benchmarks/results/plugin_gpu.json) and multiplied by ``SAFETY``. The card is a
+  measured H100 throughput of the Qwen2.5-7B shape (the stock-vLLM 0.20 rows of
+  benchmarks/results/throughput.csv, and benchmarks/results/plugin_gpu.json) and multiplied by ``SAFETY``. The card is a
   :class:`~sparse_frontier.planning.cards.Card` (H100 by default; ``cards.CARDS`` for estimates in
   another card's hours).
 * **mem_mb** (host): a base for Python/vLLM/tokenizer + per GPU worker + the weights once (loading
