@@ -66,3 +66,17 @@ def runs(paper):
     from sparse_frontier.config import expand_runs
 
     return expand_runs(paper)
+
+
+@pytest.fixture(autouse=True)
+def _registries_restored():
+    """Methods and tasks a test registers (the docs' example, the plugin's test methods) are dropped
+    after it, so a test that lists every registered method passes in any order."""
+    from sparse_frontier.attention.registry import METHODS
+    from sparse_frontier.tasks.registry import TASKS
+
+    saved = [(registry, dict(registry._classes)) for registry in (METHODS, TASKS)]
+    yield
+    for registry, classes in saved:
+        registry._classes.clear()
+        registry._classes.update(classes)

@@ -1,5 +1,6 @@
 """The vLLM plugin's registration and handler, without starting an engine (the e2e tests do that)."""
 
+import sys
 from importlib.metadata import entry_points
 from types import SimpleNamespace
 
@@ -10,6 +11,13 @@ from sparse_frontier import vllm_plugin
 from sparse_frontier.vllm_plugin import adapters
 from sparse_frontier.vllm_plugin.engine import merge_ranks
 from sparse_frontier.vllm_plugin.handler import AttentionHandler
+
+
+def register_test_methods():
+    """Register tests/plugin_methods.py's methods (test_local_window, ...) for this test only: the
+    registries are restored after each test (conftest), so the module is executed afresh."""
+    sys.modules.pop("plugin_methods", None)
+    import plugin_methods  # noqa: F401
 
 
 def test_entry_point_is_registered_for_every_vllm_process():
@@ -74,7 +82,7 @@ def test_handler_splits_the_batch_by_request_and_passes_dense_through():
 def test_the_backend_computes_only_the_requests_the_method_does_not():
     """A prefill-only method between two decodes: the method computes the prefill, the backend each
     contiguous run of the other requests, with metadata of that run alone; no row is computed twice."""
-    import plugin_methods  # noqa: F401  (registers test_local_window)
+    register_test_methods()
 
     handler = AttentionHandler()
     handler.configure({"method": "test_local_window", "params": {"window": 2}}, adapters.CPU)
@@ -254,7 +262,7 @@ def _gemma_like_call(handler, layers, metas, steps):
 
 
 def test_sliding_window_layers_keep_the_backend_result_and_stay_out_of_the_sparsity():
-    import plugin_methods  # noqa: F401  (registers test_local_window)
+    register_test_methods()
 
     handler = AttentionHandler()
     handler.configure({"method": "test_local_window", "params": {"window": 2}}, adapters.CPU)
