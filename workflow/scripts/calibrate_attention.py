@@ -14,6 +14,9 @@ if __name__ == "__main__":
         {int(length): path for length, path in snakemake.params.datasets.items()},
         snakemake.output[0],
         run["engine"],
+        # only the settings the grid's runs look up: the methods' defaults would add captures (their
+        # approximation sizes) and fits no run of this config uses
+        methods=(),
         settings=snakemake.params.settings,
         prompts_per_length=snakemake.params.prompts,
         max_new_tokens=run["key"]["max_tokens"],
