@@ -521,19 +521,12 @@ class RunIndex:
     def __init__(self, runs: list[Run]):
         self.runs = runs
         self._by_key = {r.key: r for r in runs}
-        self._by_dataset: dict[tuple, Run] = {}
+        self._by_dataset: dict[tuple, Run] = {}  # RunKey.dataset_key() -> the first run of that dataset
         for r in runs:
-            self._by_dataset.setdefault(self._dataset_id(r.key.wildcards()), r)
-
-    @staticmethod
-    def _dataset_id(w: Mapping[str, Any]) -> tuple:
-        return (w["task"], w["task_args"], int(w["length"]), w["model"], int(w["samples"]), int(w["seed"]))
+            self._by_dataset.setdefault(r.key.dataset_key(), r)
 
     def run(self, wildcards: Mapping[str, Any]) -> Run:
-        w = dict(wildcards)
-        for name in ("length", "samples", "seed", "max_tokens"):
-            w[name] = int(w[name])
-        key = paths.RunKey(**{k: w[k] for k in paths.RunKey.__dataclass_fields__})
+        key = paths.RunKey.from_wildcards(wildcards)
         if key not in self._by_key:
             raise ConfigError(
                 f"no experiment in the config asks for the run {key.predictions}"
@@ -573,14 +566,14 @@ class RunIndex:
         return "; the nearest it asks for:" + "".join(lines)
 
     def dataset_run(self, wildcards: Mapping[str, Any]) -> Run:
-        """Any run using this dataset (they all share task, model, length, samples and seed)."""
-        ident = self._dataset_id(wildcards)
+        """Any run using this dataset (they all share ``RunKey.DATASET_FIELDS``: the wildcards of
+        ``paths.DATASET``)."""
+        ident = paths.RunKey.select(wildcards, paths.RunKey.DATASET_FIELDS)
         if ident not in self._by_dataset:
-            names = ("task", "task_args", "length", "model", "samples", "seed")
-            wanted = paths.DATASET.format(**dict(zip(names, ident)))
-            known = [(r.key.dataset, dict(zip(names, i))) for i, r in self._by_dataset.items()]
+            wanted = dict(zip(paths.RunKey.DATASET_FIELDS, ident))
+            known = [(r.key.dataset, r.key.dataset_wildcards()) for r in self._by_dataset.values()]
             raise ConfigError(
-                f"no experiment in the config asks for the dataset {wanted}"
-                + self._nearest(dict(zip(names, ident)), known)
+                f"no experiment in the config asks for the dataset {paths.DATASET.format(**wanted)}"
+                + self._nearest(wanted, known)
             )
         return self._by_dataset[ident]

@@ -11,8 +11,8 @@ one definition; the package fills them with ``str.format``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Mapping
 
 NO_ARGS = "none"
 ARG_JOINER = "+"
@@ -122,7 +122,20 @@ def parse_args(segment: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class RunKey:
-    """Everything that identifies one prediction job (and its dataset and scores)."""
+    """Everything that identifies one prediction job (and its dataset and scores).
+
+    The one list of a run's fields and of its parts; everything else asks this class (a field is added
+    here, in the templates above and in ``WILDCARD_PATTERNS``; tests/test_paths.py checks they agree):
+
+    - ``FIELDS``: the whole run, in path order (the run table's key columns);
+    - ``DATASET_FIELDS``: what the dataset depends on (task, arguments, length, model, samples,
+      seed): not the method, nor the output budget (``max_tokens`` only bounds generation);
+    - ``METHOD_FIELDS``: the method and its settings;
+    - ``GROUP_FIELDS``: everything but the method: one dataset under one output budget. Runs sharing
+      them are comparable (same prompts, same budget): one sweep's runs (``sparse_frontier.sweeps``),
+      one cell of a figure (curves interpolated per cell), a sparse sample and its dense twin;
+    - ``INT_FIELDS``: the integer fields (wildcards and CSV cells are text; :meth:`typed` converts).
+    """
 
     task: str
     task_args: str
@@ -134,12 +147,58 @@ class RunKey:
     method_args: str
     max_tokens: int
 
+    FIELDS: ClassVar[tuple[str, ...]]
+    DATASET_FIELDS: ClassVar[tuple[str, ...]] = ("task", "task_args", "length", "model", "samples", "seed")
+    METHOD_FIELDS: ClassVar[tuple[str, ...]] = ("method", "method_args")
+    GROUP_FIELDS: ClassVar[tuple[str, ...]]
+    INT_FIELDS: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def typed(cls, mapping: Mapping[str, Any]) -> dict[str, Any]:
+        """The run fields ``mapping`` has (wildcards, a table row; other keys dropped), the integer
+        ones as ``int``, in ``FIELDS`` order."""
+        if not isinstance(mapping, dict):  # Snakemake's Wildcards is a list: `in` would test its values
+            mapping = dict(mapping)
+        return {k: int(mapping[k]) if k in cls.INT_FIELDS else mapping[k] for k in cls.FIELDS if k in mapping}
+
+    @classmethod
+    def select(cls, mapping: Mapping[str, Any], names: tuple[str, ...]) -> tuple:
+        """The typed values of ``names`` in ``mapping``: e.g. ``RunKey.select(w, RunKey.DATASET_FIELDS)``
+        for the wildcards of a dataset path, equal to ``dataset_key()`` of each run of that dataset."""
+        typed = cls.typed(mapping)
+        return tuple(typed[k] for k in names)
+
+    @classmethod
+    def from_wildcards(cls, mapping: Mapping[str, Any]) -> RunKey:
+        """The run of a path's wildcards (Snakemake's, :func:`parse_path`'s) or a table row; other
+        keys (``sweep``, measurements) are ignored."""
+        mapping = cls.typed(mapping)
+        missing = [k for k in cls.FIELDS if k not in mapping]
+        if missing:
+            raise KeyError(f"a run needs {', '.join(cls.FIELDS)}; missing: {', '.join(missing)}")
+        return cls(**mapping)
+
     def wildcards(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """All fields (``FIELDS`` order): the wildcards of every per-run template."""
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+    def dataset_wildcards(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.DATASET_FIELDS}
+
+    def group_wildcards(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.GROUP_FIELDS}
+
+    def dataset_key(self) -> tuple:
+        """What identifies this run's dataset (shared by every method and output budget on it)."""
+        return tuple(getattr(self, k) for k in self.DATASET_FIELDS)
+
+    def group_key(self) -> tuple:
+        """What the runs comparable with this one share: everything but the method and its settings."""
+        return tuple(getattr(self, k) for k in self.GROUP_FIELDS)
 
     @property
     def dataset(self) -> str:
-        return DATASET.format(**self.wildcards())
+        return DATASET.format(**self.dataset_wildcards())
 
     @property
     def predictions(self) -> str:
@@ -156,6 +215,11 @@ class RunKey:
     @property
     def summary(self) -> str:
         return SUMMARY.format(**self.wildcards())
+
+
+RunKey.FIELDS = tuple(f.name for f in fields(RunKey))
+RunKey.GROUP_FIELDS = tuple(k for k in RunKey.FIELDS if k not in RunKey.METHOD_FIELDS)
+RunKey.INT_FIELDS = tuple(f.name for f in fields(RunKey) if f.type in (int, "int"))
 
 
 def template_regex(template: str) -> re.Pattern:

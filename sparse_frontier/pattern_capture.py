@@ -48,7 +48,7 @@ def pattern_source(config: Mapping[str, Any], runs) -> dict[str, Any] | None:
     if wanted.get("sample", 0) >= run.key.samples:
         raise ConfigError(f"{where}.sample {wanted['sample']} is not a sample of that dataset: valid are "
                           f"0..{run.key.samples - 1}")
-    wildcards = {name: getattr(run.key, name) for name in ("task", "task_args", "length", "model", "samples", "seed")}
+    wildcards = run.key.dataset_wildcards()
     wildcards |= {"layer": wanted["layer"], "head": wanted.get("head", 0), "sample": wanted.get("sample", 0)}
     return {"wildcards": wildcards, "path": paths.ATTENTION_HEAD.format(**wildcards), "run": run}
 

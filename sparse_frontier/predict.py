@@ -161,9 +161,8 @@ def run_sweep(runs: Sequence[Mapping[str, Any]], dataset_path: str, model_locati
     if not runs:
         raise ValueError("a sweep needs at least one run")
     first = runs[0]["key"]
-    shared = ("task", "task_args", "length", "model", "samples", "seed", "max_tokens")
     for run in runs[1:]:
-        if any(run["key"][k] != first[k] for k in shared):
+        if any(run["key"][k] != first[k] for k in paths.RunKey.GROUP_FIELDS):
             raise ValueError(f"sweep runs must differ only in their method: {run['key']} vs {first}")
     samples, digest = _read_samples(dataset_path, first)
     ids = [s["id"] for s in samples]

@@ -1,7 +1,8 @@
 """Grouped prediction: one engine serves several method settings of the same dataset (a "sweep").
 
 With ``engine.methods_per_job: N`` (N > 1) the runs that differ only in their method (same model,
-task + arguments, length, samples, seed and output budget, i.e. the same dataset and engine) are
+task + arguments, length, samples, seed and output budget, i.e. the same dataset and engine:
+``paths.RunKey.GROUP_FIELDS``, ``RunKey.group_key()``) are
 split into chunks of at most N methods, in the config's method order; each chunk is one GPU job
 (rule ``predict_sweep``) that loads the model once and predicts every method of the chunk, the method
 chosen per request. Chunks are formed inside each group only, so a chunk (and its id) depends on
@@ -19,10 +20,6 @@ from typing import Any, Iterable, Mapping
 from sparse_frontier import paths
 from sparse_frontier.config import Run
 
-def group_key(key: paths.RunKey) -> tuple:
-    """What the runs of one sweep share: everything but the method and its settings."""
-    return (key.task, key.task_args, key.length, key.model, key.samples, key.seed, key.max_tokens)
-
 
 @dataclass(frozen=True)
 class Sweep:
@@ -33,13 +30,11 @@ class Sweep:
     @property
     def id(self) -> str:
         """Ten hex digits naming the chunk's method settings (its group is in the rest of the path)."""
-        methods = "\n".join(f"{r.key.method}/{r.key.method_args}" for r in self.runs)
+        methods = "\n".join("/".join(getattr(r.key, k) for k in paths.RunKey.METHOD_FIELDS) for r in self.runs)
         return hashlib.sha256(methods.encode()).hexdigest()[:10]
 
     def wildcards(self) -> dict[str, Any]:
-        w = self.runs[0].key.wildcards()
-        del w["method"], w["method_args"]
-        return dict(w, sweep=self.id)
+        return dict(self.runs[0].key.group_wildcards(), sweep=self.id)
 
     @property
     def manifest(self) -> str:
@@ -67,19 +62,12 @@ def plan_sweeps(runs: Iterable[Run], methods_per_job: int) -> list[Sweep]:
     groups: dict[tuple, list[Run]] = {}
     for run in runs:  # per dataset: runs sharing cached prompts, the others
         shares = methods_per_job > 1 and shares_prompts([run.key.method])
-        groups.setdefault(group_key(run.key) + (not shares,), []).append(run)
+        groups.setdefault(run.key.group_key() + (not shares,), []).append(run)
     return [
         Sweep(tuple(members[start : start + methods_per_job]))
         for members in groups.values()
         for start in range(0, len(members), methods_per_job)
     ]
-
-
-def _int_wildcards(wildcards: Mapping[str, Any]) -> dict[str, Any]:
-    w = dict(wildcards)
-    for name in ("length", "samples", "seed", "max_tokens"):
-        w[name] = int(w[name])
-    return w
 
 
 class SweepIndex:
@@ -90,16 +78,15 @@ class SweepIndex:
         self._by_id: dict[tuple, Sweep] = {}
         self._of_run: dict[paths.RunKey, Sweep] = {}
         for sweep in self.sweeps:
-            self._by_id[group_key(sweep.runs[0].key) + (sweep.id,)] = sweep
+            self._by_id[sweep.runs[0].key.group_key() + (sweep.id,)] = sweep
             for run in sweep.runs:
                 self._of_run[run.key] = sweep
 
     def sweep(self, wildcards: Mapping[str, Any]) -> Sweep:
-        w = _int_wildcards(wildcards)
-        ident = (w["task"], w["task_args"], w["length"], w["model"], w["samples"], w["seed"], w["max_tokens"])
-        sweep = self._by_id.get(ident + (w["sweep"],))
+        ident = paths.RunKey.select(wildcards, paths.RunKey.GROUP_FIELDS)
+        sweep = self._by_id.get(ident + (wildcards["sweep"],))
         if sweep is None:
-            raise ValueError(f"no sweep {w['sweep']!r} of {ident} in the config (methods_per_job changed?)")
+            raise ValueError(f"no sweep {wildcards['sweep']!r} of {ident} in the config (methods_per_job changed?)")
         return sweep
 
     def of_run(self, key: paths.RunKey) -> Sweep:

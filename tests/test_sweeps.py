@@ -19,7 +19,7 @@ from helpers import write_tiny_config
 
 from sparse_frontier import paths
 from sparse_frontier.config import expand_runs, load_config
-from sparse_frontier.sweeps import SweepIndex, group_key, plan_sweeps, sweep_resources
+from sparse_frontier.sweeps import SweepIndex, plan_sweeps, sweep_resources
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -72,7 +72,7 @@ def test_chunks_follow_the_config_method_order_and_cover_every_run_once(tmp_path
     assert sorted(r.key.predictions for s in index.sweeps for r in s.runs) == sorted(r.key.predictions for r in runs)
     by_length = {}
     for sweep in index.sweeps:
-        assert 1 <= len(sweep.runs) <= 2 and len({group_key(r.key) for r in sweep.runs}) == 1
+        assert 1 <= len(sweep.runs) <= 2 and len({r.key.group_key() for r in sweep.runs}) == 1
         by_length.setdefault(sweep.runs[0].key.length, []).append([r.key.method for r in sweep.runs])
     # experiment tiny's order (dense q1 q2 q3 vs), then what experiment short adds (snap) at 512
     assert by_length[1024] == [["dense", "quest"], ["quest", "quest"], ["vertical_slash"]]

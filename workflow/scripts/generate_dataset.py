@@ -2,6 +2,7 @@
 
 from sparse_frontier.logs import setup_logging
 from sparse_frontier.models import load_tokenizer
+from sparse_frontier.paths import RunKey
 from sparse_frontier.tasks.generate import generate_dataset
 
 setup_logging(snakemake.log[0])
@@ -16,6 +17,6 @@ generate_dataset(
     seed=key["seed"],
     output=snakemake.output[0],
     max_tokens=key["max_tokens"],  # checked with the length against the checkpoint, before generating
-    provenance={k: key[k] for k in ("task", "length", "model", "samples", "seed")}
+    provenance={k: key[k] for k in RunKey.DATASET_FIELDS}
     | {"task_params": run["task_params"], "model": run["model"]},
 )
