@@ -1,3 +1,6 @@
+import dataclasses
+import re
+
 import pytest
 
 from sparse_frontier import paths
@@ -61,3 +64,67 @@ def test_logs_and_benchmarks_mirror_outputs():
 def test_parse_path_rejects_paths_outside_the_grammar():
     with pytest.raises(ValueError, match="does not follow the path grammar"):
         paths.parse_path(paths.PREDICTIONS, "results/predictions/whatever.jsonl")
+
+
+def _template_fields(template: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"\{(\w+)\}", template))
+
+
+def test_the_run_fields_are_listed_once_and_the_templates_agree():
+    """Adding a field to RunKey is one place plus the templates that name it: every list of run
+    fields (datasets, sweeps, the run table, figure cells, dense pairs) is RunKey's."""
+    key = paths.RunKey
+    assert key.FIELDS == tuple(f.name for f in dataclasses.fields(key))
+    for part in (key.DATASET_FIELDS, key.METHOD_FIELDS, key.GROUP_FIELDS, key.INT_FIELDS):
+        assert set(part) <= set(key.FIELDS) and list(part) == [f for f in key.FIELDS if f in part]  # FIELDS order
+    assert key.GROUP_FIELDS == tuple(f for f in key.FIELDS if f not in key.METHOD_FIELDS)
+    assert set(key.DATASET_FIELDS) < set(key.GROUP_FIELDS)  # the group adds the output budget
+    assert key.INT_FIELDS == tuple(f for f in key.FIELDS if paths.WILDCARD_PATTERNS[f] == r"\d+")
+    for template in (paths.PREDICTIONS, paths.SCORES, paths.SUMMARY, paths.SWEEP_PREDICTIONS):
+        assert _template_fields(template) == key.FIELDS, template
+    assert _template_fields(paths.DATASET) == key.DATASET_FIELDS
+    assert _template_fields(paths.SWEEP) == key.GROUP_FIELDS + ("sweep",)
+    assert _template_fields(paths.ATTENTION_HEAD) == key.DATASET_FIELDS + ("layer", "head", "sample")
+    assert set(key.FIELDS) <= set(paths.WILDCARD_PATTERNS)
+
+
+def test_the_users_of_run_fields_ask_runkey():
+    from sparse_frontier.analysis import aggregate, stats
+    from sparse_frontier.analysis.figures import common
+
+    assert aggregate.KEY_COLUMNS == list(paths.RunKey.FIELDS)
+    assert common.CELL_KEYS == list(paths.RunKey.GROUP_FIELDS)
+    assert stats.PAIR_KEYS == [*paths.RunKey.GROUP_FIELDS, "id"]
+
+
+def _snakemake_wildcards(mapping):
+    """Snakemake's own Wildcards (a list with names: ``in`` tests its values, not its names)."""
+    pytest.importorskip("snakemake")
+    try:
+        from snakemake.iocontainers import Wildcards  # where Snakemake 9.27 keeps it
+    except ImportError:
+        from snakemake.io import Wildcards
+    return Wildcards(fromdict=dict(mapping))
+
+
+def test_from_wildcards_round_trips_through_every_template():
+    key = paths.RunKey(
+        task="ruler_niah", task_args="num_queries~4", length=16384, model="qwen2.5-7b",
+        samples=100, seed=43, method="quest", method_args="budget~0.05+page_size~16", max_tokens=1024,
+    )
+    assert paths.RunKey.from_wildcards(key.wildcards()) == key
+    for path, template in [(key.predictions, paths.PREDICTIONS), (key.summary, paths.SUMMARY),
+                           (key.sweep_predictions, paths.SWEEP_PREDICTIONS)]:
+        text = paths.parse_path(template, path)  # strings, as Snakemake hands them
+        assert paths.RunKey.from_wildcards(text) == key
+        assert paths.RunKey.from_wildcards(_snakemake_wildcards(text)) == key
+        assert paths.RunKey.from_wildcards(dict(text, sweep="0123456789", score=1.0)) == key  # extras ignored
+    dataset = paths.parse_path(paths.DATASET, key.dataset)
+    assert paths.RunKey.select(dataset, paths.RunKey.DATASET_FIELDS) == key.dataset_key()
+    assert paths.RunKey.select(_snakemake_wildcards(dataset), paths.RunKey.DATASET_FIELDS) == key.dataset_key()
+    assert key.dataset == paths.DATASET.format(**key.dataset_wildcards())
+    sweep = paths.parse_path(paths.SWEEP, paths.SWEEP.format(**key.group_wildcards(), sweep="0123456789"))
+    assert paths.RunKey.select(sweep, paths.RunKey.GROUP_FIELDS) == key.group_key()
+    assert paths.RunKey.typed(dataset) == key.dataset_wildcards()
+    with pytest.raises(KeyError, match="missing: method, method_args, max_tokens"):
+        paths.RunKey.from_wildcards(dataset)

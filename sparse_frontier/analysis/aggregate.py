@@ -6,9 +6,10 @@ from __future__ import annotations
 import pandas as pd
 
 from sparse_frontier.io import read_json, write_text_atomic
+from sparse_frontier.paths import RunKey
 
-#: Columns identifying a run, in path-grammar order; the rest are measurements.
-KEY_COLUMNS = ["task", "task_args", "length", "model", "samples", "seed", "method", "method_args", "max_tokens"]
+#: Columns identifying a run, in path-grammar order (``RunKey.FIELDS``); the rest are measurements.
+KEY_COLUMNS = list(RunKey.FIELDS)
 
 
 def collect_summaries(summary_paths: list[str]) -> pd.DataFrame:
@@ -46,7 +47,7 @@ def with_missing(table: pd.DataFrame, expected_summaries: list[str]) -> pd.DataF
         if tuple(str(key[c]) for c in KEY_COLUMNS) not in have:
             rows.append({**key, "status": "missing"})
     missing = pd.DataFrame(rows, columns=KEY_COLUMNS + ["status"])
-    for c in ("length", "samples", "seed", "max_tokens"):
+    for c in RunKey.INT_FIELDS:
         missing[c] = missing[c].astype(int)
     return pd.concat([table.assign(status="ok"), missing], ignore_index=True)
 
@@ -64,7 +65,7 @@ def collect_sample_scores(summary_paths: list[str]) -> pd.DataFrame:
     if not parts:
         raise ValueError("no run summaries to collect: the config's experiments produced no runs")
     table = pd.concat(parts, ignore_index=True)
-    for c in ("length", "samples", "seed", "max_tokens"):
+    for c in RunKey.INT_FIELDS:
         table[c] = table[c].astype(int)
     measured = [c for c in table.columns if c not in KEY_COLUMNS]
     return table[KEY_COLUMNS + measured].sort_values(KEY_COLUMNS + ["id"], kind="stable").reset_index(drop=True)

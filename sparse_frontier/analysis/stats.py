@@ -6,9 +6,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from sparse_frontier.paths import RunKey
+
 TESTS = ("wilcoxon", "bootstrap")
-#: what pairs a sparse sample with its dense twin: the same prompt under the same output budget
-PAIR_KEYS = ["task", "task_args", "length", "model", "samples", "seed", "max_tokens", "id"]
+#: what pairs a sparse sample with its dense twin: the same prompt (sample ``id`` of the same
+#: dataset) under the same output budget, i.e. the run's group (everything but the method) and the id
+PAIR_KEYS = [*RunKey.GROUP_FIELDS, "id"]
 
 
 def paired_pvalue(dense, sparse, test: str = "wilcoxon", resamples: int = 10000, seed: int = 0) -> float:
@@ -39,7 +42,7 @@ def pair_with_dense(samples: pd.DataFrame) -> pd.DataFrame:
 def significance_table(samples: pd.DataFrame, test: str, alpha: float, resamples: int = 10000) -> pd.DataFrame:
     """One row per sparse run: compression, mean scores, p-value and whether performance is retained."""
     paired = pair_with_dense(samples)
-    keys = ["task", "task_args", "length", "model", "samples", "seed", "method", "method_args", "max_tokens"]
+    keys = list(RunKey.FIELDS)
     rows = []
     for key, run in paired.groupby(keys, sort=True):
         sparsity = float(run["sparsity"].mean())

@@ -27,7 +27,9 @@ from sparse_frontier import paths  # noqa: E402
 from sparse_frontier.analysis import cost  # noqa: E402
 from sparse_frontier.analysis.cost import Architecture  # noqa: E402
 
-CELL_KEYS = ["task", "task_args", "length", "model", "samples", "seed", "max_tokens"]
+#: one cell of the grid, what a sparsity curve is interpolated within: a run's group (``RunKey.GROUP_FIELDS``,
+#: everything but the method: one dataset under one output budget)
+CELL_KEYS = list(paths.RunKey.GROUP_FIELDS)
 DEFAULTS = {
     "allow_missing": False, "test": "wilcoxon", "alpha": 0.05, "bootstrap_resamples": 10000,
     "cost_batch_size": 64, "breakdown_lengths": [16384, 32768, 65536, 131072], "breakdown_batch_sizes": [1, 8, 64],
@@ -325,12 +327,11 @@ def se_bound(samples: int | float) -> float:
 
 def plan_table(config: dict, inputs: Inputs | None = None, runs=None) -> pd.DataFrame:
     """The config's runs as a prepared frame (target sparsity standing in for the measured one)."""
-    from sparse_frontier.analysis.aggregate import KEY_COLUMNS
     from sparse_frontier.config import expand_runs
 
     runs = expand_runs(config) if runs is None else runs
     inputs = inputs or Inputs.from_config(config)
-    rows = pd.DataFrame([r.key.wildcards() for r in runs], columns=KEY_COLUMNS)
+    rows = pd.DataFrame([r.key.wildcards() for r in runs], columns=list(paths.RunKey.FIELDS))
     rows["experiments"] = [",".join(r.experiments) for r in runs]
     rows["summary"] = [r.key.summary for r in runs]
     rows["sparsity"] = float("nan")
