@@ -36,6 +36,8 @@ test-slow: venv
 	$(BIN)/python -m pytest -m "slow" $(PYTEST_ARGS)
 
 lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint -n
 	$(BIN)/snakemake --lint -n --configfile config/demo.yaml

@@ -28,14 +28,27 @@ def main(argv=None) -> None:
     parser.add_argument("--config", default=str(REPO / "config/config.yaml"))
     parser.add_argument("--throughput", default=None, help="default: the config's gpu_hours.throughput")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/gpu_hours"))
-    parser.add_argument("--typical-output-tokens", type=int, default=None,
-                        help=f"default: the config's gpu_hours.typical_output_tokens ({TYPICAL_OUTPUT_TOKENS})")  # fmt: skip
-    parser.add_argument("--card", default=None, help="the GPU whose hours are estimated (default: the config's gpu_hours.card)")
-    parser.add_argument("--rows-card", default=None,
-                        help="estimate --card's hours from this card's rows, converted by the resource model "
-                             "(default: the config's gpu_hours.rows_card, else --card's own rows)")  # fmt: skip
-    parser.add_argument("--methods-per-job", type=int, default=None,
-                        help="engine.methods_per_job to estimate with (default: the config's; docs/hpc.md, Grouping)")  # fmt: skip
+    parser.add_argument(
+        "--typical-output-tokens",
+        type=int,
+        default=None,
+        help=f"default: the config's gpu_hours.typical_output_tokens ({TYPICAL_OUTPUT_TOKENS})",
+    )
+    parser.add_argument(
+        "--card", default=None, help="the GPU whose hours are estimated (default: the config's gpu_hours.card)"
+    )
+    parser.add_argument(
+        "--rows-card",
+        default=None,
+        help="estimate --card's hours from this card's rows, converted by the resource model "
+        "(default: the config's gpu_hours.rows_card, else --card's own rows)",
+    )
+    parser.add_argument(
+        "--methods-per-job",
+        type=int,
+        default=None,
+        help="engine.methods_per_job to estimate with (default: the config's; docs/hpc.md, Grouping)",
+    )
     args = parser.parse_args(argv)
     config = load_config(args.config)
     if args.methods_per_job is not None:
@@ -49,9 +62,16 @@ def main(argv=None) -> None:
     typical = args.typical_output_tokens or settings["typical_output_tokens"]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_outputs(config, table, out.with_suffix(".csv"), out.with_suffix(".md"),
-                  out.with_name(out.name + "_runs.csv"), typical_output_tokens=typical,
-                  card=args.card or settings["card"], rows_card=args.rows_card or settings["rows_card"])  # fmt: skip
+    write_outputs(
+        config,
+        table,
+        out.with_suffix(".csv"),
+        out.with_suffix(".md"),
+        out.with_name(out.name + "_runs.csv"),
+        typical_output_tokens=typical,
+        card=args.card or settings["card"],
+        rows_card=args.rows_card or settings["rows_card"],
+    )
     print(out.with_suffix(".md").read_text())
 
 

@@ -32,8 +32,15 @@ def main(model: str, out: Path) -> int:
     vocab = json.loads((Path(model) / "config.json").read_text())["vocab_size"]
     device = os.environ.get("ENGINE_PROBE_DEVICE", "cuda")  # cpu: a smoke run of this script
     env = dict(os.environ, ENGINE_PROBE_DEVICE=device)
-    cmd = [sys.executable, str(REPO / "tests/engine_probe.py"), model, "both", json.dumps(SPECS),
-           json.dumps(prompts(min(vocab, 500))), str(MAX_TOKENS)]
+    cmd = [
+        sys.executable,
+        str(REPO / "tests/engine_probe.py"),
+        model,
+        "both",
+        json.dumps(SPECS),
+        json.dumps(prompts(min(vocab, 500))),
+        str(MAX_TOKENS),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     out.mkdir(parents=True, exist_ok=True)
     (out / "handler_gpu_probe.log").write_text(proc.stderr[-100_000:])
@@ -41,15 +48,21 @@ def main(model: str, out: Path) -> int:
     if proc.returncode or not lines:
         print(proc.stdout[-3000:], proc.stderr[-6000:], file=sys.stderr)
         return 1
-    res = json.loads(lines[-1][len("RESULT "):])
+    res = json.loads(lines[-1][len("RESULT ") :])
     stock = res["stock"]
     layers = len(res["global_layers"])
     prompt_rows, decode_rows = sum(LENGTHS) * 2, (MAX_TOKENS - 1) * len(LENGTHS) * 2
-    alone = {"torch_dense": prompt_rows + decode_rows, "local_window": prompt_rows,
-             "decode_topk": decode_rows, "keep_recent": decode_rows, "quest": decode_rows}
+    alone = {
+        "torch_dense": prompt_rows + decode_rows,
+        "local_window": prompt_rows,
+        "decode_topk": decode_rows,
+        "keep_recent": decode_rows,
+        "quest": decode_rows,
+    }
     checks = {
         "stock: batch == single": stock["batch"] == stock["single"],
-        "dense == stock (batch, single)": res["dense"]["batch"] == stock["batch"] and res["dense"]["single"] == stock["single"],
+        "dense == stock (batch, single)": res["dense"]["batch"] == stock["batch"]
+        and res["dense"]["single"] == stock["single"],
         "keep_all compaction == stock (batch)": res["keep_all"]["batch"] == stock["batch"],
         "torch_dense == stock (batch; reported only)": res["torch_dense"]["batch"] == stock["batch"],
         "quest (paged, batched) == quest over the full cache": res["quest"]["batch"] == res["quest_full_read"]["batch"],
@@ -62,16 +75,27 @@ def main(model: str, out: Path) -> int:
         checks[f"{name}: rows computed by the handler alone = {layers * rows}"] = got[0] == layers * rows
         checks[f"{name}: every row computed once"] = sum(got) == layers * (prompt_rows + decode_rows)
     card = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
-    summary = {"card": card, "torch": torch.__version__, "model": model, "checks": checks,
-               "rows": {n: {k: res[n][k] for k in ("backend_rows", "skipped_rows")} for n in SPECS},
-               "sparsity": {n: [s.get("sparsity") for s in res[n]["stats"]] for n in SPECS}}
+    summary = {
+        "card": card,
+        "torch": torch.__version__,
+        "model": model,
+        "checks": checks,
+        "rows": {n: {k: res[n][k] for k in ("backend_rows", "skipped_rows")} for n in SPECS},
+        "sparsity": {n: [s.get("sparsity") for s in res[n]["stats"]] for n in SPECS},
+    }
     import vllm
 
     summary["vllm"] = vllm.__version__
     (out / "handler_gpu.json").write_text(json.dumps(summary, indent=1))
-    md = [f"# The handler's engine checks on {summary['card']} (vLLM {summary['vllm']}, torch {summary['torch']}, {'bf16' if device == 'cuda' else 'fp32'})",
-          "", f"Model `{Path(model).name}`, prompts of {', '.join(map(str, LENGTHS))} tokens, {MAX_TOKENS} new tokens "
-          "(`benchmarks/handler_gpu.py`).", "", "| check | holds |", "|---|---|"]
+    md = [
+        f"# The handler's engine checks on {summary['card']} (vLLM {summary['vllm']}, torch {summary['torch']}, {'bf16' if device == 'cuda' else 'fp32'})",
+        "",
+        f"Model `{Path(model).name}`, prompts of {', '.join(map(str, LENGTHS))} tokens, {MAX_TOKENS} new tokens "
+        "(`benchmarks/handler_gpu.py`).",
+        "",
+        "| check | holds |",
+        "|---|---|",
+    ]
     md += [f"| {k} | {v} |" for k, v in checks.items()]
     (out / "handler_gpu.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))

@@ -32,7 +32,7 @@ def run(method: dict, length: int, batch: int, layers: int, steps: int, hq=28, h
     handler.configure(method, adapters.CUDA_FLASH_ATTN)
     ids = [f"r{i}" for i in range(batch)]
     handler.runner = SimpleNamespace(input_batch=SimpleNamespace(req_ids=ids), requests={})
-    impl = SimpleNamespace(num_heads=hq, num_kv_heads=hkv, head_size=d, scale=d ** -0.5)
+    impl = SimpleNamespace(num_heads=hq, num_kv_heads=hkv, head_size=d, scale=d**-0.5)
     mods = [SimpleNamespace(layer_name=f"model.layers.{i}.self_attn.attn") for i in range(layers)]
     per_req = -(-(length + steps + 1) // page)
     blocks = batch * per_req + 8
@@ -42,20 +42,35 @@ def run(method: dict, length: int, batch: int, layers: int, steps: int, hq=28, h
 
     def meta(qlens, seqs):
         starts = torch.tensor([0] + qlens, device=dev).cumsum(0).int()
-        return SimpleNamespace(query_start_loc=starts, seq_lens=torch.tensor(seqs, device=dev).int(), block_table=tables,
-                               num_actual_tokens=sum(qlens), max_query_len=max(qlens), max_seq_len=max(seqs))
+        return SimpleNamespace(
+            query_start_loc=starts,
+            seq_lens=torch.tensor(seqs, device=dev).int(),
+            block_table=tables,
+            num_actual_tokens=sum(qlens),
+            max_query_len=max(qlens),
+            max_seq_len=max(seqs),
+        )
 
     # prefill, one request at a time (as vLLM schedules long prompts), keys = the cache's own
     for r in range(batch):
         m = meta([length], [length])
-        m.block_table = tables[r: r + 1]
+        m.block_table = tables[r : r + 1]
         handler.runner.input_batch.req_ids = [ids[r]]
         for i, layer in enumerate(mods):
             kc = caches[i][0][tables[r, : -(-length // page)].long()].reshape(-1, hkv, d)[:length]
             vc = caches[i][1][tables[r, : -(-length // page)].long()].reshape(-1, hkv, d)[:length]
             q = torch.randn(length, hq, d, device=dev, dtype=torch.bfloat16)
-            handler.attention(backend, impl, layer, q, kc, vc, caches[i], m, torch.empty(length, hq * d, device=dev,
-                                                                                         dtype=torch.bfloat16))
+            handler.attention(
+                backend,
+                impl,
+                layer,
+                q,
+                kc,
+                vc,
+                caches[i],
+                m,
+                torch.empty(length, hq * d, device=dev, dtype=torch.bfloat16),
+            )
     handler.runner.input_batch.req_ids = ids
     torch.cuda.synchronize()
     q = torch.randn(batch, hq, d, device=dev, dtype=torch.bfloat16)
@@ -87,9 +102,16 @@ def run(method: dict, length: int, batch: int, layers: int, steps: int, hq=28, h
     table = prof.key_averages().table(sort_by="cpu_time_total", row_limit=25)
     stats = handler.take_stats()
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-    return {"method": method["method"], "length": length, "batch": batch, "layers": layers,
-            "host_ms_per_layer": round(med(host) / layers * 1e3, 4), "gpu_ms_per_layer": round(med(gpu) / layers * 1e3, 4),
-            "decode_sparsity": round(next(iter(stats.values()))["decode_sparsity"], 4), "profile": table}
+    return {
+        "method": method["method"],
+        "length": length,
+        "batch": batch,
+        "layers": layers,
+        "host_ms_per_layer": round(med(host) / layers * 1e3, 4),
+        "gpu_ms_per_layer": round(med(gpu) / layers * 1e3, 4),
+        "decode_sparsity": round(next(iter(stats.values()))["decode_sparsity"], 4),
+        "profile": table,
+    }
 
 
 def main():
@@ -102,19 +124,29 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
-    rows = [run({"method": m, "params": {"sparsity": a.sparsity}}, a.length, a.batch, a.layers, a.steps) for m in a.methods]
+    rows = [
+        run({"method": m, "params": {"sparsity": a.sparsity}}, a.length, a.batch, a.layers, a.steps) for m in a.methods
+    ]
     card = torch.cuda.get_device_name(0)
-    md = [f"# Handler decode cost per layer call ({card}, torch {torch.__version__})", "",
-          f"`benchmarks/handler_overhead.py`: Qwen2.5-7B-shaped layers (28/4 heads, d 128, bf16), {a.batch} requests of "
-          f"{a.length} tokens, sparsity {a.sparsity}, backend stubbed (handler work only).", "",
-          "| method | host ms / layer | GPU ms / layer | decode sparsity |", "|---|---|---|---|"]
-    md += [f"| {r['method']} | {r['host_ms_per_layer']} | {r['gpu_ms_per_layer']} | {r['decode_sparsity']} |" for r in rows]
+    md = [
+        f"# Handler decode cost per layer call ({card}, torch {torch.__version__})",
+        "",
+        f"`benchmarks/handler_overhead.py`: Qwen2.5-7B-shaped layers (28/4 heads, d 128, bf16), {a.batch} requests of "
+        f"{a.length} tokens, sparsity {a.sparsity}, backend stubbed (handler work only).",
+        "",
+        "| method | host ms / layer | GPU ms / layer | decode sparsity |",
+        "|---|---|---|---|",
+    ]
+    md += [
+        f"| {r['method']} | {r['host_ms_per_layer']} | {r['gpu_ms_per_layer']} | {r['decode_sparsity']} |" for r in rows
+    ]
     for r in rows:
         md += ["", f"## {r['method']}: one decode step ({a.layers} layers), profiler", "", "```", r["profile"], "```"]
     a.out.write_text("\n".join(md) + "\n")
-    a.out.with_suffix(".json").write_text(json.dumps([{k: v for k, v in r.items() if k != "profile"} for r in rows],
-                                                     indent=1))
-    print("\n".join(md[:8 + len(rows)]))
+    a.out.with_suffix(".json").write_text(
+        json.dumps([{k: v for k, v in r.items() if k != "profile"} for r in rows], indent=1)
+    )
+    print("\n".join(md[: 8 + len(rows)]))
 
 
 if __name__ == "__main__":

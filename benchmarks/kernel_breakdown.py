@@ -55,46 +55,115 @@ def prefill_parts(q, k, v, scale, t, s, add, warps):
     from sparse_frontier.attention.block_sparse import block_index, top_chunks_for
     from sparse_frontier.attention.calibration import search_int
     from sparse_frontier.attention.vertical_slash import (
-        BLOCK, VerticalSlash, estimate_scores, estimate_scores_torch, index_density, run_index,
-    )  # fmt: skip
+        BLOCK,
+        VerticalSlash,
+        estimate_scores,
+        estimate_scores_torch,
+        index_density,
+        run_index,
+    )
     from sparse_frontier.kernels.sparse_prefill import sparse_prefill
 
     vert, slash = estimate_scores(q, k, 256, scale)
     probe = VerticalSlash(approximation_size=256)
     n = search_int(lambda n: index_density(*probe.select_raw(vert, slash, n, n)[::-1], t).mean().item(), 1 - s, 1, t)
     m = VerticalSlash(vertical_size=n, slash_size=n)
-    add("vertical_slash", t, s, 1, "estimate_scores (last 256 queries)", cuda_ms(lambda: estimate_scores(q, k, 256, scale)),
-        "fused Triton kernels (kernels/estimation.py)")
-    add("vertical_slash", t, s, 1, "estimate_scores_torch (its reference)", cuda_ms(lambda: estimate_scores_torch(q, k, 256, scale)))
-    add("vertical_slash", t, s, 1, "selection (topk, cover)", cuda_ms(lambda: m.select_from_scores(vert, slash, layer_key=None)))
+    add(
+        "vertical_slash",
+        t,
+        s,
+        1,
+        "estimate_scores (last 256 queries)",
+        cuda_ms(lambda: estimate_scores(q, k, 256, scale)),
+        "fused Triton kernels (kernels/estimation.py)",
+    )
+    add(
+        "vertical_slash",
+        t,
+        s,
+        1,
+        "estimate_scores_torch (its reference)",
+        cuda_ms(lambda: estimate_scores_torch(q, k, 256, scale)),
+    )
+    add(
+        "vertical_slash",
+        t,
+        s,
+        1,
+        "selection (topk, cover)",
+        cuda_ms(lambda: m.select_from_scores(vert, slash, layer_key=None)),
+    )
     cols, cover = m.select_from_scores(vert, slash, layer_key=None)
-    add("vertical_slash", t, s, 1, "index + kernel (run_index)", cuda_ms(lambda: run_index(q, k, v, scale, cols, cover)))
-    add("vertical_slash", t, s, 1, "whole prefill call", cuda_ms(lambda: m.prefill(q, k, v, layer_index=0, scale=scale)),
-        f"vertical_size={n}, density {index_density(cover, cols, t).mean().item():.4f}")
+    add(
+        "vertical_slash", t, s, 1, "index + kernel (run_index)", cuda_ms(lambda: run_index(q, k, v, scale, cols, cover))
+    )
+    add(
+        "vertical_slash",
+        t,
+        s,
+        1,
+        "whole prefill call",
+        cuda_ms(lambda: m.prefill(q, k, v, layer_index=0, scale=scale)),
+        f"vertical_size={n}, density {index_density(cover, cols, t).mean().item():.4f}",
+    )
     nb = cover.shape[1]
     idx = torch.arange(nb, device=q.device)
     diag = torch.where(cover, idx, nb).sort(-1).values
-    col_count = torch.searchsorted(cols.contiguous(), (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(cols.shape[0], nb).contiguous(), right=True)
+    col_count = torch.searchsorted(
+        cols.contiguous(), (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(cols.shape[0], nb).contiguous(), right=True
+    )
     for nw, ns in warps:
         try:
-            ms = cuda_ms(lambda: sparse_prefill(q, k, v, scale, BLOCK, diag=diag, cover=cover, cols=cols,
-                                                col_count=col_count, num_warps=nw, num_stages=ns))
+            ms = cuda_ms(
+                lambda: sparse_prefill(
+                    q,
+                    k,
+                    v,
+                    scale,
+                    BLOCK,
+                    diag=diag,
+                    cover=cover,
+                    cols=cols,
+                    col_count=col_count,
+                    num_warps=nw,
+                    num_stages=ns,
+                )
+            )
             add("vertical_slash", t, s, 1, f"kernel only, warps {nw} stages {ns}", ms)
         except Exception as e:  # noqa: BLE001
             add("vertical_slash", t, s, 1, f"kernel only, warps {nw} stages {ns}", None, f"error: {e!r}"[:160])
     no_cols = cols[:, :0]
-    add("vertical_slash", t, s, 1, "kernel, blocks only (no column strips)",
-        cuda_ms(lambda: sparse_prefill(q, k, v, scale, BLOCK, diag=diag, cover=cover)))
+    add(
+        "vertical_slash",
+        t,
+        s,
+        1,
+        "kernel, blocks only (no column strips)",
+        cuda_ms(lambda: sparse_prefill(q, k, v, scale, BLOCK, diag=diag, cover=cover)),
+    )
     del vert, slash, no_cols
 
     for bs in (16, 64):
         top = top_chunks_for(t, bs, s)
         try:
-            add("block_sparse", t, s, 1, f"block_index (pooled scores + topk), chunk {bs}", cuda_ms(lambda: block_index(q, k, bs, top), 3, 1))
+            add(
+                "block_sparse",
+                t,
+                s,
+                1,
+                f"block_index (pooled scores + topk), chunk {bs}",
+                cuda_ms(lambda: block_index(q, k, bs, top), 3, 1),
+            )
             blocks, counts = block_index(q, k, bs, top)
-            for kc in ((1, 2, 4, 8) if bs == 16 else (1,)):
+            for kc in (1, 2, 4, 8) if bs == 16 else (1,):
                 for nw in (4, 8):
-                    ms = cuda_ms(lambda: sparse_prefill(q, k, v, scale, bs, blocks=blocks, block_count=counts, kchunks=kc, num_warps=nw), 3, 1)
+                    ms = cuda_ms(
+                        lambda: sparse_prefill(
+                            q, k, v, scale, bs, blocks=blocks, block_count=counts, kchunks=kc, num_warps=nw
+                        ),
+                        3,
+                        1,
+                    )
                     add("block_sparse", t, s, 1, f"kernel, chunk {bs}, {kc} chunks/step, warps {nw}", ms)
             del blocks, counts
         except Exception as e:  # noqa: BLE001
@@ -102,8 +171,16 @@ def prefill_parts(q, k, v, scale, t, s, add, warps):
 
 
 # Page-score launches tried: (pages per tile, tiles per program, warps, pipeline stages).
-SCORE_LAUNCHES = [(64, 1, 4, 2), (128, 1, 8, 2), (64, 2, 4, 3), (64, 4, 4, 3), (64, 8, 4, 3), (64, 16, 4, 3),
-                  (128, 4, 8, 3), (32, 8, 4, 3)]
+SCORE_LAUNCHES = [
+    (64, 1, 4, 2),
+    (128, 1, 8, 2),
+    (64, 2, 4, 3),
+    (64, 4, 4, 3),
+    (64, 8, 4, 3),
+    (64, 16, 4, 3),
+    (128, 4, 8, 3),
+    (32, 8, 4, 3),
+]
 
 
 def quest_parts(t, s, b, add, hq=28, hkv=4, d=128):
@@ -117,12 +194,21 @@ def quest_parts(t, s, b, add, hq=28, hkv=4, d=128):
     # index tensors as the plugin passes them: int32, made once per decode step (QuestStep)
     lens = torch.full((b, hkv), t, device=dev, dtype=torch.int32)
     scale = d**-0.5
-    dense = lambda: torch.nn.functional.scaled_dot_product_attention(q[:, :, None], kc, vc, scale=scale, enable_gqa=True)  # noqa: E731
+    dense = lambda: torch.nn.functional.scaled_dot_product_attention(
+        q[:, :, None], kc, vc, scale=scale, enable_gqa=True
+    )  # noqa: E731
     add("quest", t, s, b, "dense decode (sdpa, enable_gqa)", cuda_ms(dense))
     add("quest", t, s, b, "dense decode, CUDA graph", graph_ms(dense))
     tiny = torch.zeros(1, device=dev)
-    add("quest", t, s, b, "floor: one tiny kernel, CUDA graph", graph_ms(tiny.zero_),
-        "replay + event overhead in every single-part graph row below (paid once by a whole step)")
+    add(
+        "quest",
+        t,
+        s,
+        b,
+        "floor: one tiny kernel, CUDA graph",
+        graph_ms(tiny.zero_),
+        "replay + event overhead in every single-part graph row below (paid once by a whole step)",
+    )
     pmin, pmax = page_summaries(kc, 16)
     npages = (lens + 15) // 16
     cur = npages - 1
@@ -135,18 +221,22 @@ def quest_parts(t, s, b, add, hq=28, hkv=4, d=128):
     }
     for block_p, tiles, warps, stages in SCORE_LAUNCHES:
         parts[f"page scores, {block_p} pages x {tiles} tiles, warps {warps} stages {stages}"] = (
-            lambda a=(block_p, tiles, warps, stages): page_scores(q, pmin, pmax, npages, True, True, block_p=a[0], tiles=a[1],
-                                                                  num_warps=a[2], num_stages=a[3]))
+            lambda a=(block_p, tiles, warps, stages): page_scores(
+                q, pmin, pmax, npages, True, True, block_p=a[0], tiles=a[1], num_warps=a[2], num_stages=a[3]
+            )
+        )
     for warps in (4, 8, 16, 32):
         parts[f"select, kernel, warps {warps}"] = lambda w=warps: select_pages(sc, cur, nsel, True, num_warps=w)
     pages = select_pages(sc, cur, nsel, True)
     for tile in (64, 128):
         for stages in (2, 3, 4):
-            parts[f"sparse decode + merge, tile {tile}, stages {stages}"] = (
-                lambda tile=tile, stages=stages: sparse_decode(q, kc, vc, pages, lens, 16, scale, True, tile=tile, num_stages=stages))
+            parts[f"sparse decode + merge, tile {tile}, stages {stages}"] = lambda tile=tile, stages=stages: (
+                sparse_decode(q, kc, vc, pages, lens, 16, scale, True, tile=tile, num_stages=stages)
+            )
     for splits in (8, 16, 24, 32, 48):
-        parts[f"sparse decode + merge, splits {splits}"] = (
-            lambda n=splits: sparse_decode(q, kc, vc, pages, lens, 16, scale, True, splits=n))
+        parts[f"sparse decode + merge, splits {splits}"] = lambda n=splits: sparse_decode(
+            q, kc, vc, pages, lens, 16, scale, True, splits=n
+        )
     for name, fn in parts.items():
         add("quest", t, s, b, name, cuda_ms(fn))
         add("quest", t, s, b, name + ", CUDA graph", graph_ms(fn))
@@ -198,8 +288,17 @@ def main(argv=None) -> int:
     started = time.time()
 
     def add(part, length, sparsity, batch, variant, ms, note=""):
-        rows.append({"part": part, "length": length, "sparsity": sparsity, "batch": batch, "variant": variant,
-                     "ms": None if ms is None else round(ms, 4), "note": note})
+        rows.append(
+            {
+                "part": part,
+                "length": length,
+                "sparsity": sparsity,
+                "batch": batch,
+                "variant": variant,
+                "ms": None if ms is None else round(ms, 4),
+                "note": note,
+            }
+        )
         print(rows[-1], flush=True)
 
     warps = [(4, 2), (4, 3), (8, 2), (8, 3), (4, 4)]
@@ -230,10 +329,13 @@ def main(argv=None) -> int:
     import triton
 
     head = [
-        "# Kernel time breakdown", "",
+        "# Kernel time breakdown",
+        "",
         f"{torch.cuda.get_device_name()}; torch {torch.__version__}; triton {triton.__version__}; Qwen2.5-7B heads 28/4, "
-        f"d 128, bf16; CUDA events, median; total {time.time() - started:.0f} s. Written by `benchmarks/kernel_breakdown.py`.", "",
-        "| " + " | ".join(FIELDS) + " |", "|" + "---|" * len(FIELDS),
+        f"d 128, bf16; CUDA events, median; total {time.time() - started:.0f} s. Written by `benchmarks/kernel_breakdown.py`.",
+        "",
+        "| " + " | ".join(FIELDS) + " |",
+        "|" + "---|" * len(FIELDS),
     ]
     head += ["| " + " | ".join("" if r[c] is None else str(r[c]) for c in FIELDS) + " |" for r in rows]
     (args.out_dir / "breakdown.md").write_text("\n".join(head) + "\n")

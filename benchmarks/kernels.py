@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import platform
 import statistics
@@ -32,8 +31,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-FIELDS = ["kind", "method", "length", "sparsity", "batch", "density", "ms", "dense_ms", "speedup",
-          "ideal", "fraction_of_ideal", "rel_err", "params", "note"]
+FIELDS = [
+    "kind",
+    "method",
+    "length",
+    "sparsity",
+    "batch",
+    "density",
+    "ms",
+    "dense_ms",
+    "speedup",
+    "ideal",
+    "fraction_of_ideal",
+    "rel_err",
+    "params",
+    "note",
+]
 
 
 def timer(device: str, reps: int, warmup: int):
@@ -54,6 +67,7 @@ def timer(device: str, reps: int, warmup: int):
                 fn()
                 times.append((time.perf_counter() - t0) * 1e3)
         return statistics.median(times)
+
     return run
 
 
@@ -74,7 +88,10 @@ def dense_prefill_variants(q, k, v, scale) -> dict:
             def f(backend=backend, kk=kk, vv=vv, gqa=gqa):
                 with sdpa_kernel([backend]):
                     extra = {"enable_gqa": True} if gqa else {}
-                    return torch.nn.functional.scaled_dot_product_attention(qt, kk, vv, is_causal=True, scale=scale, **extra)
+                    return torch.nn.functional.scaled_dot_product_attention(
+                        qt, kk, vv, is_causal=True, scale=scale, **extra
+                    )
+
             variants[f"sdpa {label}, " + ("enable_gqa" if gqa else "K/V repeated")] = f
     return variants
 
@@ -93,7 +110,10 @@ def dense_prefill_fn(q, k, v, scale, run=None):
 
         def f_cpu():
             with sdpa_kernel([SDPBackend.MATH]):
-                return torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, is_causal=True, scale=scale, enable_gqa=True)
+                return torch.nn.functional.scaled_dot_product_attention(
+                    qt, kt, vt, is_causal=True, scale=scale, enable_gqa=True
+                )
+
         return f_cpu, "sdpa math (cpu)"
     best = None
     for note, f in dense_prefill_variants(q, k, v, scale).items():
@@ -161,7 +181,10 @@ def prefill_rows(args, device, dtype, t, s, run, results, dense_ms, q, k, v, sca
     from sparse_frontier.attention.calibration import search_int
     from sparse_frontier.attention.reference import block_list_mask, masked_attention, vertical_slash_mask
     from sparse_frontier.attention.vertical_slash import (
-        FlexPrefill, VerticalSlash, estimate_scores, index_density,
+        FlexPrefill,
+        VerticalSlash,
+        estimate_scores,
+        index_density,
     )
 
     rows = (max(0, t - 128), t)
@@ -169,9 +192,14 @@ def prefill_rows(args, device, dtype, t, s, run, results, dense_ms, q, k, v, sca
 
     def check(out, mask_rows):
         m = mask_rows[heads]
-        ref = masked_attention(q[rows[0]:, heads], k[:, [h // (q.shape[1] // k.shape[1]) for h in heads]],
-                               v[:, [h // (q.shape[1] // k.shape[1]) for h in heads]], m, scale)
-        return rel_err(out[rows[0]:, heads], ref)
+        ref = masked_attention(
+            q[rows[0] :, heads],
+            k[:, [h // (q.shape[1] // k.shape[1]) for h in heads]],
+            v[:, [h // (q.shape[1] // k.shape[1]) for h in heads]],
+            m,
+            scale,
+        )
+        return rel_err(out[rows[0] :, heads], ref)
 
     # Vertical-Slash: sizes calibrated once on these inputs (outside the timing), then fixed
     approx = args.approximation_size
@@ -202,8 +230,20 @@ def prefill_rows(args, device, dtype, t, s, run, results, dense_ms, q, k, v, sca
         err = check(res.output, block_list_mask(t, blocks, counts, bs, rows=rows))
         del blocks, counts
         ms = run(lambda: method.prefill(q, k, v, layer_index=0, scale=scale))
-        results.append(row("prefill", "block_sparse", t, s, 1, block_density(t, bs, top), ms, dense_ms, err,
-                           f"top_chunks={top},chunk_size={bs}"))
+        results.append(
+            row(
+                "prefill",
+                "block_sparse",
+                t,
+                s,
+                1,
+                block_density(t, bs, top),
+                ms,
+                dense_ms,
+                err,
+                f"top_chunks={top},chunk_size={bs}",
+            )
+        )
     except Exception as e:  # noqa: BLE001
         results.append(row("prefill", "block_sparse", t, s, 1, note=f"error: {e!r}"[:300]))
 
@@ -214,8 +254,12 @@ def row(kind, method, t, s, batch, density=None, ms=None, dense_ms=None, err=Non
         r.update(density=round(density, 4), ms=round(ms, 3))
         if dense_ms:
             ideal = 1 / density
-            r.update(dense_ms=round(dense_ms, 3), speedup=round(dense_ms / ms, 2), ideal=round(ideal, 2),
-                     fraction_of_ideal=round(dense_ms / ms / ideal, 3))
+            r.update(
+                dense_ms=round(dense_ms, 3),
+                speedup=round(dense_ms / ms, 2),
+                ideal=round(ideal, 2),
+                fraction_of_ideal=round(dense_ms / ms / ideal, 3),
+            )
         if err is not None:
             r["rel_err"] = f"{err:.2e}"
     return r
@@ -242,7 +286,9 @@ def main(argv=None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda but no GPU is visible; use --device cpu --dry-run")
     if args.device == "cpu":
-        os.environ.setdefault("SPARSE_FRONTIER_KERNELS", "triton" if os.environ.get("TRITON_INTERPRET") == "1" else "torch")
+        os.environ.setdefault(
+            "SPARSE_FRONTIER_KERNELS", "triton" if os.environ.get("TRITON_INTERPRET") == "1" else "torch"
+        )
     device, dtype = args.device, torch.bfloat16 if args.device == "cuda" else torch.float32
     run = timer(device, args.reps, 0 if args.dry_run else 2)
     scale = d**-0.5
@@ -253,9 +299,9 @@ def main(argv=None) -> int:
     def over_budget():
         return time.time() - started > args.time_budget
 
+    from sparse_frontier.attention.quest import Quest
     from sparse_frontier.attention.reference import masked_decode, page_keep_mask
     from sparse_frontier.attention.snapkv import SnapKV
-    from sparse_frontier.attention.quest import Quest
     from sparse_frontier.kernels.quest import page_summaries
 
     for t in args.lengths:
@@ -277,8 +323,18 @@ def main(argv=None) -> int:
         for s in args.sparsities:
             try:
                 m = SnapKV(sparsity=s)
-                results.append(row("kv", "snapkv", t, s, 1, 1 - s, run(lambda: m.compress_kv(q, k, v, layer_index=0, scale=scale)),
-                                   params=f"token_capacity={m.capacity(t)}"))
+                results.append(
+                    row(
+                        "kv",
+                        "snapkv",
+                        t,
+                        s,
+                        1,
+                        1 - s,
+                        run(lambda: m.compress_kv(q, k, v, layer_index=0, scale=scale)),
+                        params=f"token_capacity={m.capacity(t)}",
+                    )
+                )
             except Exception as e:  # noqa: BLE001
                 results.append(row("kv", "snapkv", t, s, 1, note=f"error: {e!r}"[:300]))
         del q, k, v
@@ -296,8 +352,18 @@ def main(argv=None) -> int:
                 dense_ms = run(dense)
                 results.append(row("decode", "dense", t, 0.0, b, 1.0, dense_ms, dense_ms, None, "", note))
                 pmin, pmax = page_summaries(kc, 16)
-                results.append(row("decode", "quest_summaries", t, None, b, 1.0, run(lambda: page_summaries(kc, 16)),
-                                   note="full recomputation; incremental in a paged cache"))
+                results.append(
+                    row(
+                        "decode",
+                        "quest_summaries",
+                        t,
+                        None,
+                        b,
+                        1.0,
+                        run(lambda: page_summaries(kc, 16)),
+                        note="full recomputation; incremental in a paged cache",
+                    )
+                )
                 for s in args.sparsities:
                     m = Quest(sparsity=s)
                     from sparse_frontier.attention.quest import budget_pages
@@ -311,9 +377,21 @@ def main(argv=None) -> int:
                     dens = keep.float().mean().item()
                     results.append(row("decode", "quest", t, s, b, dens, run(step), dense_ms, err, f"pages={nsel}+1"))
                     if device == "cuda":  # GPU time alone: both sides replayed from CUDA graphs
-                        results.append(row("decode", "quest_graph", t, s, b, dens, graph_run(run, step),
-                                           graph_run(run, dense), err, f"pages={nsel}+1",
-                                           "CUDA graphs, no launch overhead (dense also graphed)"))
+                        results.append(
+                            row(
+                                "decode",
+                                "quest_graph",
+                                t,
+                                s,
+                                b,
+                                dens,
+                                graph_run(run, step),
+                                graph_run(run, dense),
+                                err,
+                                f"pages={nsel}+1",
+                                "CUDA graphs, no launch overhead (dense also graphed)",
+                            )
+                        )
                 del qd, kc, vc, pmin, pmax
             except Exception as e:  # noqa: BLE001
                 results.append(row("decode", "quest", t, None, b, note=f"error: {e!r}"[:300]))
@@ -327,10 +405,13 @@ def main(argv=None) -> int:
         w.writerows(results)
     gpu = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
     lines = [
-        "# Kernel benchmarks", "",
+        "# Kernel benchmarks",
+        "",
         f"{gpu}; torch {torch.__version__}; triton {__import__('triton').__version__}; heads {hq}/{hkv}, d {d}, "
-        f"{dtype}; median of {args.reps} runs; total {time.time() - started:.0f} s.", "",
-        "| " + " | ".join(FIELDS) + " |", "|" + "---|" * len(FIELDS),
+        f"{dtype}; median of {args.reps} runs; total {time.time() - started:.0f} s.",
+        "",
+        "| " + " | ".join(FIELDS) + " |",
+        "|" + "---|" * len(FIELDS),
     ]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in FIELDS) + " |" for r in results]
     (args.out_dir / "kernels.md").write_text("\n".join(lines) + "\n")

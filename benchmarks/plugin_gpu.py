@@ -69,9 +69,8 @@ def child(args) -> dict:
     else:
         os.environ.pop("SPARSE_FRONTIER_ATTENTION", None)
     os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
-    from vllm import LLM, SamplingParams, TokensPrompt
-
     import vllm
+    from vllm import LLM, SamplingParams, TokensPrompt
 
     dummy = args.dummy
     max_len = args.max_model_len
@@ -95,8 +94,12 @@ def child(args) -> dict:
         kwargs["compilation_config"] = {"cudagraph_mode": "PIECEWISE"}
     t0 = time.time()
     llm = LLM(**kwargs)
-    result = {"load_s": round(time.time() - t0, 1), "vllm": vllm.__version__, "torch": torch.__version__,
-              "gpu": torch.cuda.get_device_name(0)}
+    result = {
+        "load_s": round(time.time() - t0, 1),
+        "vllm": vllm.__version__,
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0),
+    }
     if args.plugin == "on":
         from sparse_frontier.vllm_plugin.handler import attach_runner_rpc, take_stats_rpc
 
@@ -110,7 +113,9 @@ def child(args) -> dict:
         return [list(o.outputs[0].token_ids) for o in outs], time.perf_counter() - start
 
     vocab = args.vocab
-    identity_prompts = [random_prompts(1, n, vocab, i)[0] for i, n in enumerate((1500, 700, 64, 3000, 250, 900, 1200, 40))]
+    identity_prompts = [
+        random_prompts(1, n, vocab, i)[0] for i, n in enumerate((1500, 700, 64, 3000, 250, 900, 1200, 40))
+    ]
     result["identity_single"] = [run([p], 24)[0][0] for p in identity_prompts[:4]]
     result["identity_batch8"] = run(identity_prompts, 24)[0]
     if args.plugin == "on":
@@ -123,14 +128,14 @@ def child(args) -> dict:
         checks = {}
         methods = args.sparse_methods
         for spec in ({"method": m, "params": {"sparsity": 0.9}} for m in methods):
-            params = SamplingParams(temperature=0.0, max_tokens=16, seed=0,
-                                    extra_args={"sparse_frontier": spec})
+            params = SamplingParams(temperature=0.0, max_tokens=16, seed=0, extra_args={"sparse_frontier": spec})
             try:
                 outs = llm.generate([TokensPrompt(prompt_token_ids=identity_prompts[3])], params, use_tqdm=False)
                 ranks = [list(r.values())[0] for r in llm.collective_rpc(take_stats_rpc)]
                 checks[spec["method"]] = {
                     "tokens": len(outs[0].outputs[0].token_ids),
-                    "per_rank": [{k: v for k, v in r.items() if k.endswith("sparsity")} for r in ranks]}
+                    "per_rank": [{k: v for k, v in r.items() if k.endswith("sparsity")} for r in ranks],
+                }
             except Exception as err:  # report and go on: one method's failure must not hide the rest
                 checks[spec["method"]] = {"error": f"{type(err).__name__}: {err}"[:500]}
         result["sparse_checks"] = checks
@@ -166,8 +171,11 @@ def main() -> None:
     parser.add_argument("--max-num-seqs", type=int, default=32)
     parser.add_argument("--samples-batch1", type=int, default=3)
     parser.add_argument("--tp", type=int, default=1, help="tensor-parallel size")
-    parser.add_argument("--sparse-methods", nargs="*",
-                        default=["quest", "snapkv", "ada_snapkv", "vertical_slash", "flexprefill", "block_sparse"])
+    parser.add_argument(
+        "--sparse-methods",
+        nargs="*",
+        default=["quest", "snapkv", "ada_snapkv", "vertical_slash", "flexprefill", "block_sparse"],
+    )
     args = parser.parse_args()
 
     if args.child:
@@ -186,9 +194,26 @@ def main() -> None:
         for mode in args.modes:
             runs = {}
             for plugin in ("off", "on"):
-                cmd = [sys.executable, __file__, "unused", "--model", spec, "--child", "--model-path", str(path),
-                       "--plugin", plugin, "--mode", mode, "--vocab", str(vocab),
-                       "--max-model-len", str(32768 if throughput else 4096), "--tp", str(args.tp)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "unused",
+                    "--model",
+                    spec,
+                    "--child",
+                    "--model-path",
+                    str(path),
+                    "--plugin",
+                    plugin,
+                    "--mode",
+                    mode,
+                    "--vocab",
+                    str(vocab),
+                    "--max-model-len",
+                    str(32768 if throughput else 4096),
+                    "--tp",
+                    str(args.tp),
+                ]
                 cmd += ["--dummy"] if dummy else []
                 cmd += ["--sparse-methods", *args.sparse_methods]
                 cmd += ["--throughput"] if throughput else []
@@ -201,15 +226,24 @@ def main() -> None:
                     raise SystemExit(f"{name} {mode} plugin {plugin}: child failed ({proc.returncode})")
                 runs[plugin] = json.loads(lines[-1][6:])
                 runs[plugin]["wall_s"] = round(time.time() - start, 1)
-                print(f"{name} {mode} plugin={plugin}: {({k: v for k, v in runs[plugin].items() if not k.startswith('identity')})}", flush=True)
-            row = {"model": name, "mode": mode, "tp": args.tp, "gpu": runs["on"]["gpu"], "vllm": runs["on"]["vllm"],
-                   "torch": runs["on"]["torch"],
-                   "identical_single": runs["on"]["identity_single"] == runs["off"]["identity_single"],
-                   "identical_batch8": runs["on"]["identity_batch8"] == runs["off"]["identity_batch8"],
-                   "handler_layers": runs["on"].get("handler_layers"),
-                   "handler_requests_seen": runs["on"].get("handler_requests_seen"),
-                   "handler_ranks": runs["on"].get("handler_ranks"),
-                   "sparse_checks": runs["on"].get("sparse_checks")}
+                print(
+                    f"{name} {mode} plugin={plugin}: { ({k: v for k, v in runs[plugin].items() if not k.startswith('identity')}) }",
+                    flush=True,
+                )
+            row = {
+                "model": name,
+                "mode": mode,
+                "tp": args.tp,
+                "gpu": runs["on"]["gpu"],
+                "vllm": runs["on"]["vllm"],
+                "torch": runs["on"]["torch"],
+                "identical_single": runs["on"]["identity_single"] == runs["off"]["identity_single"],
+                "identical_batch8": runs["on"]["identity_batch8"] == runs["off"]["identity_batch8"],
+                "handler_layers": runs["on"].get("handler_layers"),
+                "handler_requests_seen": runs["on"].get("handler_requests_seen"),
+                "handler_ranks": runs["on"].get("handler_ranks"),
+                "sparse_checks": runs["on"].get("sparse_checks"),
+            }
             for key in ("samples_per_hour_c1", f"samples_per_hour_c{args.max_num_seqs}", "prefill32k_decode256_s"):
                 if key in runs["on"]:
                     row[f"{key}_stock"], row[f"{key}_handler"] = runs["off"][key], runs["on"][key]

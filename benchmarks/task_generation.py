@@ -19,8 +19,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--length", type=int, default=131072)
-    parser.add_argument("--tasks", nargs="+", default=["ruler_niah", "ruler_vt", "ruler_cwe", "story_retrieval",
-                                                       "story_multihop", "story_filtering"])
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        default=["ruler_niah", "ruler_vt", "ruler_cwe", "story_retrieval", "story_multihop", "story_filtering"],
+    )
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
@@ -37,8 +40,10 @@ def main() -> None:
         return original(*a, **k)
 
     tokenizer.apply_chat_template = counting
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"\n| task | samples | length | seconds | tokenisations/sample | mean prompt tokens |")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print("\n| task | samples | length | seconds | tokenisations/sample | mean prompt tokens |")
     print("|---|---|---|---|---|---|")
     for name in args.tasks:
         task = get_task_class(name).from_params({})
@@ -46,8 +51,10 @@ def main() -> None:
         rows = list(generate_samples(task, tokenizer, args.length, args.samples, seed=43))
         seconds = time.perf_counter() - start
         mean = sum(r["prompt_tokens"] for r in rows) / len(rows)
-        print(f"| {name} | {args.samples} | {args.length} | {seconds:.1f} | {calls / args.samples:.2f} | {mean:.0f} |",
-              flush=True)
+        print(
+            f"| {name} | {args.samples} | {args.length} | {seconds:.1f} | {calls / args.samples:.2f} | {mean:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -64,15 +64,34 @@ from plugin_gpu import QWEN25_7B, random_prompts, write_dummy_model  # noqa: E40
 from sparse_frontier.planning.throughput_table import CALIBRATED_SOURCE, append_rows, key_of, read_table  # noqa: E402
 
 log = logging.getLogger("throughput")
-DEFAULT_METHODS = ["dense", "vertical_slash=0.9", "quest=0.9", "snapkv=0.9", "block_sparse=0.9", "flexprefill=0.9",
-                   "ada_snapkv=0.9"]  # fmt: skip
+DEFAULT_METHODS = [
+    "dense",
+    "vertical_slash=0.9",
+    "quest=0.9",
+    "snapkv=0.9",
+    "block_sparse=0.9",
+    "flexprefill=0.9",
+    "ada_snapkv=0.9",
+]
 LLAMA31 = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "max_position_embeddings": 131072,
-    "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "hidden_act": "silu", "tie_word_embeddings": False,
-    "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                     "original_max_position_embeddings": 8192},
-    "torch_dtype": "bfloat16", "bos_token_id": 128000, "eos_token_id": 128009,
-}  # fmt: skip
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "max_position_embeddings": 131072,
+    "rope_theta": 500000.0,
+    "rms_norm_eps": 1e-5,
+    "hidden_act": "silu",
+    "tie_word_embeddings": False,
+    "rope_scaling": {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    },
+    "torch_dtype": "bfloat16",
+    "bos_token_id": 128000,
+    "eos_token_id": 128009,
+}
 
 
 def parse_method(text: str) -> tuple[str, float]:
@@ -101,10 +120,18 @@ def dummy_hf_config(name: str, model: dict) -> dict:
     else:
         base = None
     if base is None or arch is None:
-        raise ValueError(f"no dummy shape for model {name!r} (Qwen 2.5 and Llama 3.1 only): give "
-                         f"{name}=FOLDER with the checkpoint's config.json")  # fmt: skip
-    base.update(hidden_size=arch["hidden"], intermediate_size=arch["mlp"], num_hidden_layers=arch["layers"],
-                num_attention_heads=arch["heads"], num_key_value_heads=arch["kv_heads"], vocab_size=arch["vocabulary"])  # fmt: skip
+        raise ValueError(
+            f"no dummy shape for model {name!r} (Qwen 2.5 and Llama 3.1 only): give "
+            f"{name}=FOLDER with the checkpoint's config.json"
+        )
+    base.update(
+        hidden_size=arch["hidden"],
+        intermediate_size=arch["mlp"],
+        num_hidden_layers=arch["layers"],
+        num_attention_heads=arch["heads"],
+        num_key_value_heads=arch["kv_heads"],
+        vocab_size=arch["vocabulary"],
+    )
     if "max_window_layers" in base:
         base["max_window_layers"] = arch["layers"]
     return base
@@ -114,8 +141,9 @@ def card_name(device: str) -> str:
     if device == "cuda":
         # nvidia-smi, not torch: CUDA initialised in this process would force vLLM to spawn its workers
         try:
-            names = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                                   text=True, timeout=60).stdout.split("\n")  # fmt: skip
+            names = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=60
+            ).stdout.split("\n")
             if names[0].strip():
                 return names[0].strip()
         except (OSError, subprocess.SubprocessError):
@@ -150,7 +178,9 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
     """Every missing setting of one model with one engine; returns the rows written."""
     model = dict(config["models"].get(name, {}))
     if where is None and name not in config["models"]:
-        raise ValueError(f"unknown model {name!r}: give a model of {args.config} ({', '.join(config['models'])}) or NAME=FOLDER")
+        raise ValueError(
+            f"unknown model {name!r}: give a model of {args.config} ({', '.join(config['models'])}) or NAME=FOLDER"
+        )
     device = args.device or ("cuda" if _cuda() else "cpu")
     engine = dict(config["engine"], device=device)
     engine["dtype"] = args.dtype or ("float32" if device == "cpu" else engine["dtype"])
@@ -159,15 +189,35 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
     tp = args.tp or int(model.get("tensor_parallel_size", 1))
     card = card_name(device)
     methods = [parse_method(m) for m in args.methods]
-    plan = [(length, out, conc, method, sparsity) for length in args.lengths for out in args.output_tokens
-            for conc in args.concurrency for method, sparsity in methods]  # fmt: skip
+    plan = [
+        (length, out, conc, method, sparsity)
+        for length in args.lengths
+        for out in args.output_tokens
+        for conc in args.concurrency
+        for method, sparsity in methods
+    ]
 
     def row_key(length, out, conc, method, sparsity):
-        return key_of({"model": name, "tensor_parallel_size": tp, "cuda_graphs": cuda_graphs, "handler": "on",
-                       "length": length, "method": method, "sparsity": sparsity, "output_tokens": out,
-                       "concurrency": conc, "card": card})  # fmt: skip
+        return key_of(
+            {
+                "model": name,
+                "tensor_parallel_size": tp,
+                "cuda_graphs": cuda_graphs,
+                "handler": "on",
+                "length": length,
+                "method": method,
+                "sparsity": sparsity,
+                "output_tokens": out,
+                "concurrency": conc,
+                "card": card,
+            }
+        )
 
-    done = {key_of(r) for r in read_table(args.out)} if Path(args.out).exists() and Path(args.out).stat().st_size else set()
+    done = (
+        {key_of(r) for r in read_table(args.out)}
+        if Path(args.out).exists() and Path(args.out).stat().st_size
+        else set()
+    )
     todo = [p for p in plan if row_key(*p) not in done]
     log.info("%s: %d of %d settings to measure on %s", name, len(todo), len(plan), card)
     if not todo or time.time() >= deadline:
@@ -192,11 +242,21 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
     engine["batch_size"] = max(args.concurrency)  # vLLM's max_num_seqs; each setting keeps `concurrency` in flight
     start = time.perf_counter()
     specs = [setting_spec(m, s) for *_, m, s in todo]
-    eng = Engine(str(folder), max_model_len, engine, {"method": "dense", "params": {}, "model": name},
-                 tensor_parallel_size=tp, seed=0, yarn_original=model.get("yarn_original_max_position_embeddings"),
-                 request_methods=specs)  # fmt: skip
+    eng = Engine(
+        str(folder),
+        max_model_len,
+        engine,
+        {"method": "dense", "params": {}, "model": name},
+        tensor_parallel_size=tp,
+        seed=0,
+        yarn_original=model.get("yarn_original_max_position_embeddings"),
+        request_methods=specs,
+    )
     engine_start = time.perf_counter() - start
-    log.info("%s: engine started in %.1f s (max_model_len %d, TP %d, %s)", name, engine_start, max_model_len, tp, engine)
+    log.info(
+        "%s: engine started in %.1f s (max_model_len %d, TP %d, %s)", name, engine_start, max_model_len, tp, engine
+    )
+
     def generate(prompts, out, spec, conc):
         """Wall seconds and mean measured sparsity of ``prompts``, ``conc`` of them in vLLM at a time
         (the next handed over as one finishes, as a predict job's Engine.stream does)."""
@@ -209,8 +269,12 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         measured = [g.attention["sparsity"] for _, g in generations if g.attention.get("sparsity") is not None]
         return wall, (sum(measured) / len(measured) if measured else None)
 
-    meta = dict(versions(), card=card, date=datetime.date.today().isoformat(),
-                source="benchmarks/throughput.py" + (" (dummy weights)" if dummy else ""))  # fmt: skip
+    meta = dict(
+        versions(),
+        card=card,
+        date=datetime.date.today().isoformat(),
+        source="benchmarks/throughput.py" + (" (dummy weights)" if dummy else ""),
+    )
     last: dict[int, float] = {}
     written = 0
     for i, (length, out, conc, method, sparsity) in enumerate(todo):
@@ -225,18 +289,40 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         prompts = random_prompts(conc * args.waves, length, vocab, rng.randrange(1 << 30))
         wall, measured = generate(prompts, out, spec, conc)
         measured = [] if measured is None else [measured]
-        source = meta["source"] + (f", {CALIBRATED_SOURCE}" if (method, length) in calibrated
-                                   else "")
-        row = dict(meta, source=source, model=name, tensor_parallel_size=tp, cuda_graphs=cuda_graphs, handler="on", length=length,
-                   prompt_tokens=length, method=method, sparsity=sparsity,
-                   measured_sparsity=round(sum(measured) / len(measured), 4) if measured else None,
-                   output_tokens=out, concurrency=conc, samples=len(prompts), wall_s=round(wall, 4),
-                   samples_per_hour=round(len(prompts) / wall * 3600, 1), engine_start_s=round(engine_start, 1))  # fmt: skip
+        source = meta["source"] + (f", {CALIBRATED_SOURCE}" if (method, length) in calibrated else "")
+        row = dict(
+            meta,
+            source=source,
+            model=name,
+            tensor_parallel_size=tp,
+            cuda_graphs=cuda_graphs,
+            handler="on",
+            length=length,
+            prompt_tokens=length,
+            method=method,
+            sparsity=sparsity,
+            measured_sparsity=round(sum(measured) / len(measured), 4) if measured else None,
+            output_tokens=out,
+            concurrency=conc,
+            samples=len(prompts),
+            wall_s=round(wall, 4),
+            samples_per_hour=round(len(prompts) / wall * 3600, 1),
+            engine_start_s=round(engine_start, 1),
+        )
         append_rows(args.out, [row])
         written += 1
         last[length] = time.perf_counter() - t0
-        log.info("%s L=%d out=%d x%d %s@%g: %.1f samples/h (measured sparsity %s)", name, length, out, conc, method,
-                 sparsity, row["samples_per_hour"], row["measured_sparsity"])  # fmt: skip
+        log.info(
+            "%s L=%d out=%d x%d %s@%g: %.1f samples/h (measured sparsity %s)",
+            name,
+            length,
+            out,
+            conc,
+            method,
+            sparsity,
+            row["samples_per_hour"],
+            row["measured_sparsity"],
+        )
     return written
 
 
@@ -256,19 +342,32 @@ def calibrate(args, name, folder, model, engine, tp, vocab, todo) -> set[tuple[s
         return set()
     table = Path(args.workdir) / f"{name}-calibration.json"
     use_calibration_table(str(table))  # before the benchmark's engine starts: its workers read it
-    have = {(e["method"], e["length"]) for e in calibration.entries() if e["model"] == name} if table.exists() else set()
+    have = (
+        {(e["method"], e["length"]) for e in calibration.entries() if e["model"] == name} if table.exists() else set()
+    )
     missing = [length for length in wanted if any((m, length) not in have for m in methods)]
     if missing:
         datasets = {}
         for length in missing:
             path = Path(args.workdir) / f"{name}-calibration-prompts-{length}.jsonl"
-            prompts = random_prompts(args.calibration_prompts, length, vocab, random.Random(f"{name}/{length}").randrange(1 << 30))
+            prompts = random_prompts(
+                args.calibration_prompts, length, vocab, random.Random(f"{name}/{length}").randrange(1 << 30)
+            )
             write_jsonl_atomic(path, [{"id": i, "input_ids": p} for i, p in enumerate(prompts)])
             datasets[length] = str(path)
         log.info("%s: calibrating %s at %s on its own captured attention", name, methods, missing)
-        calibrate_model(str(folder), name, datasets, str(table), engine, prompts_per_length=args.calibration_prompts,
-                        max_new_tokens=max(args.output_tokens), methods=methods, tensor_parallel_size=tp,
-                        yarn_original=model.get("yarn_original_max_position_embeddings"))
+        calibrate_model(
+            str(folder),
+            name,
+            datasets,
+            str(table),
+            engine,
+            prompts_per_length=args.calibration_prompts,
+            max_new_tokens=max(args.output_tokens),
+            methods=methods,
+            tensor_parallel_size=tp,
+            yarn_original=model.get("yarn_original_max_position_embeddings"),
+        )
     return {(m, length) for m in methods for length in wanted}
 
 
@@ -282,8 +381,11 @@ def _cuda() -> bool:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n", 2)[2])  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 2)[2],
+    )
     parser.add_argument("--model", nargs="+", required=True, help="NAME (a config model, dummy weights) or NAME=FOLDER")
     parser.add_argument("--lengths", nargs="+", type=int, required=True, help="prompt lengths in tokens")
     parser.add_argument("--output-tokens", nargs="+", type=int, default=[256], help="tokens per answer (ignore_eos)")
@@ -298,8 +400,12 @@ def main(argv=None) -> None:
     parser.add_argument("--dtype", default=None, help="default: the config's (float32 on CPU)")
     parser.add_argument("--cuda-graphs", choices=["piecewise", "none"], default=None, help="default: the config's")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up request before each setting")
-    parser.add_argument("--no-calibrate", dest="calibrate", action="store_false",
-                        help="Vertical-Slash/FlexPrefill without a captured calibration table (they then calibrate on every call)")
+    parser.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="Vertical-Slash/FlexPrefill without a captured calibration table (they then calibrate on every call)",
+    )
     parser.add_argument("--calibration-prompts", type=int, default=2, help="random prompts per length to calibrate on")
     parser.add_argument("--workdir", default="/tmp/sparse_frontier_throughput", help="where dummy models are written")
     parser.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
@@ -314,7 +420,7 @@ def main(argv=None) -> None:
     if len(args.model) > 1:  # one engine per process: each model in its own child
         argv = list(sys.argv[1:] if argv is None else argv)
         cut = argv.index("--model")
-        rest = argv[:cut] + [a for a in argv[cut + 1 + len(args.model):]]
+        rest = argv[:cut] + [a for a in argv[cut + 1 + len(args.model) :]]
         for spec in args.model:
             if time.time() >= deadline:
                 log.warning("time budget reached before %s", spec)

@@ -13,9 +13,7 @@ SUMMARIES = [run.key.summary for run in RUNS.runs]
 rule collect_scores:
     input:
         # with figures.allow_missing: only the runs already scored (the rest become "missing" rows)
-        summaries=lambda wildcards: (
-            [s for s in SUMMARIES if os.path.exists(s)] if ALLOW_MISSING else SUMMARIES
-        ),
+        summaries=lambda wildcards: ([s for s in SUMMARIES if os.path.exists(s)] if ALLOW_MISSING else SUMMARIES),
     output:
         table=paths.SCORES_TABLE,
         samples=paths.SAMPLE_SCORES_TABLE,

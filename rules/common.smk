@@ -26,11 +26,7 @@ check_config(config, workflow.configfiles)
 
 RUNS = RunIndex(expand_runs(config))
 # Grouped prediction (engine.methods_per_job > 1): the chunks of methods sharing one engine.
-SWEEPS = (
-    SweepIndex(RUNS.runs, config["engine"]["methods_per_job"])
-    if config["engine"]["methods_per_job"] > 1
-    else None
-)
+SWEEPS = SweepIndex(RUNS.runs, config["engine"]["methods_per_job"]) if config["engine"]["methods_per_job"] > 1 else None
 
 
 wildcard_constraints:
@@ -63,9 +59,7 @@ def cache_script_sources():
     def get_source(path, sourcecache, basedir=None, wildcards=None, params=None):
         if "{" in str(path):
             return original(path, sourcecache, basedir, wildcards, params)
-        where = getattr(basedir, "get_path_or_uri", lambda **_: basedir)(
-            secret_free=False
-        )
+        where = getattr(basedir, "get_path_or_uri", lambda **_: basedir)(secret_free=False)
         key = (str(path), str(where), id(sourcecache))
         if key not in cache:
             cache[key] = original(path, sourcecache, basedir, wildcards, params)
@@ -161,9 +155,7 @@ def demo_inputs(wildcards):
 # -- calibration on captured attention (rules/calibrate.smk) ---------------------------------
 CALIBRATION = config["calibration"]  # schema defaults filled in by validate()
 # {model: {length: dataset}}: only models with runs of a calibrated method
-CALIBRATION_PLAN = (
-    calibration_datasets(RUNS.runs, config) if CALIBRATION["capture"] else {}
-)
+CALIBRATION_PLAN = calibration_datasets(RUNS.runs, config) if CALIBRATION["capture"] else {}
 # {model: [{method, fixed, lengths}]}: each calibrated setting its runs look up (e.g. Vertical-Slash
 # at approximation_size 256 and 512), fitted by its calibrate_attention job
 CALIBRATION_SETTINGS = calibration_settings(RUNS.runs) if CALIBRATION["capture"] else {}
@@ -180,9 +172,7 @@ def calibration_input(wildcards):
 @known_params
 def sweep_calibration_input(wildcards):
     """The same for a grouped prediction job: needed if any of its runs needs it."""
-    if CALIBRATION_PLAN and any(
-        needs_calibration(r.key.method) for r in SWEEPS.sweep(wildcards).runs
-    ):
+    if CALIBRATION_PLAN and any(needs_calibration(r.key.method) for r in SWEEPS.sweep(wildcards).runs):
         return paths.CALIBRATION.format(model=wildcards.model)
     return []
 
@@ -250,9 +240,7 @@ def calibration_model_location(wildcards):
 ABLATIONS = [f"ablation_{a}" for a in config.get("figures", {}).get("ablations", {})]
 SKIP = set(config.get("figures", {}).get("skip", []))
 DRAWN = [f for f in list(FIGURES) + ABLATIONS if f not in SKIP]
-FIGURE_RUNS = runs_per_figure(
-    config, RUNS.runs, list(FIGURES) + list(TABLES) + ABLATIONS
-)
+FIGURE_RUNS = runs_per_figure(config, RUNS.runs, list(FIGURES) + list(TABLES) + ABLATIONS)
 ALLOW_MISSING = config.get("figures", {}).get("allow_missing", False)
 
 
@@ -268,13 +256,9 @@ def figure_input(name):
         have = [s for s in wanted if os.path.exists(s)] if ALLOW_MISSING else wanted
         out = {"summaries": have}
         if needs.samples:
-            out["samples"] = [
-                s.removesuffix("summary.json") + "scores.jsonl" for s in have
-            ]
+            out["samples"] = [s.removesuffix("summary.json") + "scores.jsonl" for s in have]
         if needs.calibration:
-            out["calibration"] = [
-                paths.CALIBRATION.format(model=m) for m in CALIBRATION_PLAN
-            ]
+            out["calibration"] = [paths.CALIBRATION.format(model=m) for m in CALIBRATION_PLAN]
         if needs.attention and PATTERN_SOURCE:
             out["attention"] = PATTERN_SOURCE["path"]
         return out

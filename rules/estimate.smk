@@ -2,10 +2,7 @@
 
 GPU_HOURS = config["gpu_hours"]  # schema defaults filled in by validate()
 #: what the estimate depends on: the grid and the engine, not the figures
-GRID = {
-    k: config[k]
-    for k in ("name", "engine", "models", "tasks", "methods", "experiments")
-}
+GRID = {k: config[k] for k in ("name", "engine", "models", "tasks", "methods", "experiments")}
 
 
 rule estimate_gpu_hours:

@@ -22,8 +22,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from sparse_frontier.io import read_jsonl
 from sparse_frontier.levels import CALIBRATION_SPARSITIES
@@ -76,10 +77,13 @@ def calibration_settings(runs) -> dict[str, list[dict[str, Any]]]:
             memo[k.method, k.method_args] = table_lookups(k.method, run.method_params)
         for name, fixed in memo[k.method, k.method_args]:
             setting = found.setdefault(k.model, {}).setdefault(
-                (name, json.dumps(fixed, sort_keys=True)), {"method": name, "fixed": fixed, "lengths": set()})
+                (name, json.dumps(fixed, sort_keys=True)), {"method": name, "fixed": fixed, "lengths": set()}
+            )
             setting["lengths"].add(k.length)
-    return {model: [dict(settings[key], lengths=sorted(settings[key]["lengths"])) for key in sorted(settings)]
-            for model, settings in found.items()}
+    return {
+        model: [dict(settings[key], lengths=sorted(settings[key]["lengths"])) for key in sorted(settings)]
+        for model, settings in found.items()
+    }
 
 
 def calibration_datasets(runs, config: Mapping[str, Any]) -> dict[str, dict[int, str]]:
@@ -101,8 +105,10 @@ def calibration_datasets(runs, config: Mapping[str, Any]) -> dict[str, dict[int,
     for model, lengths in wanted.items():
         missing = sorted(length for length in lengths if (model, length) not in datasets)
         if missing:
-            raise ValueError(f"calibration.task {name!r} has no dataset for model {model!r} at lengths {missing}: "
-                             "the grid must run that task there (or choose another calibration.task)")
+            raise ValueError(
+                f"calibration.task {name!r} has no dataset for model {model!r} at lengths {missing}: "
+                "the grid must run that task there (or choose another calibration.task)"
+            )
         plan[model] = {length: datasets[(model, length)] for length in sorted(lengths)}
     return plan
 
@@ -128,17 +134,27 @@ def load_captured(folder: Path, tag: str) -> list[tuple[Any, Any]]:
     return out
 
 
-def _capture(model_location, prompts, max_model_len, engine, tensor_parallel_size, yarn_original, seed, folder,
-             sizes) -> None:
+def _capture(
+    model_location, prompts, max_model_len, engine, tensor_parallel_size, yarn_original, seed, folder, sizes
+) -> None:
     """One engine (in its own process: one per length, as the predict jobs size theirs) capturing the
     estimation scores of ``prompts`` for every approximation size in ``sizes`` (files tagged ``a{size}``)."""
     from sparse_frontier.vllm_plugin.engine import Engine
 
-    eng = Engine(model_location, max_model_len=max_model_len, engine=engine, method={"method": "dense", "params": {}},
-                 tensor_parallel_size=tensor_parallel_size, seed=seed, yarn_original=yarn_original)
+    eng = Engine(
+        model_location,
+        max_model_len=max_model_len,
+        engine=engine,
+        method={"method": "dense", "params": {}},
+        tensor_parallel_size=tensor_parallel_size,
+        seed=seed,
+        yarn_original=yarn_original,
+    )
     for size in sizes:
-        spec = {"method": "capture_estimation", "params": {"out_dir": folder, "approximation_size": size,
-                                                           "tag": f"a{size}"}}
+        spec = {
+            "method": "capture_estimation",
+            "params": {"out_dir": folder, "approximation_size": size, "tag": f"a{size}"},
+        }
         eng.generate(prompts, 1, seed, method=spec)
 
 
@@ -226,10 +242,17 @@ def calibrate_model(
                 for size in todo:  # a killed attempt's partial files
                     for f in folder.glob(f"a{size}-layer*.pt"):
                         f.unlink()
-                args = dict(model_location=model_location, prompts=batch,
-                            max_model_len=max(length, max(map(len, batch))) + max_new_tokens, engine=dict(engine),
-                            tensor_parallel_size=tensor_parallel_size, yarn_original=yarn_original, seed=seed,
-                            folder=str(folder), sizes=todo)
+                args = dict(
+                    model_location=model_location,
+                    prompts=batch,
+                    max_model_len=max(length, max(map(len, batch))) + max_new_tokens,
+                    engine=dict(engine),
+                    tensor_parallel_size=tensor_parallel_size,
+                    yarn_original=yarn_original,
+                    seed=seed,
+                    folder=str(folder),
+                    sizes=todo,
+                )
                 (folder / "args.json").write_text(json.dumps(args))
                 code = _run_capture(folder / "args.json")  # one engine per length, in its own process
                 if code != 0:
@@ -239,19 +262,33 @@ def calibrate_model(
             for name, probe in probes:
                 if probe.approximation_size != captured_size:  # one size's scores in memory at a time
                     captured = None  # (probes are sorted by size)
-                    captured, captured_size = load_captured(folder, f"a{probe.approximation_size}"), probe.approximation_size
+                    captured, captured_size = (
+                        load_captured(folder, f"a{probe.approximation_size}"),
+                        probe.approximation_size,
+                    )
                 if not captured:
                     raise RuntimeError(f"no estimation scores captured in {folder}: was the plugin active?")
                 points = calibration.calibrate(probe, captured, length, sparsities)
                 layers = len(captured) // len(batch)
-                entries.append({
-                    "model": model_name, "method": name, "length": length, "fixed": probe.calibration_key(),
-                    "source": f"captured: {len(batch)} prompts x {layers} layer(s) of {model_name} "
-                              f"(prompt tokens {min(map(len, batch))}-{max(map(len, batch))})",
-                    "points": points,
-                })
-                log.info("%s %s %s at %d: %s", model_name, name, probe.calibration_key(), length,
-                         ", ".join(f"{p['sparsity']:.3f}->{p['params']}" for p in points))
+                entries.append(
+                    {
+                        "model": model_name,
+                        "method": name,
+                        "length": length,
+                        "fixed": probe.calibration_key(),
+                        "source": f"captured: {len(batch)} prompts x {layers} layer(s) of {model_name} "
+                        f"(prompt tokens {min(map(len, batch))}-{max(map(len, batch))})",
+                        "points": points,
+                    }
+                )
+                log.info(
+                    "%s %s %s at %d: %s",
+                    model_name,
+                    name,
+                    probe.calibration_key(),
+                    length,
+                    ", ".join(f"{p['sparsity']:.3f}->{p['params']}" for p in points),
+                )
     finally:
         if work_dir is None:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -23,7 +23,6 @@ def _load(config_path: str):
     """The config and its runs; any config error is a ConfigError naming the file (``main`` prints it
     without a traceback)."""
     from sparse_frontier.config import ConfigError, expand_runs, load_config
-
     from sparse_frontier.pattern_capture import pattern_source
 
     config = load_config(config_path)
@@ -77,9 +76,17 @@ def cmd_prepare(args) -> None:
 
     run = _run_for(args.config, paths.DATASET, args.output).as_dict()
     key = run["key"]
-    generate_dataset(key["task"], run["task_params"], load_tokenizer(model_location(run["model"])),
-                     key["length"], key["samples"], key["seed"], args.output, provenance=run,
-                     max_tokens=key["max_tokens"])
+    generate_dataset(
+        key["task"],
+        run["task_params"],
+        load_tokenizer(model_location(run["model"])),
+        key["length"],
+        key["samples"],
+        key["seed"],
+        args.output,
+        provenance=run,
+        max_tokens=key["max_tokens"],
+    )
 
 
 def cmd_predict(args) -> None:
@@ -107,8 +114,9 @@ def cmd_sweep(args) -> None:
     from sparse_frontier.predict import run_sweep
 
     sweep = _sweep_index(args.config).sweep(paths.parse_path(paths.SWEEP, args.output))
-    run_sweep([r.as_dict() for r in sweep.runs], sweep.runs[0].key.dataset, model_location(sweep.runs[0].model),
-              args.output)
+    run_sweep(
+        [r.as_dict() for r in sweep.runs], sweep.runs[0].key.dataset, model_location(sweep.runs[0].model), args.output
+    )
 
 
 def cmd_calibrate(args) -> None:
@@ -133,11 +141,18 @@ def cmd_calibrate(args) -> None:
     settings = calibration_settings(runs).get(args.model)
     if settings is not None:
         settings = [{"method": s["method"], "fixed": s["fixed"]} for s in settings]
-    calibrate_model(args.model_location or model_location(dict(model, name=args.model)), args.model, datasets,
-                    args.output, config["engine"], settings=settings, prompts_per_length=args.prompts,
-                    max_new_tokens=max(budgets, default=1),
-                    tensor_parallel_size=model["tensor_parallel_size"],
-                    yarn_original=model.get("yarn_original_max_position_embeddings"))
+    calibrate_model(
+        args.model_location or model_location(dict(model, name=args.model)),
+        args.model,
+        datasets,
+        args.output,
+        config["engine"],
+        settings=settings,
+        prompts_per_length=args.prompts,
+        max_new_tokens=max(budgets, default=1),
+        tensor_parallel_size=model["tensor_parallel_size"],
+        yarn_original=model.get("yarn_original_max_position_embeddings"),
+    )
 
 
 def cmd_score(args) -> None:
@@ -148,8 +163,9 @@ def cmd_score(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="sparse-frontier", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="sparse-frontier", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--log", help="also write the log to this file")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("tasks", help="list registered tasks and their parameters").set_defaults(func=cmd_list)
@@ -167,21 +183,31 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("name")
     p.add_argument("output")
     p.set_defaults(func=cmd_convert_model)
-    for name, func, what in [("prepare", cmd_prepare, "dataset.jsonl"),
-                             ("predict", cmd_predict, "predictions.jsonl"),
-                             ("sweep", cmd_sweep, "sweep manifest (every run of one grouped prediction job)"),
-                             ("score", cmd_score, "scores.jsonl")]:
+    for name, func, what in [
+        ("prepare", cmd_prepare, "dataset.jsonl"),
+        ("predict", cmd_predict, "predictions.jsonl"),
+        ("sweep", cmd_sweep, "sweep manifest (every run of one grouped prediction job)"),
+        ("score", cmd_score, "scores.jsonl"),
+    ]:
         p = sub.add_parser(name, help=f"write one {what} (path in the pipeline's grammar)")
         p.add_argument("--config", required=True)
         p.add_argument("output")
         p.set_defaults(func=func)
-    p = sub.add_parser("calibrate", help="calibrate Vertical-Slash/FlexPrefill on a model's own attention "
-                                         "(captured on dataset prompts) into a calibration table")
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate Vertical-Slash/FlexPrefill on a model's own attention "
+        "(captured on dataset prompts) into a calibration table",
+    )
     p.add_argument("--config", required=True)
     p.add_argument("--model", required=True, help="model name in the config")
     p.add_argument("--model-location", help="checkpoint folder (default: the config's source)")
-    p.add_argument("--dataset", action="append", required=True, metavar="LENGTH=PATH",
-                   help="a dataset generated for this model at LENGTH (repeat per length)")
+    p.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        metavar="LENGTH=PATH",
+        help="a dataset generated for this model at LENGTH (repeat per length)",
+    )
     p.add_argument("--prompts", type=int, default=4, help="prompts per length (default 4)")
     p.add_argument("output", help="calibration table (JSON) to write or extend")
     p.set_defaults(func=cmd_calibrate)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from sparse_frontier import paths
 from sparse_frontier.models import EMBEDDED_PREFIX, check_model, model_location  # noqa: F401  (re-exported)
@@ -35,7 +35,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate_config(read_config_file(path), [path])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _strict_loader() -> type:
     import yaml
 
@@ -90,8 +90,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise ConfigError(_where(path, text, err.lineno - 1, err.colno - 1, f"not valid JSON: {err.msg}")) from None
     except DuplicateKeyError as err:
-        problem = (f"key {err.key!r} is given twice in one mapping (first at line {err.first_mark.line + 1}); "
-                   "YAML would silently keep only the last: remove or rename one")
+        problem = (
+            f"key {err.key!r} is given twice in one mapping (first at line {err.first_mark.line + 1}); "
+            "YAML would silently keep only the last: remove or rename one"
+        )
         raise ConfigError(_where(path, text, err.mark.line, err.mark.column, problem)) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -190,12 +192,16 @@ def _describe(error, files: Sequence[str | Path]) -> str:
         what = f"unknown key {', '.join(map(repr, extra))}{hint}\n  allowed keys there: {', '.join(allowed)}"
         where_keys = keys[:-1]
     elif error.validator == "enum":
-        what = f"{_short(error.instance)} is not allowed\n  allowed values: {', '.join(map(str, error.validator_value))}"
+        what = (
+            f"{_short(error.instance)} is not allowed\n  allowed values: {', '.join(map(str, error.validator_value))}"
+        )
         where_keys = keys
     elif error.validator == "type":
         wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        what = (f"{_short(error.instance)} is {_json_type(error.instance)}; it must be "
-                f"{' or '.join(_SCHEMA_TYPES.get(t, t) for t in wanted)}")
+        what = (
+            f"{_short(error.instance)} is {_json_type(error.instance)}; it must be "
+            f"{' or '.join(_SCHEMA_TYPES.get(t, t) for t in wanted)}"
+        )
         where_keys = keys
     elif error.validator in ("oneOf", "anyOf"):
         described = [o.get("description", str(o.get("type"))).rstrip(".") for o in error.validator_value]
@@ -212,13 +218,25 @@ def _describe(error, files: Sequence[str | Path]) -> str:
     return f"{_locate(files, keys)}{path}: {what}"
 
 
-_SCHEMA_TYPES = {"object": "a mapping", "array": "a list", "integer": "a whole number", "number": "a number",
-                 "string": "a string", "boolean": "true or false", "null": "null"}
+_SCHEMA_TYPES = {
+    "object": "a mapping",
+    "array": "a list",
+    "integer": "a whole number",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "null": "null",
+}
 
 
 def _json_type(value: Any) -> str:
-    for name, kind in (("a boolean", bool), ("a number", (int, float)), ("a string", str), ("a list", list),
-                       ("a mapping", dict)):
+    for name, kind in (
+        ("a boolean", bool),
+        ("a number", (int, float)),
+        ("a string", str),
+        ("a list", list),
+        ("a mapping", dict),
+    ):
         if isinstance(value, kind):
             return name
     return "null" if value is None else type(value).__name__
@@ -547,7 +565,7 @@ class RunIndex:
         def differing(have: Mapping[str, Any]) -> list[str]:
             return [k for k in wanted if str(have[k]) != str(wanted[k])]
 
-        @functools.lru_cache(maxsize=None)  # per distinct value: a grid has few of each
+        @functools.cache  # per distinct value: a grid has few of each
         def similarity(k: str, have: str) -> float:
             return difflib.SequenceMatcher(None, str(wanted[k]), have).ratio()
 
@@ -561,8 +579,10 @@ class RunIndex:
                 return f"{k} {'+'.join(sorted(theirs - mine)) or '-'}, not {'+'.join(sorted(mine - theirs)) or '-'}"
             return f"{k} {have}, not {wanted[k]}"
 
-        lines = [f"\n  {path}\n    ({'; '.join(change(k, have[k]) for k in differing(have))})"
-                 for path, have in heapq.nsmallest(n, known, key=distance)]
+        lines = [
+            f"\n  {path}\n    ({'; '.join(change(k, have[k]) for k in differing(have))})"
+            for path, have in heapq.nsmallest(n, known, key=distance)
+        ]
         return "; the nearest it asks for:" + "".join(lines)
 
     def dataset_run(self, wildcards: Mapping[str, Any]) -> Run:

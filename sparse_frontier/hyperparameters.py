@@ -45,8 +45,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from sparse_frontier import paths
 from sparse_frontier.attention import calibration, get_method_class, quest
@@ -88,7 +89,7 @@ def typed_params(method: str, method_args: str | Mapping[str, Any]) -> dict[str,
     return dataclasses.asdict(cls.from_params(typed))
 
 
-def _table(calibration_table) -> tuple[Optional[list], str]:
+def _table(calibration_table) -> tuple[list | None, str]:
     """(entries, source description) of a given table: a loaded ``{"entries": [...]}``, a list of
     entries, or a path to a table file; None: the table this process uses."""
     if calibration_table is None:
@@ -114,10 +115,16 @@ def _calibrated(method, length: int, names: tuple[str, str], ask, calibration_ta
         if method.model is None:
             why = "no model given, so no calibration entry applies"
         else:
-            why = (f"the {source} has no {method.name} entry for model {method.model!r} covering length "
-                   f"{length} and sparsity {method.sparsity} with {method.calibration_key()}")
-        return {names[0]: None, names[1]: None, "source": source,
-                "note": why + "; a run would calibrate on each call's own attention"}
+            why = (
+                f"the {source} has no {method.name} entry for model {method.model!r} covering length "
+                f"{length} and sparsity {method.sparsity} with {method.calibration_key()}"
+            )
+        return {
+            names[0]: None,
+            names[1]: None,
+            "source": source,
+            "note": why + "; a run would calibrate on each call's own attention",
+        }
     return {names[0]: values[0], names[1]: values[1], "source": source if consulted else PARAMETERS}
 
 
@@ -138,8 +145,11 @@ def _resolve_part(method, length: int, calibration_table) -> dict[str, Any]:
         # The floor of AdaSnapKV.compress_kv (an inline expression there, no method to ask).
         least = method.prefix_tokens + method.local_window
         floor = min(cap, max(math.ceil(method.min_head_capacity_ratio * cap), least))
-        return {"token_capacity": cap, "min_head_capacity": floor,
-                "min_head_capacity_ratio": method.min_head_capacity_ratio}
+        return {
+            "token_capacity": cap,
+            "min_head_capacity": floor,
+            "min_head_capacity_ratio": method.min_head_capacity_ratio,
+        }
     if isinstance(method, SnapKV):
         return {"token_capacity": method.capacity(length)}
     return {"note": f"no hyperparameters to resolve for method {method.name!r}"}
@@ -190,8 +200,9 @@ def resolved_table(settings, calibration_tables: Mapping[str, Any] | None = None
 
     missing = [c for c in ("method", "method_args", "model", "length") if c not in settings.columns]
     if missing:
-        raise ValueError(f"resolved_table: settings lack column(s) {missing}; "
-                         "it needs method, method_args, model and length")
+        raise ValueError(
+            f"resolved_table: settings lack column(s) {missing}; it needs method, method_args, model and length"
+        )
     tables = calibration_tables or {}
     rows = [
         resolved(r.method, r.method_args, int(r.length), r.model, tables.get(r.model))

@@ -13,11 +13,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from sparse_frontier.paths import provenance_path
 
@@ -228,7 +229,9 @@ class ResumableJsonl:
                 continue
             except OSError as err:
                 os.close(fd)
-                log.warning("%s: this filesystem has no file locks (%s); a second writer is not kept out", self.lock_path, err)
+                log.warning(
+                    "%s: this filesystem has no file locks (%s); a second writer is not kept out", self.lock_path, err
+                )
                 fd = None
                 break
             try:  # the holder before us may have removed the file we locked: lock the current one

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
-
 
 
 def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> None:

@@ -9,9 +9,10 @@ import importlib.util
 import json
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from sparse_frontier import paths
 
@@ -60,8 +61,14 @@ def model_location(model: Mapping[str, Any]) -> str:
 YARN_MAX_FACTOR = 4
 #: Keys vLLM derives the context length from (the smallest one present wins, as in vLLM).
 _LENGTH_KEYS = (
-    "max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_target_positions",
-    "max_sequence_length", "max_seq_length", "seq_len",
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "seq_length",
+    "max_target_positions",
+    "max_sequence_length",
+    "max_seq_length",
+    "seq_len",
 )
 #: Rope types whose ``max_position_embeddings`` is already the scaled length (vLLM does not multiply
 #: it by their factor); others with a factor (linear, dynamic) are multiplied, except Gemma 3's.
@@ -69,17 +76,31 @@ _PRESCALED_ROPE = ("default", "su", "longrope", "llama3", "yarn", "deepseek_yarn
 #: Defaults of model types whose config.json leaves them out (transformers' Gemma3TextConfig).
 _TYPE_DEFAULTS = {
     "gemma3_text": dict(
-        vocab_size=262_208, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
-        num_attention_heads=8, num_key_value_heads=4, head_dim=256, max_position_embeddings=131_072,
-        sliding_window=4096, sliding_window_pattern=6, tie_word_embeddings=True,
+        vocab_size=262_208,
+        hidden_size=2304,
+        intermediate_size=9216,
+        num_hidden_layers=26,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=256,
+        max_position_embeddings=131_072,
+        sliding_window=4096,
+        sliding_window_pattern=6,
+        tie_word_embeddings=True,
     ),
 }
 #: The architecture block's fields compared with the checkpoint (``params`` is not: a config may round
 #: it or count a vision tower), with the config.json key each comes from.
 ARCHITECTURE_KEYS = {
-    "layers": "num_hidden_layers", "hidden": "hidden_size", "heads": "num_attention_heads",
-    "kv_heads": "num_key_value_heads", "head_dim": "head_dim", "mlp": "intermediate_size",
-    "vocabulary": "vocab_size", "sliding_window": "sliding_window", "global_every": "layer_types",
+    "layers": "num_hidden_layers",
+    "hidden": "hidden_size",
+    "heads": "num_attention_heads",
+    "kv_heads": "num_key_value_heads",
+    "head_dim": "head_dim",
+    "mlp": "intermediate_size",
+    "vocabulary": "vocab_size",
+    "sliding_window": "sliding_window",
+    "global_every": "layer_types",
 }
 
 
@@ -148,7 +169,7 @@ def checkpoint_file(location: str, filename: str = "config.json", download: bool
     return _hub_file(location, filename, download)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read_json(path: str, stamp: tuple[int, int]) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
@@ -169,7 +190,7 @@ def checkpoint_config(location: str, download: bool = False) -> dict[str, Any] |
 _GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read_gguf(path: str, stamp: tuple[int, int]) -> tuple[dict[str, Any], frozenset[str]]:
     import mmap
     import struct
@@ -243,7 +264,8 @@ def gguf_config(path: str | os.PathLike) -> dict[str, Any]:
         cfg["sliding_window_pattern"] = get("attention.sliding_window_pattern") or (2 if arch == "gemma2" else 6)
     if get("rope.scaling.type") not in (None, "none"):
         cfg["rope_scaling"] = {
-            "rope_type": get("rope.scaling.type"), "factor": get("rope.scaling.factor"),
+            "rope_type": get("rope.scaling.type"),
+            "factor": get("rope.scaling.factor"),
             "original_max_position_embeddings": get("rope.scaling.original_context_length"),
         }
     return {k: v for k, v in cfg.items() if v is not None}
@@ -292,10 +314,13 @@ def limits_from_config(cfg: Mapping[str, Any], source: str, tokenizer_max: int |
             positions = int(positions * rope["factor"])
     layers, hidden, heads = c.get("num_hidden_layers"), c.get("hidden_size"), c.get("num_attention_heads")
     arch = {
-        "layers": layers, "hidden": hidden, "heads": heads,
+        "layers": layers,
+        "hidden": hidden,
+        "heads": heads,
         "kv_heads": c.get("num_key_value_heads") or heads,
         "head_dim": c.get("head_dim") or (hidden // heads if hidden and heads else None),
-        "mlp": c.get("intermediate_size"), "vocabulary": c.get("vocab_size"),
+        "mlp": c.get("intermediate_size"),
+        "vocabulary": c.get("vocab_size"),
     }
     window, sliding_known = c.get("sliding_window"), True
     if window and c.get("use_sliding_window") is not False and not (positions and window >= positions):
@@ -529,8 +554,14 @@ def load_tokenizer(location: str):
 
 
 #: Any one of these makes a folder's tokenizer loadable (fast tokenizer, SentencePiece, BPE, WordPiece).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json",
-                   "vocab.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "vocab.json",
+    "vocab.txt",
+)
 
 
 def check_tokenizer_files(location: str) -> None:
@@ -544,7 +575,9 @@ def check_tokenizer_files(location: str) -> None:
     present = sorted(f.name for f in folder.iterdir())
     if any(name in present for name in TOKENIZER_FILES) or any(n.endswith(".tiktoken") for n in present):
         if "vocab.json" in present and "tokenizer.json" not in present and "merges.txt" not in present:
-            raise FileNotFoundError(f"model folder {folder} has vocab.json but not merges.txt, which a BPE tokenizer needs")
+            raise FileNotFoundError(
+                f"model folder {folder} has vocab.json but not merges.txt, which a BPE tokenizer needs"
+            )
         return
     shown = ", ".join(present[:12]) + (f" and {len(present) - 12} more" if len(present) > 12 else "")
     raise FileNotFoundError(

@@ -8,12 +8,17 @@ import functools
 import numbers
 import types
 import typing
-from typing import Any, ClassVar, Mapping, Optional, Union
+from collections.abc import Mapping
+from typing import Any, ClassVar, Union
 
 NoneType = type(None)
 #: The field types checked before construction, and how a message names each.
-_TYPE_NAMES = {bool: "true or false (bool)", int: "a whole number (int)", float: "a number (float)",
-               str: "a string (str)"}
+_TYPE_NAMES = {
+    bool: "true or false (bool)",
+    int: "a whole number (int)",
+    float: "a number (float)",
+    str: "a string (str)",
+}
 _PARSE = {int: int, float: float, str: str, bool: lambda v: {"true": True, "false": False}[v.lower()]}
 
 
@@ -42,7 +47,7 @@ def _kind_of(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _example(kind: type, value: Any, default: Any) -> Optional[str]:
+def _example(kind: type, value: Any, default: Any) -> str | None:
     """A correct spelling of what the user meant, as YAML: their value converted, else the default."""
     for candidate in (value, default):
         try:
@@ -57,7 +62,7 @@ def _example(kind: type, value: Any, default: Any) -> Optional[str]:
     return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
     """Field name -> the scalar types its annotation allows (NoneType for Optional); fields annotated
     otherwise (lists, Any) are left to the class's own checks."""
@@ -65,8 +70,9 @@ def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
         hints = typing.get_type_hints(cls)
     except Exception:  # an annotation this module cannot resolve: fall back to the plain names
         names = {"int": int, "float": float, "bool": bool, "str": str}
-        hints = {f.name: names.get(f.type, f.type) if isinstance(f.type, str) else f.type
-                 for f in dataclasses.fields(cls)}
+        hints = {
+            f.name: names.get(f.type, f.type) if isinstance(f.type, str) else f.type for f in dataclasses.fields(cls)
+        }
     out = {}
     for f in dataclasses.fields(cls):
         hint = hints.get(f.name)
@@ -128,8 +134,7 @@ class Parameterised:
         """Raise a ValueError naming the bad value and what would be valid."""
         if not condition:
             raise ValueError(
-                f"{self.kind} {self.name!r}: {field}={getattr(self, field)!r} is invalid; "
-                f"it must be {requirement}"
+                f"{self.kind} {self.name!r}: {field}={getattr(self, field)!r} is invalid; it must be {requirement}"
             )
 
 
@@ -150,9 +155,7 @@ class Registry:
 
     def get(self, name: str) -> type:
         if name not in self._classes:
-            raise ValueError(
-                f"unknown {self.kind} {name!r}; available: {', '.join(sorted(self._classes))}"
-            )
+            raise ValueError(f"unknown {self.kind} {name!r}; available: {', '.join(sorted(self._classes))}")
         return self._classes[name]
 
     def names(self) -> list[str]:

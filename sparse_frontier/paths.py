@@ -11,17 +11,15 @@ one definition; the package fills them with ``str.format``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 NO_ARGS = "none"
 ARG_JOINER = "+"
 _FORBIDDEN = re.compile(r"[/,~+=\s{}]")
 
-DATASET = (
-    "results/datasets/{task}/{task_args}/length~{length}/{model}/"
-    "samples~{samples}+seed~{seed}/dataset.jsonl"
-)
+DATASET = "results/datasets/{task}/{task_args}/length~{length}/{model}/samples~{samples}+seed~{seed}/dataset.jsonl"
 _RUN = (
     "{task}/{task_args}/length~{length}/{model}/samples~{samples}+seed~{seed}/"
     "{method}/{method_args}/max_tokens~{max_tokens}"
@@ -90,8 +88,7 @@ def format_value(value: Any) -> str:
             )
         return value
     raise TypeError(
-        f"argument value {value!r} has type {type(value).__name__}; valid types are "
-        "bool, int, float and str"
+        f"argument value {value!r} has type {type(value).__name__}; valid types are bool, int, float and str"
     )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sparse_frontier.io import file_digest, read_jsonl, write_json_atomic, write_jsonl_atomic, write_provenance
 from sparse_frontier.tasks import extract_answer, get_task_class
@@ -37,7 +38,11 @@ def check_predictions(dataset: list[dict], predictions: list[dict], dataset_path
         problems.append(f"dataset ids without a prediction: {missing[:10]}")
     if problems:
         raise ValueError(f"{predictions_path} does not match {dataset_path}: {'; '.join(problems)}; {fix}")
-    changed = [p["id"] for p in predictions if p.get("prompt_tokens", known[p["id"]]["prompt_tokens"]) != known[p["id"]]["prompt_tokens"]]
+    changed = [
+        p["id"]
+        for p in predictions
+        if p.get("prompt_tokens", known[p["id"]]["prompt_tokens"]) != known[p["id"]]["prompt_tokens"]
+    ]
     if changed:
         raise ValueError(
             f"{predictions_path} answers other prompts than {dataset_path}: the prompt lengths of samples "
@@ -45,7 +50,9 @@ def check_predictions(dataset: list[dict], predictions: list[dict], dataset_path
         )
 
 
-def score_rows(task_name: str, task_params: Mapping[str, Any], dataset: list[dict], predictions: list[dict]) -> list[dict]:
+def score_rows(
+    task_name: str, task_params: Mapping[str, Any], dataset: list[dict], predictions: list[dict]
+) -> list[dict]:
     """One row per sample; a prediction without an ``<answer>`` tag scores 0 and is flagged."""
     task = get_task_class(task_name).from_params(task_params)
     by_id = {p["id"]: p for p in predictions}
@@ -91,7 +98,9 @@ def summarise(rows: list[dict]) -> dict[str, Any]:
     }
 
 
-def score_run(run: Mapping[str, Any], dataset_path: str, predictions_path: str, scores_path: str, summary_path: str) -> None:
+def score_run(
+    run: Mapping[str, Any], dataset_path: str, predictions_path: str, scores_path: str, summary_path: str
+) -> None:
     key = run["key"]
     dataset, predictions = read_jsonl(dataset_path), read_jsonl(predictions_path)
     check_predictions(dataset, predictions, dataset_path, predictions_path)

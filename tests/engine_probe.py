@@ -16,8 +16,15 @@ import sys
 # as benchmarks/handler_gpu.py does; the tests run it on the CPU.
 DEVICE = os.environ.get("ENGINE_PROBE_DEVICE", "cpu")
 DTYPE = "bfloat16" if DEVICE == "cuda" else "float32"
-ENGINE_ARGS = dict(dtype=DTYPE, max_model_len=2048, max_num_batched_tokens=2048,
-                   enable_prefix_caching=False, enable_chunked_prefill=False, enforce_eager=True, seed=0)
+ENGINE_ARGS = dict(
+    dtype=DTYPE,
+    max_model_len=2048,
+    max_num_batched_tokens=2048,
+    enable_prefix_caching=False,
+    enable_chunked_prefill=False,
+    enforce_eager=True,
+    seed=0,
+)
 
 
 def run_stock(model, prompts, max_tokens):
@@ -25,8 +32,12 @@ def run_stock(model, prompts, max_tokens):
 
     llm = LLM(model=model, **ENGINE_ARGS)
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=0)
-    run = lambda batch: [list(o.outputs[0].token_ids) for o in llm.generate(  # noqa: E731
-        [TokensPrompt(prompt_token_ids=p) for p in batch], params, use_tqdm=False)]
+    run = lambda batch: [
+        list(o.outputs[0].token_ids)
+        for o in llm.generate(  # noqa: E731
+            [TokensPrompt(prompt_token_ids=p) for p in batch], params, use_tqdm=False
+        )
+    ]
     stock = {"batch": run(prompts), "single": [run([p])[0] for p in prompts]}
     del llm
     from vllm.distributed import cleanup_dist_env_and_memory
@@ -38,6 +49,7 @@ def run_stock(model, prompts, max_tokens):
 def run_handler(model, specs, prompts, max_tokens, results, after_stock=False):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import plugin_methods  # noqa: F401  (registers the test methods)
+
     from sparse_frontier.vllm_plugin.engine import Engine
     from sparse_frontier.vllm_plugin.handler import HANDLER, install
 
@@ -52,15 +64,25 @@ def run_handler(model, specs, prompts, max_tokens, results, after_stock=False):
         rows = HANDLER.backend_rows, HANDLER.skipped_rows
         batch = engine.generate(prompts, max_tokens, 0, method=spec)
         single = [engine.generate([p], max_tokens, 0, method=spec)[0] for p in prompts]
-        results[name] = {"batch": [g.token_ids for g in batch], "single": [g.token_ids for g in single],
-                         "stats": [g.attention for g in batch], "single_stats": [g.attention for g in single],
-                         # query rows of global layers: computed by the backend / by the handler alone
-                         "backend_rows": HANDLER.backend_rows - rows[0], "skipped_rows": HANDLER.skipped_rows - rows[1]}
+        results[name] = {
+            "batch": [g.token_ids for g in batch],
+            "single": [g.token_ids for g in single],
+            "stats": [g.attention for g in batch],
+            "single_stats": [g.attention for g in single],
+            # query rows of global layers: computed by the backend / by the handler alone
+            "backend_rows": HANDLER.backend_rows - rows[0],
+            "skipped_rows": HANDLER.skipped_rows - rows[1],
+        }
     if "quest" in specs:  # Engine.stream with at most 2 requests in vLLM: each answered once, as in a batch
-        seen = [(position, gen.token_ids, engine.llm.llm_engine.get_num_unfinished_requests())
-                for position, gen in engine.stream(((p, specs["quest"]) for p in prompts), max_tokens, 0, pending=2)]
-        results["stream"] = {"positions": [s[0] for s in seen], "tokens": {s[0]: s[1] for s in seen},
-                             "most_unfinished": max(s[2] for s in seen)}
+        seen = [
+            (position, gen.token_ids, engine.llm.llm_engine.get_num_unfinished_requests())
+            for position, gen in engine.stream(((p, specs["quest"]) for p in prompts), max_tokens, 0, pending=2)
+        ]
+        results["stream"] = {
+            "positions": [s[0] for s in seen],
+            "tokens": {s[0]: s[1] for s in seen},
+            "most_unfinished": max(s[2] for s in seen),
+        }
     results["mixed_calls"] = HANDLER.mixed_calls
     results["global_layers"] = sorted(HANDLER.layers_seen)
     results["sliding_layers"] = sorted(HANDLER.sliding_layers_seen)
@@ -82,12 +104,21 @@ def run_shared(model, specs, prompts, max_tokens, results):
     tokens = {n: [None] * len(prompts) for n in names}
     for position, gen in engine.stream(requests, max_tokens, 0):
         tokens[names[position % len(names)]][position // len(names)] = gen.token_ids
-    results.update(tokens=tokens, shares_prompts=engine.shares_prompts, cached_prompt_tokens=HANDLER.cached_prompt_tokens,
-                   prefix_caching=bool(engine.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching))
+    results.update(
+        tokens=tokens,
+        shares_prompts=engine.shares_prompts,
+        cached_prompt_tokens=HANDLER.cached_prompt_tokens,
+        prefix_caching=bool(engine.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching),
+    )
 
 
 if __name__ == "__main__":
-    model, mode, specs, prompts, max_tokens = sys.argv[1], sys.argv[2], *map(json.loads, sys.argv[3:5]), int(sys.argv[5])
+    model, mode, specs, prompts, max_tokens = (
+        sys.argv[1],
+        sys.argv[2],
+        *map(json.loads, sys.argv[3:5]),
+        int(sys.argv[5]),
+    )
     os.environ.update(VLLM_ENABLE_V1_MULTIPROCESSING="0", OMP_NUM_THREADS="2", VLLM_CPU_KVCACHE_SPACE="1")
     results = {}
     if mode in ("off", "both"):

@@ -20,8 +20,17 @@ from sparse_frontier.config import expand_runs
 ALPHA, BETA = 0.6, -0.35  # synthetic law: log params (billions), log length (k tokens)
 #: loss per log compression: prefill methods lose more than decode ones, as in the paper
 GAMMA = {"prefill": 0.55, "decode": 0.35, "kv": 0.45, "combined": 0.7, "none": 0.0}
-TASK_OFFSET = {"ruler_niah": 2.0, "ruler_vt": 0.2, "ruler_cwe": -0.6, "qa_squad": 0.8, "qa_quality": 0.6,
-               "qa_toefl": 1.0, "story_retrieval": 1.4, "story_multihop": -0.2, "story_filtering": -0.9}
+TASK_OFFSET = {
+    "ruler_niah": 2.0,
+    "ruler_vt": 0.2,
+    "ruler_cwe": -0.6,
+    "qa_squad": 0.8,
+    "qa_quality": 0.6,
+    "qa_toefl": 1.0,
+    "story_retrieval": 1.4,
+    "story_multihop": -0.2,
+    "story_filtering": -0.9,
+}
 
 
 def nominal_sparsity(params: dict) -> float:
@@ -32,13 +41,18 @@ def nominal_sparsity(params: dict) -> float:
 
 
 def law(task: str, params: float, length: int, sparsity: float, phase: str) -> float:
-    eta = (ALPHA * np.log(params / 1e9) + BETA * np.log(length / 1024) + TASK_OFFSET.get(task, 0.0)
-           - GAMMA[phase] * np.log(1.0 / (1.0 - sparsity)) * (1.0 + 0.3 * np.log(32768 / length)))
+    eta = (
+        ALPHA * np.log(params / 1e9)
+        + BETA * np.log(length / 1024)
+        + TASK_OFFSET.get(task, 0.0)
+        - GAMMA[phase] * np.log(1.0 / (1.0 - sparsity)) * (1.0 + 0.3 * np.log(32768 / length))
+    )
     return float(1.0 / (1.0 + np.exp(-eta)))
 
 
-def whole_grid(config: dict, *, jitter: float = 0.0, missing: float = 0.0, seed: int = 0,
-               samples: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def whole_grid(
+    config: dict, *, jitter: float = 0.0, missing: float = 0.0, seed: int = 0, samples: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(runs table, per-sample table) of every run of ``config``, as ``collect_scores`` writes them.
 
     ``jitter``: standard deviation of measured sparsity around each run's target. ``missing``: the
@@ -67,10 +81,20 @@ def whole_grid(config: dict, *, jitter: float = 0.0, missing: float = 0.0, seed:
             run_rows.append({**row, "status": "missing"})
             continue
         q_tokens = 180 + 30 * (len(k.task) % 9)
-        run_rows.append({**row, "score": score.mean(), "score_std": score.std(ddof=1),
-                         "score_se": score.std(ddof=1) / np.sqrt(k.samples), "missing_answers": 0,
-                         "sparsity": measured, "prompt_tokens": 0.975 * k.length, "question_tokens": q_tokens,
-                         "output_tokens": 40.0, "status": "ok"})
+        run_rows.append(
+            {
+                **row,
+                "score": score.mean(),
+                "score_std": score.std(ddof=1),
+                "score_se": score.std(ddof=1) / np.sqrt(k.samples),
+                "missing_answers": 0,
+                "sparsity": measured,
+                "prompt_tokens": 0.975 * k.length,
+                "question_tokens": q_tokens,
+                "output_tokens": 40.0,
+                "status": "ok",
+            }
+        )
         if samples:
             parts.append((key, score, measured, q_tokens))
     table = pd.DataFrame(run_rows)
@@ -81,14 +105,16 @@ def whole_grid(config: dict, *, jitter: float = 0.0, missing: float = 0.0, seed:
     columns = {c: np.repeat(np.array([p[0][c] for p in parts], dtype=object), n) for c in KEY_COLUMNS}
     for c in ("length", "samples", "seed", "max_tokens"):
         columns[c] = columns[c].astype(int)
-    sample_table = pd.DataFrame({
-        **columns,
-        "id": np.concatenate([np.arange(m) for m in n]),
-        "score": np.concatenate([p[1] for p in parts]),
-        "answer_found": True,
-        "sparsity": np.repeat([p[2] for p in parts], n),
-        "prompt_tokens": (0.975 * columns["length"]).astype(int),
-        "question_tokens": np.repeat([p[3] for p in parts], n),
-        "output_tokens": 40,
-    })
+    sample_table = pd.DataFrame(
+        {
+            **columns,
+            "id": np.concatenate([np.arange(m) for m in n]),
+            "score": np.concatenate([p[1] for p in parts]),
+            "answer_found": True,
+            "sparsity": np.repeat([p[2] for p in parts], n),
+            "prompt_tokens": (0.975 * columns["length"]).astype(int),
+            "question_tokens": np.repeat([p[3] for p in parts], n),
+            "output_tokens": 40,
+        }
+    )
     return table, sample_table

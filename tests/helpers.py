@@ -104,9 +104,7 @@ def build_tiny_gemma3(out_dir: Path, layers: int = 6, global_every: int = 3, sli
         head_dim=64,
         query_pre_attn_scalar=64,
         sliding_window=sliding_window,
-        layer_types=[
-            "full_attention" if (i + 1) % global_every == 0 else "sliding_attention" for i in range(layers)
-        ],
+        layer_types=["full_attention" if (i + 1) % global_every == 0 else "sliding_attention" for i in range(layers)],
         max_position_embeddings=4096,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

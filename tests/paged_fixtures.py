@@ -48,8 +48,10 @@ def handler_decode_run(monkeypatch, kernels, lengths, spec, dense=(), device="cp
     handler.configure(spec, adapters.CUDA_FLASH_ATTN)
     # requests named in ``dense`` run dense attention (their own setting, as vLLM's extra_args carry it)
     dense_params = SimpleNamespace(sampling_params=SimpleNamespace(extra_args={"sparse_frontier": {"method": "dense"}}))
-    handler.runner = SimpleNamespace(input_batch=SimpleNamespace(req_ids=[f"r{i}" for i in lengths]),
-                                     requests={f"r{lengths[i]}": dense_params for i in dense})
+    handler.runner = SimpleNamespace(
+        input_batch=SimpleNamespace(req_ids=[f"r{i}" for i in lengths]),
+        requests={f"r{lengths[i]}": dense_params for i in dense},
+    )
     impl = SimpleNamespace(num_heads=HQ, num_kv_heads=HKV, head_size=D, scale=0.125)
     layer = SimpleNamespace(layer_name="model.layers.0.self_attn.attn")
     backend = []
@@ -66,16 +68,26 @@ def handler_decode_run(monkeypatch, kernels, lengths, spec, dense=(), device="cp
     k = torch.cat([keys[r][:, :n].transpose(0, 1) for r, n in enumerate(prompt)])
     v = torch.cat([values[r][:, :n].transpose(0, 1) for r, n in enumerate(prompt)])
     q, k, v = q.to(device), k.to(device), v.to(device)
-    meta = SimpleNamespace(query_start_loc=starts.to(device), seq_lens=torch.tensor(prompt, device=device),
-                           block_table=tables, num_actual_tokens=sum(prompt), max_query_len=max(prompt),
-                           max_seq_len=max(prompt))
+    meta = SimpleNamespace(
+        query_start_loc=starts.to(device),
+        seq_lens=torch.tensor(prompt, device=device),
+        block_table=tables,
+        num_actual_tokens=sum(prompt),
+        max_query_len=max(prompt),
+        max_seq_len=max(prompt),
+    )
     handler.attention(original, impl, layer, q, k, v, kv_cache, meta, torch.zeros(sum(prompt), HQ * D, device=device))
     query = torch.randn(len(lengths), HQ, D, generator=torch.Generator().manual_seed(5))
     new_keys = torch.stack([keys[r][:, s - 1] for r, s in enumerate(lengths)]).to(device)
     query = query.to(device)
-    meta = SimpleNamespace(query_start_loc=torch.arange(len(lengths) + 1, device=device),
-                           seq_lens=torch.tensor(lengths, device=device), block_table=tables,
-                           num_actual_tokens=len(lengths), max_query_len=1, max_seq_len=max(lengths))
+    meta = SimpleNamespace(
+        query_start_loc=torch.arange(len(lengths) + 1, device=device),
+        seq_lens=torch.tensor(lengths, device=device),
+        block_table=tables,
+        num_actual_tokens=len(lengths),
+        max_query_len=1,
+        max_seq_len=max(lengths),
+    )
     out = torch.zeros(len(lengths), HQ * D, device=device)
     handler.attention(original, impl, layer, query, new_keys, new_keys, kv_cache, meta, out)
     return out.cpu(), handler.take_stats(), backend
@@ -84,10 +96,12 @@ def handler_decode_run(monkeypatch, kernels, lengths, spec, dense=(), device="cp
 DECODE_SPECS = {
     "quest": {"method": "quest", "params": {"sparsity": 0.7}},
     "quest_unshared": {"method": "quest", "params": {"sparsity": 0.7, "share_pages": False}},
-    "snapkv": {"method": "snapkv", "params": {"sparsity": 0.6, "approximation_window": 16, "kernel_size": 5,
-                                              "local_window": 16}},
-    "ada_snapkv": {"method": "ada_snapkv", "params": {"sparsity": 0.6, "approximation_window": 16, "kernel_size": 5,
-                                                      "local_window": 16}},
+    "snapkv": {
+        "method": "snapkv",
+        "params": {"sparsity": 0.6, "approximation_window": 16, "kernel_size": 5, "local_window": 16},
+    },
+    "ada_snapkv": {
+        "method": "ada_snapkv",
+        "params": {"sparsity": 0.6, "approximation_window": 16, "kernel_size": 5, "local_window": 16},
+    },
 }
-
-

@@ -11,8 +11,8 @@ import torch
 from sparse_frontier.attention import AttentionMethod, register_method
 from sparse_frontier.attention.base import AttentionResult, KVSelection
 from sparse_frontier.attention.ops import decode_attention
-from sparse_frontier.attention.reference import dense_attention, masked_attention
 from sparse_frontier.attention.quest import Quest
+from sparse_frontier.attention.reference import dense_attention, masked_attention
 
 
 @register_method
@@ -116,8 +116,11 @@ class KeepRecentMask(AttentionMethod):
     def decode(self, query, key, value, *, layer_index, scale, lengths=None):
         hkv, s, d = key.shape
         prompt_len = min(self.prompt_len, s)  # only meaningful for the prompt of that length
-        kept = KeepRecent(recent=self.recent).compress_kv(None, key[:, :prompt_len].transpose(0, 1), None,
-                                                         layer_index=layer_index, scale=scale).indices
+        kept = (
+            KeepRecent(recent=self.recent)
+            .compress_kv(None, key[:, :prompt_len].transpose(0, 1), None, layer_index=layer_index, scale=scale)
+            .indices
+        )
         rows = [torch.cat([k, torch.arange(prompt_len, s)]) for k in kept]
         n = torch.tensor([len(r) for r in rows])
         k_pad = torch.nn.utils.rnn.pad_sequence([key[h, r] for h, r in enumerate(rows)], batch_first=True)

@@ -51,7 +51,9 @@ def test_sliding_window_layers_cap_keys_and_ignore_density():
     assert m["kv"] == pytest.approx(1 * 4 * 100 * 0.1 + 5 * 4 * 4)
 
 
-@pytest.mark.parametrize("name, layers, global_layers", [("gemma3-4b", 34, 5), ("gemma3-12b", 48, 8), ("gemma3-27b", 62, 10)])
+@pytest.mark.parametrize(
+    "name, layers, global_layers", [("gemma3-4b", 34, 5), ("gemma3-12b", 48, 8), ("gemma3-27b", 62, 10)]
+)
 def test_gemma3_global_layers_are_every_sixth_counting_from_one(name, layers, global_layers):
     """Layers 6, 12, 18, ... are global: floor(layers / 6), as in Gemma 3's own config and the
     resource planner (34 layers -> 6, 12, 18, 24, 30)."""

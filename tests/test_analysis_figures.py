@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from sparse_frontier.analysis import figures, scaling, stats
-from sparse_frontier.analysis.figures import scaling_law
 from sparse_frontier.analysis.aggregate import KEY_COLUMNS
+from sparse_frontier.analysis.figures import scaling_law
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -23,7 +23,9 @@ LENGTHS = [16384, 32768, 65536]
 TASKS = {"ruler_niah": 1.5, "ruler_vt": -0.5}  # synthetic per-task offsets
 ALPHA, BETA, GAMMA = 0.6, -0.4, -0.8  # synthetic law: log params, log length, log compression
 METHODS = [("dense", "none", "none", 0.0)] + [
-    (m, f"budget~{s}", phase, s) for m, phase in [("vs_synth", "prefill"), ("quest_synth", "decode")] for s in (0.5, 0.8, 0.9, 0.95)
+    (m, f"budget~{s}", phase, s)
+    for m, phase in [("vs_synth", "prefill"), ("quest_synth", "decode")]
+    for s in (0.5, 0.8, 0.9, 0.95)
 ]
 
 
@@ -44,15 +46,48 @@ def synthetic(samples=40, seed=0):
                 u = rng.random(samples)
                 for method, args, phase, sp in METHODS:
                     score = (u < law(task, params[model] / 1e0, length, 1 / (1 - sp))).astype(float)
-                    key = dict(task=task, task_args="none", length=length, model=model, samples=samples, seed=43,
-                               method=method, method_args=args, max_tokens=64)
-                    rows.append(pd.DataFrame({**key, "id": range(samples), "score": score, "answer_found": True,
-                                              "sparsity": sp, "prompt_tokens": rng.integers(int(0.95 * length), length + 1, samples), "question_tokens": 300,
-                                              "output_tokens": 10}))
-                    runs.append({**key, "score": score.mean(), "score_se": score.std(ddof=1) / np.sqrt(samples),
-                                 "score_std": score.std(ddof=1), "missing_answers": 0, "sparsity": sp,
-                                 "prompt_tokens": 0.97 * length, "output_tokens": 10.0, "experiments": "main", "phase": phase})
-    return pd.DataFrame(runs)[KEY_COLUMNS + [c for c in runs[0] if c not in KEY_COLUMNS]], pd.concat(rows, ignore_index=True)
+                    key = dict(
+                        task=task,
+                        task_args="none",
+                        length=length,
+                        model=model,
+                        samples=samples,
+                        seed=43,
+                        method=method,
+                        method_args=args,
+                        max_tokens=64,
+                    )
+                    rows.append(
+                        pd.DataFrame(
+                            {
+                                **key,
+                                "id": range(samples),
+                                "score": score,
+                                "answer_found": True,
+                                "sparsity": sp,
+                                "prompt_tokens": rng.integers(int(0.95 * length), length + 1, samples),
+                                "question_tokens": 300,
+                                "output_tokens": 10,
+                            }
+                        )
+                    )
+                    runs.append(
+                        {
+                            **key,
+                            "score": score.mean(),
+                            "score_se": score.std(ddof=1) / np.sqrt(samples),
+                            "score_std": score.std(ddof=1),
+                            "missing_answers": 0,
+                            "sparsity": sp,
+                            "prompt_tokens": 0.97 * length,
+                            "output_tokens": 10.0,
+                            "experiments": "main",
+                            "phase": phase,
+                        }
+                    )
+    return pd.DataFrame(runs)[KEY_COLUMNS + [c for c in runs[0] if c not in KEY_COLUMNS]], pd.concat(
+        rows, ignore_index=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +135,10 @@ def test_scaling_law_recovers_known_coefficients():
     prefill["params"] = prefill["model"].map(lambda m: CONFIG["models"][m]["architecture"]["params"])
     prefill["compression"] = 1 / (1 - prefill["sparsity"])
     # noise-free scores from the law: the fit must return the synthetic coefficients
-    prefill["score"] = [law(t, p, L, c) for t, p, L, c in zip(prefill["task"], prefill["params"], prefill["length"], prefill["compression"])]
+    prefill["score"] = [
+        law(t, p, L, c)
+        for t, p, L, c in zip(prefill["task"], prefill["params"], prefill["length"], prefill["compression"])
+    ]
     result = scaling.fit(prefill)
     assert result.params["log_params"] == pytest.approx(ALPHA, abs=1e-3)
     assert result.params["log_length"] == pytest.approx(BETA, abs=1e-3)
@@ -114,7 +152,9 @@ def test_scaling_law_recovers_known_coefficients():
 
 def test_scaling_law_on_noisy_samples_is_close(data):
     table, _, _ = scaling_law.fits(inputs(data))
-    est = table[(table["kind"] == "coefficient") & (table["statistic"] == "estimate")].set_index(["phase", "term"])["value"]
+    est = table[(table["kind"] == "coefficient") & (table["statistic"] == "estimate")].set_index(["phase", "term"])[
+        "value"
+    ]
     assert est[("prefill", "log_compression")] == pytest.approx(GAMMA, abs=0.35)
     r2 = table[(table["statistic"] == "r2") & (table["kind"] == "fit")].set_index("phase")["value"]
     assert (r2 > 0.5).all()
@@ -168,7 +208,9 @@ def test_missing_runs_fail_or_are_listed(data):
 def test_ablation_lines_per_parameter_value(data):
     table, samples = data
     table = table.assign(experiments="abl")
-    out = figures.build("ablation_budget", inputs((table, samples), ablations={"budget": {"experiment": "abl", "parameter": "budget"}}))
+    out = figures.build(
+        "ablation_budget", inputs((table, samples), ablations={"budget": {"experiment": "abl", "parameter": "budget"}})
+    )
     assert set(out.data["value"]) == {"0.5", "0.8", "0.9", "0.95"}  # one line per value of the knob
     assert "mean over tasks" in set(out.data["task"])
     with pytest.raises(ValueError, match="unknown ablation 'nope'"):

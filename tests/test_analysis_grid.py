@@ -12,11 +12,10 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-
 from grid_results import whole_grid  # pytest puts tests/ on sys.path
+
 from sparse_frontier.analysis import cost
 from sparse_frontier.analysis.figures import FIGURES, TABLES, build, per_task, plan_table, runs_per_figure, save, spec
 from sparse_frontier.analysis.figures.common import Inputs, length_label, prepare, run_name
@@ -88,11 +87,15 @@ def test_iso_panels_one_family_and_length_with_index_costs(built, complete):
             assert front["score"].is_monotonic_increasing and len(front) >= 1
     d = built["isocost"]
     qwen = complete.models["qwen2.5-7b"]
-    row = d[(d["model"] == "qwen2.5-7b") & (d["length"] == 65536) & (d["method"] == "quest") & (d["target"] == 0.9)].iloc[0]
+    row = d[
+        (d["model"] == "qwen2.5-7b") & (d["length"] == 65536) & (d["method"] == "quest") & (d["target"] == 0.9)
+    ].iloc[0]
     plain = cost.decode_memory(qwen, 65536, 1 - row["sparsity"], 64)["total"]
     summaries = cost.quest_page_summary_elements(qwen, 65536, 16, 64)
     assert row["cost"] == pytest.approx(plain + summaries)  # Quest's page summaries are paid
-    row = d[(d["model"] == "qwen2.5-7b") & (d["length"] == 65536) & (d["method"] == "vertical_slash") & (d["target"] == 0.9)].iloc[0]
+    row = d[
+        (d["model"] == "qwen2.5-7b") & (d["length"] == 65536) & (d["method"] == "vertical_slash") & (d["target"] == 0.9)
+    ].iloc[0]
     assert row["cost"] > cost.prefill_flops(qwen, 65536, 1 - row["sparsity"], 64)["total"]  # estimation is paid
 
 
@@ -156,7 +159,14 @@ def test_cost_breakdown_speedups_the_papers_way(built):
 
 
 def test_tables_from_registries_and_resolved_settings(built):
-    assert set(built["taxonomy"]["method"]) == {"vertical_slash", "flexprefill", "block_sparse", "quest", "snapkv", "ada_snapkv"}
+    assert set(built["taxonomy"]["method"]) == {
+        "vertical_slash",
+        "flexprefill",
+        "block_sparse",
+        "quest",
+        "snapkv",
+        "ada_snapkv",
+    }
     assert len(built["tasks"]) == 9 and len(built["models"]) == 9
     p = built["pattern_params"]
     bs = p[(p["method"] == "block_sparse") & (p["length"] == 16384) & (p["model"] == "qwen2.5-7b")]
@@ -197,8 +207,12 @@ def test_missing_runs_are_listed_and_means_stay_fair(partial):
         expected = gone.merge(chosen[keys], on=keys)
         assert set(out.missing) == {run_name(r) for _, r in expected.iterrows()}, name
         if "cells" in out.data and name in ("task_comparison", "isocost", "length_effect", "model_size"):
-            panel = {"task_comparison": ["row", "task"], "isocost": ["phase", "family", "length"],
-                     "length_effect": ["view", "target"], "model_size": ["view", "family", "target"]}[name]
+            panel = {
+                "task_comparison": ["row", "task"],
+                "isocost": ["phase", "family", "length"],
+                "length_effect": ["view", "target"],
+                "model_size": ["view", "family", "target"],
+            }[name]
             assert lines_share_cells(out.data, panel), name
             assert any("averaged over the" in n for n in out.notes), name
     with pytest.raises(ValueError, match="runs missing from the results"):

@@ -35,8 +35,14 @@ from sparse_frontier.attention.reference import build_mask, kv_selection_mask, m
 from sparse_frontier.kernels.quest import page_summaries
 
 TOKENS, STEPS, TARGETS = 1024, 64, (0.5, 0.7, 0.9)
-TOLERANCE = {"snapkv": 0.002, "ada_snapkv": 0.002, "block_sparse": 0.02, "quest": 0.02,
-             "vertical_slash": 0.02, "flexprefill": 0.06}
+TOLERANCE = {
+    "snapkv": 0.002,
+    "ada_snapkv": 0.002,
+    "block_sparse": 0.02,
+    "quest": 0.02,
+    "vertical_slash": 0.02,
+    "flexprefill": 0.06,
+}
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +146,7 @@ def test_kv_masks_are_the_methods_own_selection(masks, example):
         assert (m.mask[:, :TOKENS] == kept).all()  # the same kept prompt tokens at every step
         assert (m.mask[:, TOKENS:] == np.tri(STEPS, dtype=bool)).all()  # plus every token decoded since
         assert m.measured_sparsity == pytest.approx(1 - sel.lengths().sum().item() / TOKENS)
-        assert kept[:4].all() and kept[-m.params["local_window"]:].all()  # prefix and local window
+        assert kept[:4].all() and kept[-m.params["local_window"] :].all()  # prefix and local window
 
 
 def test_deterministic(masks):

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-
 from test_analysis_figures import synthetic  # pytest puts tests/ on sys.path
 
 REPO = Path(__file__).resolve().parent.parent

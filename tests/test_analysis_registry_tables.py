@@ -21,20 +21,29 @@ from sparse_frontier.tasks import TASKS, Task
 
 # spec/methods.md and the paper's Table 1, in the paper's order
 TABLE1 = pd.DataFrame(
-    [("prefill", "vertical_slash", "Vertical-Slash", "verticals and slashes", "uniform", "untouched"),
-     ("prefill", "flexprefill", "FlexPrefill", "verticals and slashes", "threshold (cumulative mass)", "untouched"),
-     ("prefill", "block_sparse", "Block-Sparse", "blocks", "uniform", "untouched"),
-     ("decode", "snapkv", "SnapKV", "tokens", "uniform", "eviction after prefill"),
-     ("decode", "ada_snapkv", "Ada-SnapKV", "tokens", "adaptive across heads", "eviction after prefill"),
-     ("decode", "quest", "Quest", "pages", "uniform", "full cache kept, pages selected per step")],
+    [
+        ("prefill", "vertical_slash", "Vertical-Slash", "verticals and slashes", "uniform", "untouched"),
+        ("prefill", "flexprefill", "FlexPrefill", "verticals and slashes", "threshold (cumulative mass)", "untouched"),
+        ("prefill", "block_sparse", "Block-Sparse", "blocks", "uniform", "untouched"),
+        ("decode", "snapkv", "SnapKV", "tokens", "uniform", "eviction after prefill"),
+        ("decode", "ada_snapkv", "Ada-SnapKV", "tokens", "adaptive across heads", "eviction after prefill"),
+        ("decode", "quest", "Quest", "pages", "uniform", "full cache kept, pages selected per step"),
+    ],
     columns=METHOD_COLUMNS,
 )
 # spec/tasks.md and the paper's Table 2, in the spec's order
 TABLE2 = pd.DataFrame(
-    [("ruler_niah", "low", "low", "no"), ("ruler_vt", "high", "low", "no"), ("ruler_cwe", "low", "high", "no"),
-     ("qa_squad", "low", "low", "yes"), ("qa_quality", "low", "low", "yes"), ("qa_toefl", "low", "low", "yes"),
-     ("story_retrieval", "low", "low", "yes"), ("story_multihop", "high", "low", "yes"),
-     ("story_filtering", "low", "high", "yes")],
+    [
+        ("ruler_niah", "low", "low", "no"),
+        ("ruler_vt", "high", "low", "no"),
+        ("ruler_cwe", "low", "high", "no"),
+        ("qa_squad", "low", "low", "yes"),
+        ("qa_quality", "low", "low", "yes"),
+        ("qa_toefl", "low", "low", "yes"),
+        ("story_retrieval", "low", "low", "yes"),
+        ("story_multihop", "high", "low", "yes"),
+        ("story_filtering", "low", "high", "yes"),
+    ],
     columns=["task", "dispersion", "scope", "natural"],
 )
 TAXONOMY_ATTRS = ("display_name", "unit", "budget_allocation", "kv_cache")

@@ -132,11 +132,15 @@ def test_typos_inside_a_methods_entry_name_the_entry_and_the_valid_names(write):
     with pytest.raises(ValueError) as err:
         expand_runs(load_config(path))
     message = short(str(err.value))
-    assert message.startswith("methods entry 'quest_50': attention method 'quest': unknown parameter(s) sparsty; "
-                              "valid parameters: sparsity, token_budget")
+    assert message.startswith(
+        "methods entry 'quest_50': attention method 'quest': unknown parameter(s) sparsty; "
+        "valid parameters: sparsity, token_budget"
+    )
     assert message.endswith("did you mean sparsity?")
     path = write(**{"device: cpu": "device: tpu"})
-    with pytest.raises(ConfigError, match=rf"{path}:2: engine.device: 'tpu' is not allowed\n  allowed values: cpu, cuda$"):
+    with pytest.raises(
+        ConfigError, match=rf"{path}:2: engine.device: 'tpu' is not allowed\n  allowed values: cpu, cuda$"
+    ):
         load_config(path)
 
 
@@ -175,12 +179,17 @@ def test_a_number_given_as_a_string_names_entry_method_parameter_and_type(write,
     path = write(sparsity='"0.5"')
     with pytest.raises(ValueError) as err:
         expand_runs(load_config(path))
-    assert str(err.value) == ("methods entry 'quest_50': attention method 'quest': parameter sparsity='0.5' is a "
-                              "string; it must be a number (float), e.g. sparsity: 0.5")
+    assert str(err.value) == (
+        "methods entry 'quest_50': attention method 'quest': parameter sparsity='0.5' is a "
+        "string; it must be a number (float), e.g. sparsity: 0.5"
+    )
     assert f"{path}: methods entry 'quest_50'" in check_config_cli(path, capsys)
     path = write(**{"num_queries: 2": 'num_queries: "2"'})
-    with pytest.raises(ValueError, match=r"^tasks entry 'niah': task 'ruler_niah': parameter num_queries='2' is a "
-                                         r"string; it must be a whole number \(int\), e.g. num_queries: 2$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^tasks entry 'niah': task 'ruler_niah': parameter num_queries='2' is a "
+        r"string; it must be a whole number \(int\), e.g. num_queries: 2$",
+    ):
         expand_runs(load_config(path))
 
 
@@ -245,7 +254,7 @@ def test_garbage_in_the_attention_variable_names_the_variable(monkeypatch):
     with pytest.raises(ValueError) as err:
         vllm_plugin.requested_method()
     assert str(err.value).startswith("environment variable SPARSE_FRONTIER_ATTENTION='garbage' is not valid JSON")
-    assert "a JSON object with a 'method' key, e.g. {\"method\": \"quest\"" in str(err.value)
+    assert 'a JSON object with a \'method\' key, e.g. {"method": "quest"' in str(err.value)
 
 
 def test_a_model_folder_without_tokenizer_names_the_folder_and_the_files(tmp_path):
@@ -273,10 +282,13 @@ def test_a_run_not_in_the_config_lists_the_nearest_it_knows(write, capsys):
     with pytest.raises(SystemExit):
         cli.main(["predict", "--config", str(path), asked])
     message = short(capsys.readouterr().err)
-    assert message.startswith(f"sparse-frontier predict: no experiment in the config asks for the run {asked}; "
-                              "the nearest it asks for:\n")
+    assert message.startswith(
+        f"sparse-frontier predict: no experiment in the config asks for the run {asked}; the nearest it asks for:\n"
+    )
     nearest = message.splitlines()[1:3]
     assert nearest == [f"  {known}", "    (length 512, not 1024; method_args sparsity~0.5, not sparsity~0.6)"]
     dataset = paths.parse_path(paths.PREDICTIONS, asked)
-    with pytest.raises(ConfigError, match=r"asks for the dataset .*length~1024.*\n  .*length~512.*\n    \(length 512, not 1024\)"):
+    with pytest.raises(
+        ConfigError, match=r"asks for the dataset .*length~1024.*\n  .*length~512.*\n    \(length 512, not 1024\)"
+    ):
         index.dataset_run(dataset)

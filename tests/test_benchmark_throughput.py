@@ -12,8 +12,16 @@ import pytest
 from sparse_frontier.planning.throughput_table import read_table
 
 REPO = Path(__file__).resolve().parent.parent
-TINY_ARCH = {"layers": 2, "hidden": 128, "heads": 2, "kv_heads": 1, "head_dim": 64, "mlp": 256, "vocabulary": 512,
-             "params": 2.0e5}  # fmt: skip
+TINY_ARCH = {
+    "layers": 2,
+    "hidden": 128,
+    "heads": 2,
+    "kv_heads": 1,
+    "head_dim": 64,
+    "mlp": 256,
+    "vocabulary": 512,
+    "params": 2.0e5,
+}
 
 
 def bench(*args, timeout=600):
@@ -31,10 +39,19 @@ def test_cpu_throughput_rows_resume_and_time_budget(tmp_path, tiny_model):
     assert "engine started" in log
     rows = read_table(out, {"tiny": {"architecture": TINY_ARCH}})
     assert [(r["length"], r["method"], r["sparsity"]) for r in rows] == [
-        (256, "dense", 0.0), (256, "quest", 0.9), (512, "dense", 0.0), (512, "quest", 0.9)]  # fmt: skip
+        (256, "dense", 0.0),
+        (256, "quest", 0.9),
+        (512, "dense", 0.0),
+        (512, "quest", 0.9),
+    ]
     for r in rows:
         assert r["model"] == "tiny" and r["handler"] == "on" and r["cuda_graphs"] == "none"
-        assert r["output_tokens"] == 4 and r["concurrency"] == 2 and r["samples"] == 2 and r["prompt_tokens"] == r["length"]
+        assert (
+            r["output_tokens"] == 4
+            and r["concurrency"] == 2
+            and r["samples"] == 2
+            and r["prompt_tokens"] == r["length"]
+        )
         assert r["samples_per_hour"] == pytest.approx(2 / r["wall_s"] * 3600, rel=0.01)
         assert r["card"].startswith("cpu") and r["torch"] and r["vllm"] and r["engine_start_s"] > 0
         assert r["source"] == "benchmarks/throughput.py"  # real (random) weights: not the dummy loader
@@ -43,12 +60,24 @@ def test_cpu_throughput_rows_resume_and_time_budget(tmp_path, tiny_model):
     assert all(r["measured_sparsity"] == 0 for r in rows if r["method"] == "dense")
 
     # time budget spent: nothing new is measured, no engine starts, exit 0
-    log = bench("--model", f"tiny={tiny_model}", "--methods", "dense", "quest=0.9", "snapkv=0.9", "--time-budget", 0, *common)
+    log = bench(
+        "--model", f"tiny={tiny_model}", "--methods", "dense", "quest=0.9", "snapkv=0.9", "--time-budget", 0, *common
+    )
     assert "engine started" not in log and len(read_table(out)) == 4
 
     # two models: each in its own process; the one with nothing left starts no engine
-    log = bench("--model", f"tiny={tiny_model}", f"tiny2={tiny_model}", "--methods", "dense", "--time-budget", 500,
-                *common[:1], 256, *common[3:])  # fmt: skip
+    log = bench(
+        "--model",
+        f"tiny={tiny_model}",
+        f"tiny2={tiny_model}",
+        "--methods",
+        "dense",
+        "--time-budget",
+        500,
+        *common[:1],
+        256,
+        *common[3:],
+    )
     assert "tiny: 0 of 1 settings" in log and "tiny2: 1 of 1 settings" in log and log.count("engine started") == 1
     rows = read_table(out)
     assert len(rows) == 5 and rows[-1]["model"] == "tiny2" and rows[-1]["length"] == 256
@@ -60,8 +89,19 @@ def test_vertical_slash_is_measured_with_a_captured_calibration_table(tmp_path, 
     engine per length), the benchmark's engine reads it, so no call calibrates itself; a rerun for a
     new setting reuses the table."""
     out = tmp_path / "throughput.csv"
-    common = ["--lengths", 256, "--output-tokens", 2, "--concurrency", 2, "--out", out, "--workdir", tmp_path,
-              "--no-warmup"]  # fmt: skip
+    common = [
+        "--lengths",
+        256,
+        "--output-tokens",
+        2,
+        "--concurrency",
+        2,
+        "--out",
+        out,
+        "--workdir",
+        tmp_path,
+        "--no-warmup",
+    ]
     log = bench("--model", f"tiny={tiny_model}", "--methods", "vertical_slash=0.5", *common)
     assert "calibrating ['vertical_slash'] at [256]" in log and "calibrating on each call" not in log
     table = json.loads((tmp_path / "tiny-calibration.json").read_text())
@@ -73,8 +113,18 @@ def test_vertical_slash_is_measured_with_a_captured_calibration_table(tmp_path, 
 
 
 def test_bad_arguments_name_the_value(tmp_path):
-    cmd = [sys.executable, str(REPO / "benchmarks/throughput.py"), "--model", "qwen2.5-7b", "--lengths", "256",
-           "--methods", "questt=0.9", "--out", str(tmp_path / "t.csv")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks/throughput.py"),
+        "--model",
+        "qwen2.5-7b",
+        "--lengths",
+        "256",
+        "--methods",
+        "questt=0.9",
+        "--out",
+        str(tmp_path / "t.csv"),
+    ]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "questt" in result.stderr and "Traceback" not in result.stderr
 

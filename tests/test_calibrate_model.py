@@ -14,8 +14,8 @@ import sys
 
 import pytest
 import torch
-
 from helpers import write_tiny_config
+
 from sparse_frontier.attention.capture import CaptureEstimation
 from sparse_frontier.attention.vertical_slash import VerticalSlash, estimate_scores
 
@@ -39,16 +39,34 @@ def test_calibrate_on_the_tiny_model_through_vllm(tmp_path, tiny_model, monkeypa
     config = write_tiny_config(tmp_path, tiny_model)
     rng = random.Random(0)
     data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps({"id": i, "input_ids": [rng.randrange(10, 400) for _ in range(1000)]}) + "\n"
-                            for i in range(2)))
+    data.write_text(
+        "".join(
+            json.dumps({"id": i, "input_ids": [rng.randrange(10, 400) for _ in range(1000)]}) + "\n" for i in range(2)
+        )
+    )
     out = tmp_path / "calibration.json"
-    cmd = [sys.executable, "-m", "sparse_frontier.cli", "calibrate", "--config", str(config), "--model", "tiny-llama",
-           "--dataset", f"1024={data}", "--prompts", "2", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sparse_frontier.cli",
+        "calibrate",
+        "--config",
+        str(config),
+        "--model",
+        "tiny-llama",
+        "--dataset",
+        f"1024={data}",
+        "--prompts",
+        "2",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     entries = json.loads(out.read_text())["entries"]
     assert {(e["model"], e["method"], e["length"]) for e in entries} == {
-        ("tiny-llama", "vertical_slash", 1024), ("tiny-llama", "flexprefill", 1024)}
+        ("tiny-llama", "vertical_slash", 1024),
+        ("tiny-llama", "flexprefill", 1024),
+    }
     vs = next(e for e in entries if e["method"] == "vertical_slash")
     assert vs["source"].startswith("captured: 2 prompts x 2 layer(s)")  # the tiny model has 2 layers
     sizes = [p["params"]["vertical_size"] for p in sorted(vs["points"], key=lambda p: p["sparsity"])]
@@ -87,26 +105,36 @@ def test_calibration_fits_every_approximation_size_the_grid_uses(tmp_path, monke
     import yaml
 
     from sparse_frontier import calibrate
-    from sparse_frontier.attention import calibration, get_method_class
+    from sparse_frontier.attention import get_method_class
     from sparse_frontier.config import expand_runs, load_config
 
     path = write_tiny_config(tmp_path, tmp_path / "no-model", lengths=(1024,))
     config = yaml.safe_load(path.read_text())
     config["tasks"]["niah"]["method_defaults"] = {"vertical_slash": {"approximation_size": 512}}
     config["tasks"]["vt"] = {"task": "ruler_vt"}
-    config["methods"].update({
-        "vs_90": {"method": "vertical_slash", "params": {"sparsity": 0.9}},
-        "fp_90": {"method": "flexprefill", "params": {"sparsity": 0.9}},
-        "vs_quest": {"method": "vertical_slash+quest", "params": {"prefill_sparsity": 0.8, "decode_sparsity": 0.9}},
-        "vs_sized": {"method": "vertical_slash", "params": {"vertical_size": 64, "slash_size": 64}},  # looks nothing up
-    })  # fmt: skip
-    config["experiments"]["tiny"].update(tasks=["niah", "vt"], methods=["dense", "vs_90", "fp_90", "vs_quest", "vs_sized"])
+    config["methods"].update(
+        {
+            "vs_90": {"method": "vertical_slash", "params": {"sparsity": 0.9}},
+            "fp_90": {"method": "flexprefill", "params": {"sparsity": 0.9}},
+            "vs_quest": {"method": "vertical_slash+quest", "params": {"prefill_sparsity": 0.8, "decode_sparsity": 0.9}},
+            "vs_sized": {
+                "method": "vertical_slash",
+                "params": {"vertical_size": 64, "slash_size": 64},
+            },  # looks nothing up
+        }
+    )
+    config["experiments"]["tiny"].update(
+        tasks=["niah", "vt"], methods=["dense", "vs_90", "fp_90", "vs_quest", "vs_sized"]
+    )
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     runs = expand_runs(load_config(path))
 
     settings = calibrate.calibration_settings(runs)["tiny-llama"]
     assert sorted((s["method"], s["fixed"]["approximation_size"], tuple(s["lengths"])) for s in settings) == [
-        ("flexprefill", 512, (1024,)), ("vertical_slash", 256, (1024,)), ("vertical_slash", 512, (1024,))]  # fmt: skip
+        ("flexprefill", 512, (1024,)),
+        ("vertical_slash", 256, (1024,)),
+        ("vertical_slash", 512, (1024,)),
+    ]
 
     captures = []
 
@@ -120,11 +148,22 @@ def test_calibration_fits_every_approximation_size_the_grid_uses(tmp_path, monke
     monkeypatch.setattr(calibrate, "_run_capture", run_capture)
     rng = random.Random(0)
     data = tmp_path / "data.jsonl"
-    data.write_text("".join(json.dumps({"id": i, "input_ids": [rng.randrange(10, 400) for _ in range(1000)]}) + "\n"
-                            for i in range(2)))  # fmt: skip
+    data.write_text(
+        "".join(
+            json.dumps({"id": i, "input_ids": [rng.randrange(10, 400) for _ in range(1000)]}) + "\n" for i in range(2)
+        )
+    )
     out, work = tmp_path / "calibration.json", tmp_path / "work"
-    entries = calibrate.calibrate_model("unused", "tiny-llama", {1024: str(data)}, str(out), {}, prompts_per_length=2,
-                                        settings=settings, work_dir=str(work))  # fmt: skip
+    entries = calibrate.calibrate_model(
+        "unused",
+        "tiny-llama",
+        {1024: str(data)},
+        str(out),
+        {},
+        prompts_per_length=2,
+        settings=settings,
+        work_dir=str(work),
+    )
     assert captures == [[256, 512]]  # one capture per size, 512 shared by FlexPrefill and Vertical-Slash
     vs = {e["fixed"]["approximation_size"]: e for e in entries if e["method"] == "vertical_slash"}
     assert sorted(vs) == [256, 512] and {e["method"] for e in entries} == {"vertical_slash", "flexprefill"}
@@ -143,22 +182,49 @@ def test_calibration_fits_every_approximation_size_the_grid_uses(tmp_path, monke
         # from the table: no scores are passed, so calibrating on the call would fail
         assert part.sizes(1000) == (point["params"]["vertical_size"],) * 2, run.key
         checked[run.key.task, run.key.method] = part.approximation_size
-    assert checked == {("ruler_niah", "vertical_slash"): 512, ("ruler_niah", "vertical_slash+quest"): 512,
-                       ("ruler_vt", "vertical_slash"): 256, ("ruler_vt", "vertical_slash+quest"): 256}  # fmt: skip
+    assert checked == {
+        ("ruler_niah", "vertical_slash"): 512,
+        ("ruler_niah", "vertical_slash+quest"): 512,
+        ("ruler_vt", "vertical_slash"): 256,
+        ("ruler_vt", "vertical_slash+quest"): 256,
+    }
 
     # the methods' defaults alone (the calibration before) leave the 512 runs without an entry
-    alone = calibrate.calibrate_model("unused", "tiny-llama", {1024: str(data)}, str(tmp_path / "defaults.json"), {},
-                                      prompts_per_length=2, work_dir=str(work))  # fmt: skip
+    alone = calibrate.calibrate_model(
+        "unused",
+        "tiny-llama",
+        {1024: str(data)},
+        str(tmp_path / "defaults.json"),
+        {},
+        prompts_per_length=2,
+        work_dir=str(work),
+    )
     assert sorted(e["fixed"]["approximation_size"] for e in alone if e["method"] == "vertical_slash") == [256]
     # the defaults are always fitted; a setting's lengths limit it to those lengths
     only = [{"method": "vertical_slash", "fixed": {"approximation_size": 512}, "lengths": [2048]}]
-    few = calibrate.calibrate_model("unused", "tiny-llama", {1024: str(data)}, str(tmp_path / "few.json"), {},
-                                    methods=["vertical_slash"], settings=only, prompts_per_length=2, work_dir=str(work))  # fmt: skip
+    few = calibrate.calibrate_model(
+        "unused",
+        "tiny-llama",
+        {1024: str(data)},
+        str(tmp_path / "few.json"),
+        {},
+        methods=["vertical_slash"],
+        settings=only,
+        prompts_per_length=2,
+        work_dir=str(work),
+    )
     assert [(e["method"], e["fixed"]["approximation_size"]) for e in few] == [("vertical_slash", 256)]
     # a rerun in the same work folder captures only the sizes not captured yet
-    calibrate.calibrate_model("unused", "tiny-llama", {1024: str(data)}, str(tmp_path / "more.json"), {},
-                              prompts_per_length=2, work_dir=str(work),
-                              settings=settings + [{"method": "vertical_slash", "fixed": {"approximation_size": 128}}])  # fmt: skip
+    calibrate.calibrate_model(
+        "unused",
+        "tiny-llama",
+        {1024: str(data)},
+        str(tmp_path / "more.json"),
+        {},
+        prompts_per_length=2,
+        work_dir=str(work),
+        settings=settings + [{"method": "vertical_slash", "fixed": {"approximation_size": 128}}],
+    )
     assert captures == [[256, 512], [128]]
     with pytest.raises(ValueError, match=r"cannot calibrate \['quest'\]"):
         calibrate.calibrate_model("unused", "m", {}, str(out), {}, settings=[{"method": "quest", "fixed": {}}])

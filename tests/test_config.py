@@ -39,8 +39,16 @@ def test_shipped_configs_validate_and_expand():
     assert {r.key.length for r in runs} == {1024} and len(runs) == 2 * 14
     # the demo runs dense, every sparse method at three levels and a prefill + decode combination
     methods = {r.key.method for r in runs}
-    assert methods == {"dense", "vertical_slash", "flexprefill", "block_sparse", "quest", "snapkv", "ada_snapkv",
-                       "vertical_slash+quest"}
+    assert methods == {
+        "dense",
+        "vertical_slash",
+        "flexprefill",
+        "block_sparse",
+        "quest",
+        "snapkv",
+        "ada_snapkv",
+        "vertical_slash+quest",
+    }
     assert all(r.gpus == 0 for r in runs)  # CPU demo asks for no GPU
     assert {r.gpus for r in paper_runs} == {1, 2, 4}  # tensor-parallel sizes
 
@@ -53,7 +61,10 @@ def test_defaults_are_filled(demo):
 def test_unknown_keys_are_rejected(demo):
     bad = copy.deepcopy(demo)
     bad["engine"]["dtpye"] = "float32"
-    with pytest.raises(ConfigError, match=r"engine: unknown key 'dtpye' \(did you mean 'dtype'\?\)\n  allowed keys there: device, dtype"):
+    with pytest.raises(
+        ConfigError,
+        match=r"engine: unknown key 'dtpye' \(did you mean 'dtype'\?\)\n  allowed keys there: device, dtype",
+    ):
         validate_config(bad)
     bad = copy.deepcopy(demo)
     bad["experiments"]["demo"]["lenghts"] = [1024]
@@ -101,7 +112,9 @@ def test_unknown_names_in_experiments_name_the_valid_ones(demo):
 def test_unknown_task_and_method_parameters_are_rejected(demo):
     bad = copy.deepcopy(demo)
     bad["tasks"]["niah"]["params"] = {"num_querys": 4}
-    with pytest.raises(ValueError, match=r"num_querys.*valid parameters: answer_prefill, num_queries, code_parts, code_part_length"):
+    with pytest.raises(
+        ValueError, match=r"num_querys.*valid parameters: answer_prefill, num_queries, code_parts, code_part_length"
+    ):
         expand_runs(bad)
     bad["tasks"]["niah"]["params"] = {"num_queries": 0}
     with pytest.raises(ValueError, match=r"num_queries=0 is invalid; it must be an integer in \[1, 64\]"):
@@ -151,11 +164,14 @@ def _methods_config(demo, methods, task_defaults=None):
 
 
 def test_list_valued_method_parameters_expand_into_one_setting_per_value(demo):
-    config = _methods_config(demo, {
-        "dense": {"method": "dense"},
-        "quest": {"method": "quest", "params": {"page_size": [16, 32], "sparsity": [0.5, 0.9]}},
-        "snap": {"method": "snapkv", "params": {"sparsity": [0.8], "kernel_size": 7}},
-    })
+    config = _methods_config(
+        demo,
+        {
+            "dense": {"method": "dense"},
+            "quest": {"method": "quest", "params": {"page_size": [16, 32], "sparsity": [0.5, 0.9]}},
+            "snap": {"method": "snapkv", "params": {"sparsity": [0.8], "kernel_size": 7}},
+        },
+    )
     validate_config(config)
     runs = [r for r in expand_runs(config) if r.key.task == "ruler_niah"]
     quest = [(r.method_params["page_size"], r.method_params["sparsity"]) for r in runs if r.key.method == "quest"]
@@ -187,12 +203,19 @@ def test_bad_parameter_lists_are_rejected_with_the_entry_and_parameter(demo):
     # task parameters and method_defaults cannot take several values
     task_list = copy.deepcopy(demo)
     task_list["tasks"]["niah"]["params"]["num_queries"] = [1, 2]
-    with pytest.raises(ValueError, match=r"tasks entry 'niah': parameter 'num_queries' is a list .*cannot take several"):
+    with pytest.raises(
+        ValueError, match=r"tasks entry 'niah': parameter 'num_queries' is a list .*cannot take several"
+    ):
         expand_runs(task_list)
     with pytest.raises(ConfigError):
         validate_config(task_list)
-    defaults_list = _methods_config(demo, {"dense": {"method": "dense"}}, {"vertical_slash": {"approximation_size": [256, 512]}})
-    with pytest.raises(ValueError, match=r"tasks entry 'niah': method_defaults.vertical_slash: parameter 'approximation_size' is a list"):
+    defaults_list = _methods_config(
+        demo, {"dense": {"method": "dense"}}, {"vertical_slash": {"approximation_size": [256, 512]}}
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"tasks entry 'niah': method_defaults.vertical_slash: parameter 'approximation_size' is a list",
+    ):
         expand_runs(defaults_list)
 
 
@@ -230,15 +253,23 @@ def test_task_method_defaults_fill_only_what_the_method_entry_leaves_unset(demo)
 def test_bad_task_method_defaults_name_the_task_entry_and_the_valid_choices(demo):
     config = _methods_config(demo, {"dense": {"method": "dense"}}, {"vertical_slahs": {"approximation_size": 512}})
     validate_config(config)
-    with pytest.raises(ValueError, match=r"tasks entry 'niah': method_defaults names unknown method 'vertical_slahs'; "
-                                         r"valid: .*quest.*vertical_slash"):
+    with pytest.raises(
+        ValueError,
+        match=r"tasks entry 'niah': method_defaults names unknown method 'vertical_slahs'; "
+        r"valid: .*quest.*vertical_slash",
+    ):
         expand_runs(config)
     config["tasks"]["niah"]["method_defaults"] = {"vertical_slash": {"approximation_sise": 512}}
-    with pytest.raises(ValueError, match=r"tasks entry 'niah': method_defaults.vertical_slash: .*unknown parameter\(s\) "
-                                         r"approximation_sise; valid parameters: .*approximation_size"):
+    with pytest.raises(
+        ValueError,
+        match=r"tasks entry 'niah': method_defaults.vertical_slash: .*unknown parameter\(s\) "
+        r"approximation_sise; valid parameters: .*approximation_size",
+    ):
         expand_runs(config)
     config["tasks"]["niah"]["method_defaults"] = {"vertical_slash": {"approximation_size": 0}}
-    with pytest.raises(ValueError, match=r"tasks entry 'niah': method_defaults.vertical_slash: .*approximation_size=0 is invalid"):
+    with pytest.raises(
+        ValueError, match=r"tasks entry 'niah': method_defaults.vertical_slash: .*approximation_size=0 is invalid"
+    ):
         expand_runs(config)
     config["tasks"]["niah"]["method_defaults"] = {"vertical_slash": {"approximation_size": 512}, "oops": 3}
     with pytest.raises(ConfigError):

@@ -34,7 +34,11 @@ NO_DEFAULT_LINE = {"min_budget"}
 def ablation_runs(config, runs, name):
     """(experiment, parameter, the experiment's runs)."""
     spec = config["figures"]["ablations"][name]
-    return config["experiments"][spec["experiment"]], spec["parameter"], [r for r in runs if spec["experiment"] in r.experiments]
+    return (
+        config["experiments"][spec["experiment"]],
+        spec["parameter"],
+        [r for r in runs if spec["experiment"] in r.experiments],
+    )
 
 
 def test_every_paper_ablation_is_declared_with_its_values(paper, runs):
@@ -62,8 +66,15 @@ def test_every_paper_ablation_is_declared_with_its_values(paper, runs):
             rest = {tuple(sorted((k, v) for k, v in p.items() if k not in (param, "sparsity"))) for p in sparse}
             assert len(rest) == 1, f"{name}: settings differ in more than {param}: {rest}"
             # the default-value line is the main grid's runs (shared files, not run twice)
-            grid = [r for r in runs if "qwen" in r.experiments and r.key.model == "qwen2.5-7b" and r.key.length == 16384
-                    and r.key.task == task and r.key.method == method]
+            grid = [
+                r
+                for r in runs
+                if "qwen" in r.experiments
+                and r.key.model == "qwen2.5-7b"
+                and r.key.length == 16384
+                and r.key.task == task
+                and r.key.method == method
+            ]
             grid_values = {r.method_params[param] for r in grid}
             assert len(grid_values) == 1, (name, task, grid_values)
             default = grid_values.pop()
@@ -85,8 +96,11 @@ def test_vertical_slash_window_lines_keep_their_values_on_the_tasks_with_a_512_d
 def settings_at(config, runs, name, sparsity=0.9, task="ruler_vt"):
     """(parameter, [(method, params)] of the ablation's sparse settings at one sparsity on one task)."""
     _, param, mine = ablation_runs(config, runs, name)
-    chosen = [(r.key.method, dict(r.method_params)) for r in mine
-              if r.key.task == task and r.key.method != "dense" and r.method_params["sparsity"] == sparsity]
+    chosen = [
+        (r.key.method, dict(r.method_params))
+        for r in mine
+        if r.key.task == task and r.key.method != "dense" and r.method_params["sparsity"] == sparsity
+    ]
     return param, chosen
 
 

@@ -41,13 +41,18 @@ def test_block_sparse_densest_levels_give_the_papers_top_blocks(runs):
 def test_flexprefill_calibration_covers_its_levels(runs):
     """Every FlexPrefill / Vertical-Slash target of the grid is a calibrated level (within the 4-digit
     rounding of the config), so lookups never fall outside the table and calibrate on each call."""
-    for method, fitted in (("flexprefill", levels.CALIBRATION_SPARSITIES), ("vertical_slash", levels.CALIBRATION_SPARSITIES)):
+    for method, fitted in (
+        ("flexprefill", levels.CALIBRATION_SPARSITIES),
+        ("vertical_slash", levels.CALIBRATION_SPARSITIES),
+    ):
         for s in {r.method_params["sparsity"] for r in runs if r.key.method == method}:
             assert min(abs(s - f) for f in fitted) < 1e-4, (method, s, fitted)
     assert set(levels.FLEXPREFILL_SPARSITIES) <= set(levels.CALIBRATION_SPARSITIES)
     assert set(levels.PAPER_SPARSITIES) <= set(levels.CALIBRATION_SPARSITIES)
     # one definition: a model's calibration and the synthetic table fit these levels
-    assert inspect.signature(calibrate.calibrate_model).parameters["sparsities"].default is levels.CALIBRATION_SPARSITIES
+    assert (
+        inspect.signature(calibrate.calibrate_model).parameters["sparsities"].default is levels.CALIBRATION_SPARSITIES
+    )
     assert synthetic.FLEXPREFILL_SPARSITIES is levels.FLEXPREFILL_SPARSITIES
     for s in main_levels(runs, "flexprefill"):
         assert min(abs(s - f) for f in levels.FLEXPREFILL_SPARSITIES) < 1e-4, s
@@ -59,13 +64,30 @@ def test_lookup_between_and_outside_calibrated_points(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARSE_FRONTIER_CALIBRATION", str(tmp_path / "table.json"))
     fixed = FlexPrefill().calibration_key()
     old_levels = levels.PAPER_SPARSITIES[:7]  # the list before: 0.95 ... 0.6
-    points = [{"sparsity": s, "measured": s, "params": {"alpha": round(1 - s, 4), "min_budget": 512}}
-              for s in levels.CALIBRATION_SPARSITIES]
-    calibration.write_entries([
-        {"model": "old", "method": "flexprefill", "length": 16384, "fixed": fixed, "source": "test",
-         "points": [p for p in points if any(abs(p["sparsity"] - s) < 1e-12 for s in old_levels)]},
-        {"model": "new", "method": "flexprefill", "length": 16384, "fixed": fixed, "source": "test", "points": points},
-    ])
+    points = [
+        {"sparsity": s, "measured": s, "params": {"alpha": round(1 - s, 4), "min_budget": 512}}
+        for s in levels.CALIBRATION_SPARSITIES
+    ]
+    calibration.write_entries(
+        [
+            {
+                "model": "old",
+                "method": "flexprefill",
+                "length": 16384,
+                "fixed": fixed,
+                "source": "test",
+                "points": [p for p in points if any(abs(p["sparsity"] - s) < 1e-12 for s in old_levels)],
+            },
+            {
+                "model": "new",
+                "method": "flexprefill",
+                "length": 16384,
+                "fixed": fixed,
+                "source": "test",
+                "points": points,
+            },
+        ]
+    )
     assert calibration.lookup("old", "flexprefill", 16000, 0.5, fixed) is None  # below the old table
     assert calibration.lookup("new", "flexprefill", 16000, 0.5, fixed) == {"alpha": 0.5, "min_budget": 512}
     third = calibration.lookup("new", "flexprefill", 16000, 0.6667, fixed)  # next to its own point

@@ -2,7 +2,6 @@
 file and line, damaged journals repaired without losing valid rows, one writer per journal,
 predictions checked against their dataset, failures in the rule log."""
 
-import json
 import os
 import subprocess
 import sys
@@ -36,11 +35,14 @@ def with_umask(mask, write):
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
 def test_written_files_get_the_users_umask(tmp_path, mask, mode):
     paths = [tmp_path / "a.txt", tmp_path / "b.json", tmp_path / "c.jsonl"]
-    with_umask(mask, lambda: (
-        write_text_atomic(paths[0], "x"),
-        write_json_atomic(paths[1], {"a": 1}),
-        write_jsonl_atomic(paths[2], [{"id": 0}]),
-    ))
+    with_umask(
+        mask,
+        lambda: (
+            write_text_atomic(paths[0], "x"),
+            write_json_atomic(paths[1], {"a": 1}),
+            write_jsonl_atomic(paths[2], [{"id": 0}]),
+        ),
+    )
     assert [oct(p.stat().st_mode & 0o777) for p in paths] == [oct(mode)] * 3
 
 
@@ -49,12 +51,26 @@ def test_scores_and_summary_are_readable_by_the_group(tmp_path, monkeypatch):
     dataset = tmp_path / "dataset.jsonl"
     write_jsonl_atomic(dataset, [{"id": 0, "prompt_tokens": 5, "gold": ["1234"]}])
     predictions = tmp_path / "predictions.jsonl"
-    write_jsonl_atomic(predictions, [{"id": 0, "prediction": "<answer>1234</answer>", "output_tokens": 3,
-                                      "prompt_tokens": 5, "sparsity": 0.0, "dataset_digest": file_digest(dataset)}])
+    write_jsonl_atomic(
+        predictions,
+        [
+            {
+                "id": 0,
+                "prediction": "<answer>1234</answer>",
+                "output_tokens": 3,
+                "prompt_tokens": 5,
+                "sparsity": 0.0,
+                "dataset_digest": file_digest(dataset),
+            }
+        ],
+    )
     run = {"key": {"task": "ruler_niah"}, "task_params": {}, "experiments": ["x"]}
     with_umask(0o022, lambda: score_run(run, str(dataset), str(predictions), "s/scores.jsonl", "s/summary.json"))
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in Path("s").iterdir()} == {
-        "scores.jsonl": "0o644", "summary.json": "0o644", "summary.provenance.json": "0o644"}
+        "scores.jsonl": "0o644",
+        "summary.json": "0o644",
+        "summary.provenance.json": "0o644",
+    }
 
 
 def test_a_dataset_cut_mid_line_is_named_with_its_line(tmp_path):
@@ -170,7 +186,9 @@ def test_predictions_of_another_dataset_are_refused_naming_both_files(tmp_path):
     dataset, rows = dataset_and_predictions(tmp_path)
     check_predictions(read_jsonl(dataset), rows, str(dataset), "p.jsonl")  # a match passes
     foreign = [dict(r, dataset_digest="0123456789abcdef") for r in rows]
-    with pytest.raises(ValueError, match=rf"p\.jsonl was predicted for another dataset \(digest 0123456789abcdef\) than {dataset}"):
+    with pytest.raises(
+        ValueError, match=rf"p\.jsonl was predicted for another dataset \(digest 0123456789abcdef\) than {dataset}"
+    ):
         check_predictions(read_jsonl(dataset), foreign, str(dataset), "p.jsonl")
 
 
@@ -184,11 +202,14 @@ def test_predictions_without_digest_are_still_checked_by_prompt(tmp_path):
         check_predictions(read_jsonl(dataset), old, str(dataset), "p.jsonl")
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda rows: rows + [dict(rows[0], id=7)], r"ids not in the dataset: \[7\]"),
-    (lambda rows: rows + [rows[0]], r"ids given more than once: \[0\]"),
-    (lambda rows: rows[:2], r"dataset ids without a prediction: \[2\]"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda rows: rows + [dict(rows[0], id=7)], r"ids not in the dataset: \[7\]"),
+        (lambda rows: rows + [rows[0]], r"ids given more than once: \[0\]"),
+        (lambda rows: rows[:2], r"dataset ids without a prediction: \[2\]"),
+    ],
+)
 def test_stray_repeated_and_missing_ids_are_refused(tmp_path, change, message):
     dataset, rows = dataset_and_predictions(tmp_path)
     with pytest.raises(ValueError, match=rf"p\.jsonl does not match {dataset}: {message}"):

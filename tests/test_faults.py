@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import write_tiny_config
 from test_workflow import BIN, REPO, snakemake
 
@@ -34,14 +33,23 @@ def test_orphan_writer_of_a_killed_snakemake(tmp_path):
     for name in ("killed", "uninterrupted"):
         directories[name] = tmp_path / name
         directories[name].mkdir()
-        config = write_tiny_config(directories[name], model, lengths=[512], samples=SAMPLES,
-                                   max_output_tokens=48, batch_size=1)
+        config = write_tiny_config(
+            directories[name], model, lengths=[512], samples=SAMPLES, max_output_tokens=48, batch_size=1
+        )
     (run,) = expand_runs(load_config(config))
     where = lambda name: ("--directory", str(directories[name]), "--configfile", str(directories[name] / "tiny.yaml"))  # noqa: E731
 
     snakemake(run.key.dataset, "--cores", "1", *where("killed"))
     journal = directories["killed"] / (run.key.predictions + ".partial")
-    cmd = [str(BIN / "snakemake"), "--snakefile", str(REPO / "Snakefile"), run.key.summary, "--cores", "1", *where("killed")]
+    cmd = [
+        str(BIN / "snakemake"),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        run.key.summary,
+        "--cores",
+        "1",
+        *where("killed"),
+    ]
     with open(tmp_path / "driver.log", "w") as out:  # a file, not a pipe: the orphan keeps writing to it
         driver = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.time() + 300

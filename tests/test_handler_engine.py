@@ -38,11 +38,19 @@ def prompts(vocab: int):
 
 
 def probe(model, mode, specs, batch, max_tokens=MAX_TOKENS):
-    cmd = [sys.executable, str(HERE / "engine_probe.py"), str(model), mode, json.dumps(specs), json.dumps(batch), str(max_tokens)]
+    cmd = [
+        sys.executable,
+        str(HERE / "engine_probe.py"),
+        str(model),
+        mode,
+        json.dumps(specs),
+        json.dumps(batch),
+        str(max_tokens),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     lines = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
     assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-5000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +165,8 @@ def smollm2_model(tmp_path_factory):
     mask = os.umask(0)
     os.umask(mask)
     assert {f.name: oct(f.stat().st_mode & 0o777) for f in out.iterdir()} == {
-        f.name: oct(0o666 & ~mask) for f in out.iterdir()}
+        f.name: oct(0o666 & ~mask) for f in out.iterdir()
+    }
     return out
 
 
@@ -179,8 +188,9 @@ def test_dense_token_identity_on_the_embedded_model(smollm2_model):
 # -- Gemma 3: sliding-window layers stay dense, methods apply to the global layers only -------------
 GEMMA_LAYERS, GEMMA_GLOBAL_EVERY, GEMMA_WINDOW = 6, 3, 64
 GEMMA_LENGTHS = (300, 150)  # longer than the window, so windowed and global layers differ
-GEMMA_SPECS = {k: SPECS[k] for k in ("dense", "torch_dense", "keep_all", "local_window", "keep_recent",
-                                     "quest", "quest_full_read")}
+GEMMA_SPECS = {
+    k: SPECS[k] for k in ("dense", "torch_dense", "keep_all", "local_window", "keep_recent", "quest", "quest_full_read")
+}
 GEMMA_SPECS["record"] = {"method": "test_record_layers", "params": {}}
 
 
@@ -226,4 +236,7 @@ def test_gemma3_methods_apply_to_the_global_layers_only(gemma_runs):
         assert stats["kv_sparsity"] == pytest.approx(1 - 20 / n)
     assert runs["quest"]["batch"] == runs["quest_full_read"]["batch"]
     for paged, full in zip(runs["quest"]["stats"], runs["quest_full_read"]["stats"]):
-        assert paged["decode_sparsity"] == pytest.approx(full["decode_sparsity"], abs=1e-6) and paged["decode_sparsity"] > 0.5
+        assert (
+            paged["decode_sparsity"] == pytest.approx(full["decode_sparsity"], abs=1e-6)
+            and paged["decode_sparsity"] > 0.5
+        )

@@ -22,8 +22,17 @@ BIN = Path(sys.executable).parent
 
 @pytest.mark.slow  # a dry run of the paper grid, ~60 s
 def test_full_grid_dry_run_lists_every_job_with_its_resources(tmp_path):
-    cmd = [str(BIN / "snakemake"), "-n", "all_figures", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml")]  # fmt: skip
+    cmd = [
+        str(BIN / "snakemake"),
+        "-n",
+        "all_figures",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+    ]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-5000:]
@@ -37,7 +46,9 @@ def test_full_grid_dry_run_lists_every_job_with_its_resources(tmp_path):
     seen = Counter()
     for block in out.split("rule predict:")[1:]:
         output = re.search(r"^\s+output: (\S+)", block, re.M).group(1)
-        resources = dict(kv.split("=", 1) for kv in re.search(r"^\s+resources: (.+)$", block, re.M).group(1).split(", "))
+        resources = dict(
+            kv.split("=", 1) for kv in re.search(r"^\s+resources: (.+)$", block, re.M).group(1).split(", ")
+        )
         run = index.run(paths.parse_path(paths.PREDICTIONS, output))
         expected = predict_resources(run.as_dict(), attempt=1)
         assert int(resources["gpu"]) == run.model["tensor_parallel_size"]
@@ -56,8 +67,14 @@ def _sbatch_line(resources: dict) -> str:
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
     job = SimpleNamespace(resources=_Resources(resources), threads=1, name="predict")
-    params = dict(run_uuid="ID", slurm_logfile="LOG", comment_str="rule_predict", account=" -A ACCOUNT",
-                  partition=" -p gpu", workdir="/work")  # fmt: skip
+    params = dict(
+        run_uuid="ID",
+        slurm_logfile="LOG",
+        comment_str="rule_predict",
+        account=" -A ACCOUNT",
+        partition=" -p gpu",
+        workdir="/work",
+    )
     return get_submit_command(job, params) + set_gres_string(job)
 
 

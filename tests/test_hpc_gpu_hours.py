@@ -30,10 +30,25 @@ from sparse_frontier.planning.throughput_table import CALIBRATED_SOURCE, COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-QWEN7B = {"layers": 28, "hidden": 3584, "heads": 28, "kv_heads": 4, "head_dim": 128, "mlp": 18944,
-          "vocabulary": 152064, "params": 7.61e9}  # fmt: skip
-ENGINE = {"device": "cuda", "dtype": "bfloat16", "batch_size": 8, "cuda_graphs": "piecewise",
-          "gpu_memory_utilization": 0.9, "cpu_kvcache_space_gib": 1, "cpu_threads": 1}  # fmt: skip
+QWEN7B = {
+    "layers": 28,
+    "hidden": 3584,
+    "heads": 28,
+    "kv_heads": 4,
+    "head_dim": 128,
+    "mlp": 18944,
+    "vocabulary": 152064,
+    "params": 7.61e9,
+}
+ENGINE = {
+    "device": "cuda",
+    "dtype": "bfloat16",
+    "batch_size": 8,
+    "cuda_graphs": "piecewise",
+    "gpu_memory_utilization": 0.9,
+    "cpu_kvcache_space_gib": 1,
+    "cpu_threads": 1,
+}
 
 
 def small_config(methods=("dense", "quest_90"), lengths=(16384,), methods_per_job=None):
@@ -44,17 +59,41 @@ def small_config(methods=("dense", "quest_90"), lengths=(16384,), methods_per_jo
         "engine": engine,
         "models": {"qwen2.5-7b": {"source": "x", "tensor_parallel_size": 1, "architecture": QWEN7B}},
         "tasks": {"niah": {"task": "ruler_niah"}, "vt": {"task": "ruler_vt"}},
-        "methods": {"dense": {"method": "dense"}, "quest_90": {"method": "quest", "params": {"sparsity": 0.9}},
-                    "snapkv_90": {"method": "snapkv", "params": {"sparsity": 0.9}}},
-        "experiments": {"e": {"models": ["qwen2.5-7b"], "tasks": ["niah", "vt"], "methods": list(methods),
-                              "lengths": list(lengths), "samples": 10, "seeds": [43], "max_output_tokens": 256}},
-    }  # fmt: skip
+        "methods": {
+            "dense": {"method": "dense"},
+            "quest_90": {"method": "quest", "params": {"sparsity": 0.9}},
+            "snapkv_90": {"method": "snapkv", "params": {"sparsity": 0.9}},
+        },
+        "experiments": {
+            "e": {
+                "models": ["qwen2.5-7b"],
+                "tasks": ["niah", "vt"],
+                "methods": list(methods),
+                "lengths": list(lengths),
+                "samples": 10,
+                "seeds": [43],
+                "max_output_tokens": 256,
+            }
+        },
+    }
 
 
 def row(**kw):
-    base = dict(model="qwen2.5-7b", tensor_parallel_size=1, cuda_graphs="piecewise", handler="on", length=16384,
-                method="dense", sparsity=0.0, output_tokens=256, concurrency=8, samples_per_hour=3600,
-                engine_start_s=100, card="TestCard", source="synthetic test row")  # fmt: skip
+    base = dict(
+        model="qwen2.5-7b",
+        tensor_parallel_size=1,
+        cuda_graphs="piecewise",
+        handler="on",
+        length=16384,
+        method="dense",
+        sparsity=0.0,
+        output_tokens=256,
+        concurrency=8,
+        samples_per_hour=3600,
+        engine_start_s=100,
+        card="TestCard",
+        source="synthetic test row",
+    )
     return {**base, **kw}
 
 
@@ -97,8 +136,7 @@ def test_grouped_dense_prefill_runs_pay_each_prompts_prefill_once(table):
     config = small_config(methods_per_job=2)
     groups, total = totals(config, table)
     model = dict(config["models"]["qwen2.5-7b"], name="qwen2.5-7b")
-    f = prefill_fraction(model, config["engine"], Setting("qwen2.5-7b", 1, "piecewise", 16384, "dense",
-                                                          0.0, 256, 8))  # fmt: skip
+    f = prefill_fraction(model, config["engine"], Setting("qwen2.5-7b", 1, "piecewise", 16384, "dense", 0.0, 256, 8))
     assert 0.05 < f < 0.95
     assert groups[("dense", 16384)]["gpu_hours_budget"] == pytest.approx(2 * (10 * 1.0 * (1 - f / 2) + 50) / 3600)
     assert groups[("quest", 16384)]["gpu_hours_budget"] == pytest.approx(2 * (10 * 0.5 * (1 - f / 2) + 50) / 3600)
@@ -110,10 +148,12 @@ def test_missing_settings_are_extrapolated_and_marked(table):
     groups, total = totals(config, table)
     assert groups[("dense", 16384)]["basis_budget"] == "measured"
     # 32k was not measured: the resource model's 32k / 16k ratio times the measured 16k time
-    own = modelled_seconds_per_sample(config["models"]["qwen2.5-7b"], ENGINE,
-                                      Setting("qwen2.5-7b", 1, "piecewise", 32768, "dense", 0.0, 256, 8))  # fmt: skip
-    ref = modelled_seconds_per_sample(config["models"]["qwen2.5-7b"], ENGINE,
-                                      Setting("qwen2.5-7b", 1, "piecewise", 16384, "dense", 0.0, 256, 8))  # fmt: skip
+    own = modelled_seconds_per_sample(
+        config["models"]["qwen2.5-7b"], ENGINE, Setting("qwen2.5-7b", 1, "piecewise", 32768, "dense", 0.0, 256, 8)
+    )
+    ref = modelled_seconds_per_sample(
+        config["models"]["qwen2.5-7b"], ENGINE, Setting("qwen2.5-7b", 1, "piecewise", 16384, "dense", 0.0, 256, 8)
+    )
     assert groups[("dense", 32768)]["basis_budget"] == "extrapolated"
     assert groups[("dense", 32768)]["gpu_hours_budget"] == pytest.approx(2 * (10 * own / ref + 100) / 3600)
     # SnapKV has no row of its own: dense speed, marked extrapolated
@@ -128,7 +168,9 @@ def test_sparse_methods_use_their_own_rows_at_other_lengths(table):
     dense, quest = groups[("dense", 32768)], groups[("quest", 32768)]
     # both extrapolated by the same model ratio; Quest keeps its measured 2x over dense
     assert quest["basis_budget"] == dense["basis_budget"] == "extrapolated"
-    assert (quest["gpu_hours_budget"] * 3600 / 2 - 100) == pytest.approx((dense["gpu_hours_budget"] * 3600 / 2 - 100) / 2)
+    assert (quest["gpu_hours_budget"] * 3600 / 2 - 100) == pytest.approx(
+        (dense["gpu_hours_budget"] * 3600 / 2 - 100) / 2
+    )
 
 
 def test_without_a_measured_start_the_resource_model_start_is_used(tmp_path):
@@ -191,10 +233,14 @@ def test_another_cards_rows_are_converted_by_the_resource_model(tmp_path):
     assert seconds == pytest.approx(ratio * modelled_seconds_per_sample(model, config["engine"], setting, H100))
     assert seconds > 0.5  # 32 at once: the decode reads more bytes per step than the H100's bandwidth moves as fast
     assert Estimator([h200_row], config["models"], config["engine"], H200).seconds_per_sample(setting)[:2] == (
-        0.5, "measured")  # fmt: skip
+        0.5,
+        "measured",
+    )
 
     path = tmp_path / "throughput.csv"
-    append_rows(path, [h200_row, row(card="NVIDIA H100 80GB HBM3", samples_per_hour=6000, concurrency=32, date="2026-11-30")])
+    append_rows(
+        path, [h200_row, row(card="NVIDIA H100 80GB HBM3", samples_per_hour=6000, concurrency=32, date="2026-11-30")]
+    )
     models = write_outputs(config, path, tmp_path / "h.csv", tmp_path / "h.md", card="H100", rows_card="H200")
     total = models[-1]
     assert total["measured_budget"] == 0  # no H100 row stood in
@@ -227,8 +273,11 @@ def test_runs_are_estimated_at_the_sequences_that_fit_at_once(tmp_path):
 def test_calibrated_methods_measured_without_a_table_are_left_out(tmp_path):
     """Vertical-Slash rows that calibrated on every call (no table, which no grid run lacks) do not
     set the estimate's speed; the report lists them."""
-    rows = [row(), row(method="vertical_slash", sparsity=0.9, samples_per_hour=100),
-            row(method="vertical_slash", sparsity=0.9, length=32768, source=f"bench, {CALIBRATED_SOURCE}")]
+    rows = [
+        row(),
+        row(method="vertical_slash", sparsity=0.9, samples_per_hour=100),
+        row(method="vertical_slash", sparsity=0.9, length=32768, source=f"bench, {CALIBRATED_SOURCE}"),
+    ]
     kept, left_out = representative(rows)
     assert left_out == [rows[1]] and kept == [rows[0], rows[2]]
     path = tmp_path / "throughput.csv"
@@ -264,9 +313,14 @@ def test_shipped_table_and_grid(tmp_path):
     assert rows and all(r["source"] and r["card"] for r in rows)
     config = load_config(REPO / "config/config.yaml")
     n_runs = paper_grid_runs()
-    models = write_outputs(config, REPO / "benchmarks/results/throughput.csv", tmp_path / "g.csv",
-                           tmp_path / "g.md", tmp_path / "g_runs.csv",
-                           card=config["gpu_hours"]["card"])  # fmt: skip
+    models = write_outputs(
+        config,
+        REPO / "benchmarks/results/throughput.csv",
+        tmp_path / "g.csv",
+        tmp_path / "g.md",
+        tmp_path / "g_runs.csv",
+        card=config["gpu_hours"]["card"],
+    )
     total = models[-1]
     assert total["model"] == "total" and total["runs"] == n_runs and len(models) == 10
     assert 0 < total["gpu_hours_typical"] < total["gpu_hours_budget"]
@@ -293,9 +347,20 @@ def test_uncalibrated_model_is_within_2x_of_every_measurement_at_8_or_more_at_on
 
 
 def test_rule_writes_the_tables(tmp_path):
-    cmd = [str(BIN / "snakemake"), "--cores", "1", "estimate_gpu_hours", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(tmp_path), "--configfile", str(REPO / "config/config.yaml"),
-           "--config", f"gpu_hours={{'throughput': '{REPO / 'benchmarks/results/throughput.csv'}'}}"]  # fmt: skip
+    cmd = [
+        str(BIN / "snakemake"),
+        "--cores",
+        "1",
+        "estimate_gpu_hours",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+        "--config",
+        f"gpu_hours={{'throughput': '{REPO / 'benchmarks/results/throughput.csv'}'}}",
+    ]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     rows = list(csv.DictReader(open(tmp_path / "results/tables/gpu_hours.csv")))
@@ -314,8 +379,17 @@ def test_engine_starts_of_the_paper_grid_match_the_planned_sweep_jobs():
         assert sum(engine_starts(runs, per_job).values()) == pytest.approx(len(plan_sweeps(runs, per_job)))
 
 
-@pytest.mark.parametrize("name", ["gpu_hours", "gpu_hours_grouped8", "gpu_hours_h200", "gpu_hours_h200_grouped8",
-                                  "gpu_hours_h100_from_h200", "gpu_hours_h100_from_h200_grouped8"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gpu_hours",
+        "gpu_hours_grouped8",
+        "gpu_hours_h200",
+        "gpu_hours_h200_grouped8",
+        "gpu_hours_h100_from_h200",
+        "gpu_hours_h100_from_h200_grouped8",
+    ],
+)
 def test_committed_estimates_cover_the_paper_grid(name):
     """benchmarks/results/gpu_hours* describe config/config.yaml's grid as it is: a grid change that
     leaves them stale (python benchmarks/gpu_hours.py regenerates them; docs/hpc.md) fails here."""
@@ -324,5 +398,7 @@ def test_committed_estimates_cover_the_paper_grid(name):
     assert models[-1]["model"] == "total" and int(models[-1]["runs"]) == n_runs
     assert sum(int(m["runs"]) for m in models[:-1]) == n_runs
     detail = list(csv.DictReader(open(REPO / f"benchmarks/results/{name}_runs.csv")))
-    assert {(r["model"], int(r["length"]), r["method"]): (int(r["runs"]), int(r["samples"])) for r in detail} == paper_grid()
+    assert {
+        (r["model"], int(r["length"]), r["method"]): (int(r["runs"]), int(r["samples"])) for r in detail
+    } == paper_grid()
     assert f"| **total** |  | {n_runs} |" in (REPO / f"benchmarks/results/{name}.md").read_text()

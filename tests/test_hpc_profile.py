@@ -75,18 +75,28 @@ def test_dry_run_with_profile_slurm_from_a_fresh_checkout(tmp_path):
     clone = fresh_copy(tmp_path / "clone")
     assert (clone / "slurm").is_symlink()
     env = dict(os.environ, PYTHONPATH=str(clone), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    code = ("from sparse_frontier import paths; from sparse_frontier.config import expand_runs, load_config; "
-            "r = next(r for r in expand_runs(load_config('config/config.yaml')) if r.key.method == 'dense'); "
-            "print(paths.PREDICTIONS.format(**r.key.wildcards()))")  # fmt: skip
-    target = subprocess.run([sys.executable, "-c", code], cwd=clone, env=env, capture_output=True, text=True,
-                            check=True).stdout.strip()  # fmt: skip
+    code = (
+        "from sparse_frontier import paths; from sparse_frontier.config import expand_runs, load_config; "
+        "r = next(r for r in expand_runs(load_config('config/config.yaml')) if r.key.method == 'dense'); "
+        "print(paths.PREDICTIONS.format(**r.key.wildcards()))"
+    )
+    target = subprocess.run(
+        [sys.executable, "-c", code], cwd=clone, env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
     snakemake = str(BIN / "snakemake")
-    quiet = subprocess.run([snakemake, "--profile", "slurm", target, "-n", "-q"], cwd=clone, env=env,
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    quiet = subprocess.run(
+        [snakemake, "--profile", "slurm", target, "-n", "-q"],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert quiet.returncode == 0, (quiet.stdout + quiet.stderr)[-5000:]
     # the profile was read: its default resources for the light rules, its set-resources for predict
-    full = subprocess.run([snakemake, "--profile", "slurm", "-n", target], cwd=clone, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    full = subprocess.run(
+        [snakemake, "--profile", "slurm", "-n", target], cwd=clone, env=env, capture_output=True, text=True, timeout=600
+    )
     out = full.stdout + full.stderr
     assert full.returncode == 0, out[-5000:]
     predict = out.split("rule predict:")[1].split("\n\n")[0]

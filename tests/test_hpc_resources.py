@@ -31,7 +31,9 @@ def test_config_tensor_parallel_sizes_are_the_minimum_that_fits(paper):
     needed = defaultdict(int)
     for run in runs:
         tokens = run.key.length + run.key.max_tokens
-        needed[run.key.model] = max(needed[run.key.model], min_tensor_parallel_size(run.model, tokens, config["engine"]))
+        needed[run.key.model] = max(
+            needed[run.key.model], min_tensor_parallel_size(run.model, tokens, config["engine"])
+        )
     assert set(needed) == set(config["models"])
     for name, model in config["models"].items():
         assert model["tensor_parallel_size"] == needed[name], name
@@ -68,12 +70,14 @@ def test_resources_grow_with_attempt_length_and_model(paper):
     run = by[("qwen2.5-32b", 65536, "dense")]
     first, third = predict_resources(run, 1), predict_resources(run, 3)
     assert third == {"mem_mb": 3 * first["mem_mb"], "runtime": 3 * first["runtime"]}
-    assert predict_resources(by[("qwen2.5-7b", 128000, "dense")], 1)["runtime"] > predict_resources(
-        by[("qwen2.5-7b", 16384, "dense")], 1
-    )["runtime"]
-    assert predict_resources(by[("qwen2.5-72b", 16384, "dense")], 1)["mem_mb"] > predict_resources(
-        by[("qwen2.5-7b", 16384, "dense")], 1
-    )["mem_mb"]
+    assert (
+        predict_resources(by[("qwen2.5-7b", 128000, "dense")], 1)["runtime"]
+        > predict_resources(by[("qwen2.5-7b", 16384, "dense")], 1)["runtime"]
+    )
+    assert (
+        predict_resources(by[("qwen2.5-72b", 16384, "dense")], 1)["mem_mb"]
+        > predict_resources(by[("qwen2.5-7b", 16384, "dense")], 1)["mem_mb"]
+    )
     with pytest.raises(ValueError, match="attempt must be 1 or more, got 0"):
         predict_resources(run, 0)
 

@@ -10,8 +10,8 @@ and stops what it started. Skipped only when `sbatch` is absent.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import write_tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +32,9 @@ pytestmark = pytest.mark.slurm
 #: SLURM command looks by default.
 CONF_PATH = Path("/etc/slurm/slurm.conf")
 MARK = "# written by tests/test_hpc_slurm.py"
-SLURM_CONF = MARK + """
+SLURM_CONF = (
+    MARK
+    + """
 ClusterName=sftest
 SlurmctldHost={host}
 AuthType=auth/munge
@@ -61,6 +62,7 @@ MinJobAge=3600
 {node}
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
+)
 
 
 def _free_port() -> int:
@@ -132,7 +134,9 @@ def slurm_cluster(tmp_path_factory):
                 break
             time.sleep(1)
         else:
-            logs = "\n".join((root / f).read_text()[-2000:] for f in ("slurmctld.log", "slurmd.log") if (root / f).exists())
+            logs = "\n".join(
+                (root / f).read_text()[-2000:] for f in ("slurmctld.log", "slurmd.log") if (root / f).exists()
+            )
             pytest.fail(f"the local SLURM cluster did not come up (sinfo: {out.stdout!r} {out.stderr!r})\n{logs}")
         yield env
     finally:
@@ -163,18 +167,36 @@ def test_tiny_config_through_sbatch_matches_a_local_run(slurm_cluster, tmp_path,
     config = write_tiny_config(tmp_path, tiny_model, lengths=(512, 1024), samples=2, max_output_tokens=6)
     target = "results/tables/scores.csv"
     env = dict(slurm_cluster, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    partition = subprocess.run(
-        ["sinfo", "-h", "-o", "%P"], env=env, capture_output=True, text=True, check=True
-    ).stdout.split()[0].rstrip("*")
+    partition = (
+        subprocess.run(["sinfo", "-h", "-o", "%P"], env=env, capture_output=True, text=True, check=True)
+        .stdout.split()[0]
+        .rstrip("*")
+    )
     on_slurm, local = tmp_path / "slurm", tmp_path / "local"
     # profiles/slurm as shipped, plus the test-only site settings: this cluster's partition, no account
     # (no accounting daemon here) and squeue as the status command (no sacct without accounting).
     slurm_args = [
-        target, "--profile", str(REPO / "profiles/slurm"), "--configfile", str(config),
-        "--default-resources", f"slurm_partition={partition}", "mem_mb=2000", "runtime=30",
-        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
-        "--latency-wait", "5", "--jobs", "2", "--retries", "0", "--slurm-keep-successful-logs",
-    ]  # fmt: skip
+        target,
+        "--profile",
+        str(REPO / "profiles/slurm"),
+        "--configfile",
+        str(config),
+        "--default-resources",
+        f"slurm_partition={partition}",
+        "mem_mb=2000",
+        "runtime=30",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "5",
+        "--latency-wait",
+        "5",
+        "--jobs",
+        "2",
+        "--retries",
+        "0",
+        "--slurm-keep-successful-logs",
+    ]
     # (each job reruns Snakemake with its wildcards in --target-jobs, split on commas: snakemake#2366,
     # which is why the path grammar joins arguments with '+')
     log = _snakemake(on_slurm, env, *slurm_args)

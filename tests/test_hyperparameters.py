@@ -94,7 +94,10 @@ def test_vertical_slash_and_flexprefill_read_the_built_in_table():
     assert out["source"] == BUILT_IN
     # Explicit sizes and sparsity 0 need no table.
     assert resolved("vertical_slash", "slash_size~100+vertical_size~100", 16384, "any") == {
-        "verticals": 100, "slashes": 100, "source": "method parameters"}
+        "verticals": 100,
+        "slashes": 100,
+        "source": "method parameters",
+    }
     assert resolved("flexprefill", "alpha~0.5", 16384)["min_budget"] == 512
 
 
@@ -109,8 +112,17 @@ def test_no_calibration_entry_gives_none_and_a_note(model, sparsity):
 
 def test_a_given_calibration_table_is_used_instead_of_the_built_in_one(tmp_path):
     fixed = VerticalSlash().calibration_key()
-    table = {"entries": [{"model": "m", "method": "vertical_slash", "length": 16384, "fixed": fixed, "points": [
-        {"sparsity": 0.9, "measured": 0.9, "params": {"vertical_size": 300, "slash_size": 300}}]}]}
+    table = {
+        "entries": [
+            {
+                "model": "m",
+                "method": "vertical_slash",
+                "length": 16384,
+                "fixed": fixed,
+                "points": [{"sparsity": 0.9, "measured": 0.9, "params": {"vertical_size": 300, "slash_size": 300}}],
+            }
+        ]
+    }
     out = resolved("vertical_slash", "sparsity~0.9", 16000, "m", calibration=table)
     assert out == {"verticals": 300, "slashes": 300, "source": "given calibration table"}
     path = tmp_path / "m.json"
@@ -125,8 +137,11 @@ def test_combinations_prefix_each_components_values_and_dense_has_none():
     out = resolved("vertical_slash+quest", "decode_sparsity~0.9+prefill_sparsity~0.9", 16384, MODEL)
     vs = resolved("vertical_slash", "sparsity~0.9", 16384, MODEL)
     quest = resolved("quest", "sparsity~0.9", 16384)
-    assert out == {**{f"vertical_slash_{k}": v for k, v in vs.items() if k != "source"},
-                   **{f"quest_{k}": v for k, v in quest.items()}, "source": BUILT_IN}
+    assert out == {
+        **{f"vertical_slash_{k}": v for k, v in vs.items() if k != "source"},
+        **{f"quest_{k}": v for k, v in quest.items()},
+        "source": BUILT_IN,
+    }
     out = resolved("block_sparse+snapkv", {"prefill_sparsity": 0.9, "kv_sparsity": "0.8"}, 16384)
     assert out == {"block_sparse_top_chunks": 53, "block_sparse_chunk_size": 16, "snapkv_token_capacity": 3276}
     unknown = resolved("vertical_slash+snapkv", "kv_sparsity~0.9+prefill_sparsity~0.9", 16384, "other")
@@ -146,20 +161,49 @@ def test_decode_budgets_against_the_papers_table_6_at_16k():
 
 
 def test_resolved_table_adds_one_column_per_value():
-    settings = pd.DataFrame([
-        {"method": "block_sparse", "method_args": "chunk_size~16+sparsity~0.9", "model": MODEL, "length": 16384,
-         "target": 10},
-        {"method": "vertical_slash", "method_args": "sparsity~0.9", "model": MODEL, "length": 16384, "target": 10},
-        {"method": "vertical_slash", "method_args": "sparsity~0.9", "model": "other", "length": 16384, "target": 10},
-        {"method": "snapkv", "method_args": "sparsity~0.95", "model": "other", "length": 16384, "target": 20},
-    ])
+    settings = pd.DataFrame(
+        [
+            {
+                "method": "block_sparse",
+                "method_args": "chunk_size~16+sparsity~0.9",
+                "model": MODEL,
+                "length": 16384,
+                "target": 10,
+            },
+            {"method": "vertical_slash", "method_args": "sparsity~0.9", "model": MODEL, "length": 16384, "target": 10},
+            {
+                "method": "vertical_slash",
+                "method_args": "sparsity~0.9",
+                "model": "other",
+                "length": 16384,
+                "target": 10,
+            },
+            {"method": "snapkv", "method_args": "sparsity~0.95", "model": "other", "length": 16384, "target": 20},
+        ]
+    )
     fixed = VerticalSlash().calibration_key()
-    tables = {"other": {"entries": [{"model": "other", "method": "vertical_slash", "length": 16384, "fixed": fixed,
-                                     "points": [{"sparsity": 0.9, "measured": 0.9,
-                                                 "params": {"vertical_size": 7, "slash_size": 7}}]}]}}
+    tables = {
+        "other": {
+            "entries": [
+                {
+                    "model": "other",
+                    "method": "vertical_slash",
+                    "length": 16384,
+                    "fixed": fixed,
+                    "points": [{"sparsity": 0.9, "measured": 0.9, "params": {"vertical_size": 7, "slash_size": 7}}],
+                }
+            ]
+        }
+    }
     out = resolved_table(settings, tables)
     assert list(out.columns) == list(settings.columns) + [
-        "top_chunks", "chunk_size", "verticals", "slashes", "token_capacity", "source"]
+        "top_chunks",
+        "chunk_size",
+        "verticals",
+        "slashes",
+        "token_capacity",
+        "source",
+    ]
     assert out["top_chunks"].tolist()[0] == 53 and out["token_capacity"].tolist()[3] == 819
     assert out["verticals"].tolist()[1:3] == [VerticalSlash(sparsity=0.9).bind(model=MODEL).sizes(16384)[0], 7]
     assert out["source"].tolist()[1:3] == [BUILT_IN, "given calibration table"]

@@ -47,7 +47,8 @@ def package_modules(root: Path = ROOT, package: str = PACKAGE) -> dict[str, Path
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 class _Imports(ast.NodeVisitor):
@@ -162,7 +163,9 @@ def _describe(found, graph) -> str:
         lines.append(" -> ".join(cycle) + (f"  (component of {len(comp)} modules)" if len(comp) > 2 else ""))
         for a in sorted(comp):
             for b in sorted({t for t, _, _ in graph[a] if t in comp}):
-                where = sorted({f"line {line}{' (in a function)' if lazy else ''}" for t, line, lazy in graph[a] if t == b})
+                where = sorted(
+                    {f"line {line}{' (in a function)' if lazy else ''}" for t, line, lazy in graph[a] if t == b}
+                )
                 lines.append(f"    {a} imports {b}: {', '.join(where)}")
     return "\n".join(lines)
 
@@ -178,7 +181,8 @@ def test_import_graph_reads_every_kind_of_import(tmp_path):
     (pkg / "__init__.py").write_text("from pkg import a\nfrom .sub import b as _b\n")
     (pkg / "a.py").write_text(
         "import pkg.sub.b\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import c\n"
-        "class K:\n    from . import c\ndef f():\n    from .sub.b import thing\n")
+        "class K:\n    from . import c\ndef f():\n    from .sub.b import thing\n"
+    )
     (pkg / "c.py").write_text("")
     (pkg / "sub" / "__init__.py").write_text("from .. import c\nfrom . import b\n")
     (pkg / "sub" / "b.py").write_text("from ..a import K\nfrom pkg.sub import VALUE\n")
@@ -204,7 +208,8 @@ def test_no_function_level_import_closes_a_cycle():
     found = cycles(_edges(graph, lazy=True))
     assert not found, (
         "import cycles once function-level imports count (a lazy import dodging a cycle; move the shared "
-        "part to a module both import):\n" + _describe(found, graph))
+        "part to a module both import):\n" + _describe(found, graph)
+    )
 
 
 def test_attention_methods_load_no_triton(tmp_path):
@@ -237,11 +242,18 @@ print(json.dumps({"ran": ran, "after_import": after_import,
                   "after_hooks": sorted(m for m in sys.modules if m.split(".")[0] == "triton")}))
 """
     env = dict(os.environ, SPARSE_FRONTIER_KERNELS="auto", CUDA_VISIBLE_DEVICES="")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
-                         env=env)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert {"dense", "vertical_slash", "flexprefill", "block_sparse", "quest", "snapkv", "ada_snapkv",
-            "vertical_slash+quest"} <= set(result["ran"])
+    assert {
+        "dense",
+        "vertical_slash",
+        "flexprefill",
+        "block_sparse",
+        "quest",
+        "snapkv",
+        "ada_snapkv",
+        "vertical_slash+quest",
+    } <= set(result["ran"])
     assert result["after_import"] == [], f"importing and building the methods loaded {result['after_import'][:5]}"
     assert result["after_hooks"] == [], f"the methods' CPU hooks loaded {result['after_hooks'][:5]}"

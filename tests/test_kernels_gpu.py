@@ -24,8 +24,12 @@ KERNEL_MODULES = [f"sparse_frontier.kernels.{m}" for m in ("estimation", "quest"
 KERNEL_MODULES.append("sparse_frontier.vllm_plugin.paged_decode")
 QUEST = {"_page_score_kernel", "_select_kernel", "_sparse_decode_kernel", "_combine_kernel"}
 SNAPKV = {"_window_lse", "_window_scores", "_compacted_pages_kernel", "_sparse_decode_kernel", "_combine_kernel"}
-HANDLER_KERNELS = {"quest": QUEST | {"_fold_keys_kernel"}, "quest_unshared": QUEST | {"_fold_keys_kernel"},
-                   "snapkv": SNAPKV, "ada_snapkv": SNAPKV}
+HANDLER_KERNELS = {
+    "quest": QUEST | {"_fold_keys_kernel"},
+    "quest_unshared": QUEST | {"_fold_keys_kernel"},
+    "snapkv": SNAPKV,
+    "ada_snapkv": SNAPKV,
+}
 
 
 def rel_err(a, b):
@@ -62,8 +66,12 @@ def assert_compiled(launched, names):
 def test_kernels_are_compiled_not_interpreted():
     """On a GPU the kernels are decorated as JITFunctions: TRITON_INTERPRET=1 (read by Triton when a
     kernel is decorated) would run every GPU test below in the slow interpreter instead."""
-    kernels = {name: obj for module in KERNEL_MODULES for name, obj in vars(importlib.import_module(module)).items()
-               if isinstance(obj, KernelInterface)}
+    kernels = {
+        name: obj
+        for module in KERNEL_MODULES
+        for name, obj in vars(importlib.import_module(module)).items()
+        if isinstance(obj, KernelInterface)
+    }
     assert len(kernels) >= 12, sorted(kernels)
     interpreted = sorted(name for name, obj in kernels.items() if not isinstance(obj, JITFunction))
     assert not interpreted, f"{interpreted} interpreted; TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')!r}"
@@ -134,8 +142,12 @@ def test_vertical_slash_kernel_on_gpu(launched, dtype, stages):
     nb = cover.shape[1]
     idx = torch.arange(nb, device="cuda")
     diag = torch.where(cover, idx, nb).sort(-1).values
-    col_count = torch.searchsorted(cols, (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(hq, nb).contiguous(), right=True)
-    out = sparse_prefill(q, k, v, d**-0.5, BLOCK, diag=diag, cover=cover, cols=cols, col_count=col_count, num_stages=stages)
+    col_count = torch.searchsorted(
+        cols, (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(hq, nb).contiguous(), right=True
+    )
+    out = sparse_prefill(
+        q, k, v, d**-0.5, BLOCK, diag=diag, cover=cover, cols=cols, col_count=col_count, num_stages=stages
+    )
     ref = masked_attention(q.float(), k.float(), v.float(), vertical_slash_mask(t, cover, cols, BLOCK), d**-0.5)
     assert rel_err(out, ref) < 1e-2
     assert_compiled(launched, {"_row_stats", "_probs", "_diag_sums", "_sparse_prefill_kernel"})
@@ -190,8 +202,12 @@ def test_paged_quest_decode_on_gpu(launched, share):
     cache_v = torch.zeros_like(cache_k)
     pad = per_req * page - s
     for i in range(b):
-        cache_k[table[i]] = torch.nn.functional.pad(kc[i], (0, 0, 0, pad)).reshape(hkv, per_req, page, d).permute(1, 2, 0, 3)
-        cache_v[table[i]] = torch.nn.functional.pad(vc[i], (0, 0, 0, pad)).reshape(hkv, per_req, page, d).permute(1, 2, 0, 3)
+        cache_k[table[i]] = (
+            torch.nn.functional.pad(kc[i], (0, 0, 0, pad)).reshape(hkv, per_req, page, d).permute(1, 2, 0, 3)
+        )
+        cache_v[table[i]] = (
+            torch.nn.functional.pad(vc[i], (0, 0, 0, pad)).reshape(hkv, per_req, page, d).permute(1, 2, 0, 3)
+        )
     want = sparse_decode(q, kc, vc, pages, lens, page, d**-0.5, share)
     got = sparse_decode(q, cache_k, cache_v, pages, lens, page, d**-0.5, share, block_table=table)
     assert rel_err(got, want) < 1e-3

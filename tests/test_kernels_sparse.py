@@ -41,8 +41,14 @@ def nan_filled(monkeypatch):
 
 @pytest.mark.parametrize(
     "t,n,hq,hkv,d,span",
-    [(100, 32, 4, 2, 64, 4096), (300, 64, 4, 1, 64, 4096), (77, 100, 2, 2, 128, 4096), (257, 128, 6, 2, 64, 4096),
-     (130, 70, 2, 1, 64, 64), (300, 64, 4, 2, 64, 128)],
+    [
+        (100, 32, 4, 2, 64, 4096),
+        (300, 64, 4, 1, 64, 4096),
+        (77, 100, 2, 2, 128, 4096),
+        (257, 128, 6, 2, 64, 4096),
+        (130, 70, 2, 1, 64, 64),
+        (300, 64, 4, 2, 64, 128),
+    ],
 )
 def test_estimation_kernels_match_the_torch_scores(monkeypatch, t, n, hq, hkv, d, span):
     """Vertical (by key) and slash (by offset) scores of the last n queries: lengths off the 64-block
@@ -73,7 +79,9 @@ def test_vertical_slash_kernel_matches_reference(monkeypatch, t, hq, hkv, d, nv,
     nb = cover.shape[1]
     idx = torch.arange(nb)
     diag = torch.where(cover, idx, nb).sort(-1).values
-    col_count = torch.searchsorted(cols, (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(hq, nb).contiguous(), right=True)
+    col_count = torch.searchsorted(
+        cols, (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(hq, nb).contiguous(), right=True
+    )
     nan_filled(monkeypatch)
     out = sparse_prefill(q, k, v, scale, BLOCK, diag=diag, cover=cover, cols=cols, col_count=col_count)
     mask = vertical_slash_mask(t, cover, cols, BLOCK)
@@ -83,7 +91,9 @@ def test_vertical_slash_kernel_matches_reference(monkeypatch, t, hq, hkv, d, nv,
     torch.testing.assert_close(index_density(cover, cols, t), mask.sum((1, 2)).float() / (t * (t + 1) / 2))
 
 
-@pytest.mark.parametrize("t,hq,hkv,d,block,top", [(100, 4, 2, 64, 16, 3), (150, 2, 1, 128, 32, 2), (97, 3, 3, 64, 16, 4)])
+@pytest.mark.parametrize(
+    "t,hq,hkv,d,block,top", [(100, 4, 2, 64, 16, 3), (150, 2, 1, 128, 32, 2), (97, 3, 3, 64, 16, 4)]
+)
 def test_block_sparse_kernel_matches_reference(monkeypatch, t, hq, hkv, d, block, top):
     q, k, v = qkv(t, hq, hkv, d, seed=1)
     blocks, counts = block_index(q, k, block, top)
@@ -102,7 +112,9 @@ def test_sparse_prefill_fp16_close_to_fp32_reference():
 
 
 @pytest.mark.parametrize("share", [True, False])
-@pytest.mark.parametrize("b,hq,hkv,d,s,page,budget", [(2, 4, 2, 64, 200, 16, 3), (1, 8, 2, 128, 97, 32, 1), (3, 2, 2, 64, 64, 16, 10)])
+@pytest.mark.parametrize(
+    "b,hq,hkv,d,s,page,budget", [(2, 4, 2, 64, 200, 16, 3), (1, 8, 2, 128, 97, 32, 1), (3, 2, 2, 64, 64, 16, 10)]
+)
 def test_quest_kernels_match_reference(share, b, hq, hkv, d, s, page, budget):
     g = torch.Generator().manual_seed(3)
     q = torch.randn(b, hq, d, generator=g)
@@ -125,7 +137,9 @@ def test_quest_kernels_match_reference(share, b, hq, hkv, d, s, page, budget):
     assert (pages == current[..., None]).any(-1).all()  # the current page is always read
     out = sparse_decode(q, kc, vc, pages, lens, page, 0.1, share)
     for i in range(b):
-        keep = page_keep_mask(pages[i], s, page, rep) & (torch.arange(s)[None] < lens[i].repeat_interleave(hq // hkv)[:, None])
+        keep = page_keep_mask(pages[i], s, page, rep) & (
+            torch.arange(s)[None] < lens[i].repeat_interleave(hq // hkv)[:, None]
+        )
         assert rel_err(out[i], masked_decode(q[i], kc[i], vc[i], keep, 0.1)) < 1e-5
 
 
@@ -144,7 +158,7 @@ def test_select_kernel_picks_the_topk_set(p, n_select):
     forced = scores.scatter(2, current[..., None], float("inf"))
     for r, k, row_scores in zip(ref.flatten(0, 1), got.flatten(0, 1), forced.flatten(0, 1)):
         kept = k[k >= 0].long()
-        assert (k[len(kept):] == -1).all() and (kept.diff() > 0).all()  # ascending, padded at the end
+        assert (k[len(kept) :] == -1).all() and (kept.diff() > 0).all()  # ascending, padded at the end
         # the same scores as topk's set (pages of equal score may be swapped)
         assert torch.equal(row_scores[kept].sort().values, row_scores[r[r >= 0].long()].sort().values)
     assert (got == current[..., None]).any(-1).all()  # the current page is always read
@@ -167,7 +181,10 @@ def test_paged_sparse_decode_reads_through_the_block_table(share):
     table = perm[: b * per_req].reshape(b, per_req)
     cache_k = torch.full((b * per_req + 3, page, hkv, d), float("nan"))
     cache_v = cache_k.clone()
-    padded = torch.nn.functional.pad(kc, (0, 0, 0, per_req * page - s)), torch.nn.functional.pad(vc, (0, 0, 0, per_req * page - s))
+    padded = (
+        torch.nn.functional.pad(kc, (0, 0, 0, per_req * page - s)),
+        torch.nn.functional.pad(vc, (0, 0, 0, per_req * page - s)),
+    )
     for i in range(b):
         cache_k[table[i]] = padded[0][i].reshape(hkv, per_req, page, d).permute(1, 2, 0, 3)
         cache_v[table[i]] = padded[1][i].reshape(hkv, per_req, page, d).permute(1, 2, 0, 3)

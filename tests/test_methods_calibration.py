@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from sparse_frontier.attention import calibration, get_method_class
 from sparse_frontier.attention.synthetic import synthetic_scores
@@ -29,11 +28,21 @@ def test_table_lookup_by_model_length_and_interpolation(tmp_path, monkeypatch):
     path = tmp_path / "table.json"
     monkeypatch.setenv("SPARSE_FRONTIER_CALIBRATION", str(path))
     fixed = VerticalSlash().calibration_key()
-    calibration.write_entries([{
-        "model": "m", "method": "vertical_slash", "length": 1024, "fixed": fixed, "source": "test",
-        "points": [{"sparsity": 0.8, "measured": 0.8, "params": {"vertical_size": 100, "slash_size": 100}},
-                   {"sparsity": 0.9, "measured": 0.9, "params": {"vertical_size": 50, "slash_size": 50}}],
-    }])
+    calibration.write_entries(
+        [
+            {
+                "model": "m",
+                "method": "vertical_slash",
+                "length": 1024,
+                "fixed": fixed,
+                "source": "test",
+                "points": [
+                    {"sparsity": 0.8, "measured": 0.8, "params": {"vertical_size": 100, "slash_size": 100}},
+                    {"sparsity": 0.9, "measured": 0.9, "params": {"vertical_size": 50, "slash_size": 50}},
+                ],
+            }
+        ]
+    )
     assert calibration.lookup("m", "vertical_slash", 1000, 0.9, fixed) == {"vertical_size": 50, "slash_size": 50}
     assert calibration.lookup("m", "vertical_slash", 1000, 0.85, fixed) == {"vertical_size": 75, "slash_size": 75}
     assert calibration.lookup("m", "vertical_slash", 800, 0.9, fixed) is None  # not within [0.9 L, L]
@@ -44,7 +53,11 @@ def test_table_lookup_by_model_length_and_interpolation(tmp_path, monkeypatch):
 
 def test_shipped_table_lands_near_the_paper_for_qwen_7b_at_16k():
     entries = json.loads(calibration.TABLE.read_text())["entries"]
-    row = next(e for e in entries if e["model"] == "synthetic-qwen2.5-7b" and e["method"] == "vertical_slash" and e["length"] == 16384)
+    row = next(
+        e
+        for e in entries
+        if e["model"] == "synthetic-qwen2.5-7b" and e["method"] == "vertical_slash" and e["length"] == 16384
+    )
     for p in row["points"]:
         assert abs(p["measured"] - p["sparsity"]) < 0.01  # each point hits its target on the calibration data
     ours = {round(p["sparsity"], 3): p["params"]["vertical_size"] for p in row["points"]}

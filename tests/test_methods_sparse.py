@@ -15,8 +15,15 @@ from sparse_frontier.attention.vertical_slash import estimate_scores, select
 
 SCALE = 64**-0.5
 #: Triton on CPU tensors runs only in the interpreter (conftest.py sets it where no GPU is visible)
-KERNELS = ["torch", pytest.param("triton", marks=pytest.mark.skipif(
-    os.environ.get("TRITON_INTERPRET") != "1", reason="Triton on CPU tensors needs TRITON_INTERPRET=1"))]
+KERNELS = [
+    "torch",
+    pytest.param(
+        "triton",
+        marks=pytest.mark.skipif(
+            os.environ.get("TRITON_INTERPRET") != "1", reason="Triton on CPU tensors needs TRITON_INTERPRET=1"
+        ),
+    ),
+]
 
 
 def qkv(t, hq=4, hkv=2, d=64, seed=0):
@@ -171,8 +178,16 @@ def test_combined_method_routes_each_phase_and_prefixes_clashing_names():
     q, k, v = qkv(200)
     assert m.prefill(q, k, v, layer_index=0, scale=SCALE).density.max() < 1
     assert m.compress_kv(q, k, v, layer_index=0, scale=SCALE) is None
-    assert m.decode(torch.randn(4, 64), k.transpose(0, 1).contiguous(), v.transpose(0, 1).contiguous(),
-                    layer_index=0, scale=SCALE).density.max() < 1
+    assert (
+        m.decode(
+            torch.randn(4, 64),
+            k.transpose(0, 1).contiguous(),
+            v.transpose(0, 1).contiguous(),
+            layer_index=0,
+            scale=SCALE,
+        ).density.max()
+        < 1
+    )
     with pytest.raises(ValueError, match="different phases"):
         get_method_class("vertical_slash+block_sparse")
     with pytest.raises(ValueError, match="decode_sparsity"):
@@ -181,9 +196,14 @@ def test_combined_method_routes_each_phase_and_prefixes_clashing_names():
 
 @pytest.mark.parametrize(
     "name,params,field",
-    [("quest", {"page_size": 12}, "page_size"), ("snapkv", {"kernel_size": 4}, "kernel_size"),
-     ("vertical_slash", {"vertical_size": 10}, "slash_size"), ("block_sparse", {"top_chunks": 2}, "top_chunks"),
-     ("flexprefill", {"alpha": 1.5}, "alpha"), ("ada_snapkv", {"min_head_capacity_ratio": 0.0}, "min_head_capacity_ratio")],
+    [
+        ("quest", {"page_size": 12}, "page_size"),
+        ("snapkv", {"kernel_size": 4}, "kernel_size"),
+        ("vertical_slash", {"vertical_size": 10}, "slash_size"),
+        ("block_sparse", {"top_chunks": 2}, "top_chunks"),
+        ("flexprefill", {"alpha": 1.5}, "alpha"),
+        ("ada_snapkv", {"min_head_capacity_ratio": 0.0}, "min_head_capacity_ratio"),
+    ],
 )
 def test_bad_parameters_are_named(name, params, field):
     with pytest.raises(ValueError, match=field):

@@ -10,13 +10,12 @@ import os
 
 import pytest
 import torch
+from paged_fixtures import BLOCK, DECODE_SPECS, HKV, HQ, D, handler_decode_run, paged_cache
 
 from sparse_frontier.attention.quest import Quest
 from sparse_frontier.attention.reference import masked_decode, page_keep_mask
 from sparse_frontier.kernels.quest import page_summaries
 from sparse_frontier.vllm_plugin.paged_decode import SummaryPool, compacted_decode, compacted_pages, quest_decode
-
-from paged_fixtures import BLOCK, D, DECODE_SPECS, HKV, HQ, handler_decode_run, paged_cache
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="CPU tests need TRITON_INTERPRET=1")
 
@@ -53,7 +52,16 @@ def test_compacted_pages_list_each_page_once(monkeypatch, kernels):
     monkeypatch.setenv("SPARSE_FRONTIER_KERNELS", kernels)
     kept = torch.tensor([[5, 40], [0, 33]])
     pages = compacted_pages(kept, torch.tensor([40, 33]), torch.tensor([50, 70]), 16, 8)
-    assert pages[0, 0].tolist() == [0, 2, 3, -1, -1, -1, -1, -1]  # kept page 0; page 2 holds token 40, the first generated
+    assert pages[0, 0].tolist() == [
+        0,
+        2,
+        3,
+        -1,
+        -1,
+        -1,
+        -1,
+        -1,
+    ]  # kept page 0; page 2 holds token 40, the first generated
     assert pages[0, 1].tolist() == [0, 1, 2, 3, -1, -1, -1, -1]  # kept tokens reach into page 2: listed once
     assert pages[1, 0].tolist() == [2, 3, 4, -1, -1, -1, -1, -1]
     assert pages[1, 1].tolist() == [0, 1, 2, 3, 4, -1, -1, -1]
@@ -66,8 +74,12 @@ def test_batched_compacted_decode_equals_masked_oracle():
     kept = torch.tensor([[20, 35], [40, 3]])  # per kv head (Ada-SnapKV: different lengths)
     g = torch.Generator().manual_seed(3)
     query = torch.randn(2, HQ, D, generator=g)
-    width = int(((kept + BLOCK - 1) // BLOCK).max()) + max(-(-s // BLOCK) - p // BLOCK for s, p in zip(lengths, prompts.tolist()))
-    out, density = compacted_decode(query, cache_k, cache_v, tables, kept, prompts, torch.tensor(lengths), BLOCK, 0.125, width)
+    width = int(((kept + BLOCK - 1) // BLOCK).max()) + max(
+        -(-s // BLOCK) - p // BLOCK for s, p in zip(lengths, prompts.tolist())
+    )
+    out, density = compacted_decode(
+        query, cache_k, cache_v, tables, kept, prompts, torch.tensor(lengths), BLOCK, 0.125, width
+    )
     for r, s in enumerate(lengths):
         pos = torch.arange(s)
         keep_kv = (pos[None] < kept[r][:, None]) | (pos[None] >= prompts[r])  # [Hkv, S]

@@ -14,14 +14,25 @@ def test_args_are_canonical_and_round_trip():
     assert paths.format_args({}) == paths.NO_ARGS and paths.parse_args(paths.NO_ARGS) == {}
     # The same value always gives the same text (an int-valued float is written as an int).
     assert paths.format_args({"x": 2.0}) == paths.format_args({"x": 2}) == "x~2"
-    assert paths.format_args({"x": 1.5e-20}) == "x~1.5e-20" and paths.format_args({"x": 1.25e20}) == "x~125000000000000000000"
+    assert (
+        paths.format_args({"x": 1.5e-20}) == "x~1.5e-20"
+        and paths.format_args({"x": 1.25e20}) == "x~125000000000000000000"
+    )
 
 
 def test_no_commas_in_any_path():
     """Snakemake cannot pass wildcard values with commas to remote (SLURM) jobs (snakemake#2366)."""
-    key = paths.RunKey(task="t", task_args=paths.format_args({"a": 1, "b": 0.5}), length=1024, model="m",
-                       samples=4, seed=43, method="quest", method_args=paths.format_args({"x": 1, "y": True}),
-                       max_tokens=8)
+    key = paths.RunKey(
+        task="t",
+        task_args=paths.format_args({"a": 1, "b": 0.5}),
+        length=1024,
+        model="m",
+        samples=4,
+        seed=43,
+        method="quest",
+        method_args=paths.format_args({"x": 1, "y": True}),
+        max_tokens=8,
+    )
     for path in (key.dataset, key.predictions, key.scores, key.summary):
         assert "," not in path
 
@@ -41,10 +52,21 @@ def test_bad_types_and_names_are_rejected():
 
 def test_every_result_path_names_everything_that_changes_it_and_parses_back():
     key = paths.RunKey(
-        task="ruler_niah", task_args="num_queries~4", length=16384, model="qwen2.5-7b",
-        samples=100, seed=43, method="quest", method_args="budget~0.05+page_size~16", max_tokens=1024,
+        task="ruler_niah",
+        task_args="num_queries~4",
+        length=16384,
+        model="qwen2.5-7b",
+        samples=100,
+        seed=43,
+        method="quest",
+        method_args="budget~0.05+page_size~16",
+        max_tokens=1024,
     )
-    for template, path in [(paths.PREDICTIONS, key.predictions), (paths.SCORES, key.scores), (paths.SUMMARY, key.summary)]:
+    for template, path in [
+        (paths.PREDICTIONS, key.predictions),
+        (paths.SCORES, key.scores),
+        (paths.SUMMARY, key.summary),
+    ]:
         for value in key.wildcards().values():
             assert str(value) in path
         match = paths.template_regex(template).match(path)
@@ -109,12 +131,22 @@ def _snakemake_wildcards(mapping):
 
 def test_from_wildcards_round_trips_through_every_template():
     key = paths.RunKey(
-        task="ruler_niah", task_args="num_queries~4", length=16384, model="qwen2.5-7b",
-        samples=100, seed=43, method="quest", method_args="budget~0.05+page_size~16", max_tokens=1024,
+        task="ruler_niah",
+        task_args="num_queries~4",
+        length=16384,
+        model="qwen2.5-7b",
+        samples=100,
+        seed=43,
+        method="quest",
+        method_args="budget~0.05+page_size~16",
+        max_tokens=1024,
     )
     assert paths.RunKey.from_wildcards(key.wildcards()) == key
-    for path, template in [(key.predictions, paths.PREDICTIONS), (key.summary, paths.SUMMARY),
-                           (key.sweep_predictions, paths.SWEEP_PREDICTIONS)]:
+    for path, template in [
+        (key.predictions, paths.PREDICTIONS),
+        (key.summary, paths.SUMMARY),
+        (key.sweep_predictions, paths.SWEEP_PREDICTIONS),
+    ]:
         text = paths.parse_path(template, path)  # strings, as Snakemake hands them
         assert paths.RunKey.from_wildcards(text) == key
         assert paths.RunKey.from_wildcards(_snakemake_wildcards(text)) == key

@@ -7,6 +7,7 @@ captured queries and keys against the model's own computation in transformers.
 import pytest
 import torch
 import yaml
+from test_workflow import REPO
 
 from sparse_frontier import paths
 from sparse_frontier.analysis.figures import Inputs, build
@@ -14,16 +15,17 @@ from sparse_frontier.analysis.masks import SCALE, toy_qkv
 from sparse_frontier.config import ConfigError, expand_runs, load_config
 from sparse_frontier.pattern_capture import join_ranks, pattern_source, select_head
 
-from test_workflow import REPO
-
 
 def test_ranks_are_joined_in_order_and_a_query_head_brings_its_kv_head():
     t, d = 5, 4
     rank = lambda r, hq, hkv: {  # noqa: E731  rank r's slice: heads numbered by their global index
-        "rank": r, "layer": 3, "scale": 0.5,
+        "rank": r,
+        "layer": 3,
+        "scale": 0.5,
         "query": torch.arange(r * hq, (r + 1) * hq).float().repeat(t, d, 1).transpose(1, 2),
         "key": torch.arange(r * hkv, (r + 1) * hkv).float().repeat(t, d, 1).transpose(1, 2),
-        "value": -torch.arange(r * hkv, (r + 1) * hkv).float().repeat(t, d, 1).transpose(1, 2)}
+        "value": -torch.arange(r * hkv, (r + 1) * hkv).float().repeat(t, d, 1).transpose(1, 2),
+    }
     joined = join_ranks([rank(1, 3, 1), rank(0, 3, 1)])  # 6 query heads, 2 kv heads over 2 ranks
     assert joined["query"][0, :, 0].tolist() == [0, 1, 2, 3, 4, 5] and joined["key"][0, :, 0].tolist() == [0, 1]
     for head, kv in ((0, 0), (2, 0), (3, 1), (5, 1)):
@@ -49,18 +51,31 @@ def test_figures_patterns_names_a_dataset_of_the_grid(tmp_path):
     config, runs = demo_with(tmp_path, {"model": "smollm2-135m", "task": "niah", "length": 1024, "layer": 7, "head": 2})
     source = pattern_source(config, runs)
     w = source["wildcards"]
-    assert (w["task"], w["model"], w["length"], w["layer"], w["head"], w["sample"]) == ("ruler_niah", "smollm2-135m", 1024, 7, 2, 0)
+    assert (w["task"], w["model"], w["length"], w["layer"], w["head"], w["sample"]) == (
+        "ruler_niah",
+        "smollm2-135m",
+        1024,
+        7,
+        2,
+        0,
+    )
     assert source["path"] == paths.ATTENTION_HEAD.format(**w) and source["path"].endswith("/layer~7+head~2+sample~0.pt")
     assert paths.DATASET.format(**w) == source["run"].key.dataset  # the capture reads that dataset
     config["figures"].pop("patterns")
     assert pattern_source(config, runs) is None
 
 
-@pytest.mark.parametrize("patterns, message", [
-    ({"task": "nope"}, "figures.patterns.task 'nope' is not a task of the config; valid: .*niah"),
-    ({"length": 4096}, "no run of task 'niah' for model 'smollm2-135m' at length 4096; the grid has it for: smollm2-135m at 1024"),
-    ({"sample": 99}, "figures.patterns.sample 99 is not a sample of that dataset: valid are 0..[0-9]+"),
-])
+@pytest.mark.parametrize(
+    "patterns, message",
+    [
+        ({"task": "nope"}, "figures.patterns.task 'nope' is not a task of the config; valid: .*niah"),
+        (
+            {"length": 4096},
+            "no run of task 'niah' for model 'smollm2-135m' at length 4096; the grid has it for: smollm2-135m at 1024",
+        ),
+        ({"sample": 99}, "figures.patterns.sample 99 is not a sample of that dataset: valid are 0..[0-9]+"),
+    ],
+)
 def test_figures_patterns_outside_the_grid_is_named(tmp_path, patterns, message):
     config, runs = demo_with(tmp_path, {"model": "smollm2-135m", "task": "niah", "length": 1024, "layer": 0} | patterns)
     with pytest.raises(ConfigError, match=message):
@@ -69,8 +84,18 @@ def test_figures_patterns_outside_the_grid_is_named(tmp_path, patterns, message)
 
 def test_the_figure_draws_a_given_head_over_its_dense_attention():
     q, k, v = toy_qkv(512 + 64)
-    head = {"query": q, "key": k, "value": v, "scale": SCALE, "layer": 4, "head": 1, "kv_head": 0,
-            "prompt_tokens": 576, "dataset": "results/datasets/x/dataset.jsonl", "model": "toy"}
+    head = {
+        "query": q,
+        "key": k,
+        "value": v,
+        "scale": SCALE,
+        "layer": 4,
+        "head": 1,
+        "kv_head": 0,
+        "prompt_tokens": 576,
+        "dataset": "results/datasets/x/dataset.jsonl",
+        "model": "toy",
+    }
     out = build("pattern_masks", Inputs(attention=head))
     d = out.data
     dense = d[d["method"] == "dense"]

@@ -39,7 +39,9 @@ def test_bad_method_spec_is_a_clear_error(monkeypatch):
         vllm_plugin.requested_method()
 
 
-@pytest.mark.parametrize("name, index", [("model.layers.12.self_attn.attn", 12), ("language_model.model.layers.0.self_attn.attn", 0)])
+@pytest.mark.parametrize(
+    "name, index", [("model.layers.12.self_attn.attn", 12), ("language_model.model.layers.0.self_attn.attn", 0)]
+)
 def test_layer_index_comes_from_the_layer_name(name, index):
     assert adapters.layer_index(SimpleNamespace(layer_name=name)) == index
 
@@ -90,15 +92,29 @@ def test_the_backend_computes_only_the_requests_the_method_does_not():
     seen = []
 
     def original(impl, layer, query, key, value, kv_cache, meta, output, *args, **kwargs):
-        seen.append((query.shape[0], meta.num_actual_tokens, meta.query_start_loc.tolist(), meta.seq_lens.tolist(),
-                     meta.block_table.tolist(), meta.max_query_len, meta.max_seq_len))
+        seen.append(
+            (
+                query.shape[0],
+                meta.num_actual_tokens,
+                meta.query_start_loc.tolist(),
+                meta.seq_lens.tolist(),
+                meta.block_table.tolist(),
+                meta.max_query_len,
+                meta.max_seq_len,
+            )
+        )
         output.fill_(7.0)
         return output
 
     # decode (seq 9) | 5-token prefill | decode (seq 3)
-    meta = SimpleNamespace(query_start_loc=torch.tensor([0, 1, 6, 7]), seq_lens=torch.tensor([9, 5, 3]),
-                           block_table=torch.tensor([[10], [11], [12]]), num_actual_tokens=7, max_query_len=5,
-                           max_seq_len=9)
+    meta = SimpleNamespace(
+        query_start_loc=torch.tensor([0, 1, 6, 7]),
+        seq_lens=torch.tensor([9, 5, 3]),
+        block_table=torch.tensor([[10], [11], [12]]),
+        num_actual_tokens=7,
+        max_query_len=5,
+        max_seq_len=9,
+    )
     layer = SimpleNamespace(layer_name="model.layers.0.self_attn.attn")
     out = torch.zeros(7, 8)
     q, kv = torch.randn(7, 2, 4), torch.randn(7, 1, 4)
@@ -116,7 +132,16 @@ def test_a_prompt_on_top_of_cached_tokens_is_refused_for_methods_that_need_the_w
     impl = SimpleNamespace(num_heads=2, num_kv_heads=1, head_size=4, scale=0.5)
     meta = SimpleNamespace(query_start_loc=torch.tensor([0, 4]), seq_lens=torch.tensor([10]))
     layer = SimpleNamespace(layer_name="model.layers.0.self_attn.attn")
-    args = (impl, layer, torch.zeros(4, 2, 4), torch.zeros(4, 1, 4), torch.zeros(4, 1, 4), None, meta, torch.zeros(4, 8))
+    args = (
+        impl,
+        layer,
+        torch.zeros(4, 2, 4),
+        torch.zeros(4, 1, 4),
+        torch.zeros(4, 1, 4),
+        None,
+        meta,
+        torch.zeros(4, 8),
+    )
     calls = []
     dense = AttentionHandler()
     dense.configure({"method": "dense", "params": {}}, adapters.CPU)
@@ -152,8 +177,13 @@ def test_engine_arguments_follow_the_evaluation_protocol():
 def test_batch_size_is_vllms_sequences_at_once_and_quest_jobs_leave_room_for_summaries():
     from sparse_frontier.vllm_plugin.engine import SUMMARY_SHARE, engine_arguments, keeps_page_summaries
 
-    cuda = {"device": "cuda", "dtype": "bfloat16", "cuda_graphs": "piecewise", "gpu_memory_utilization": 0.9,
-            "batch_size": 32}  # fmt: skip
+    cuda = {
+        "device": "cuda",
+        "dtype": "bfloat16",
+        "cuda_graphs": "piecewise",
+        "gpu_memory_utilization": 0.9,
+        "batch_size": 32,
+    }
     plain = engine_arguments("m", 4096, cuda, 1, 0)
     assert plain["max_num_seqs"] == 32 and plain["gpu_memory_utilization"] == pytest.approx(0.9)
     quest = engine_arguments("m", 4096, cuda, 1, 0, page_summaries=True)["gpu_memory_utilization"]
@@ -170,10 +200,16 @@ def test_only_sweeps_of_dense_prefill_methods_share_cached_prompts():
     from sparse_frontier.vllm_plugin.engine import engine_arguments
 
     dense, quest = {"method": "dense", "params": {}}, {"method": "quest", "params": {"sparsity": 0.9}}
-    assert chunk_shares_prompts([dense, quest]) and chunk_shares_prompts([quest, {"method": "quest", "params": {"sparsity": 0.5}}])
-    assert not chunk_shares_prompts([dense]) and not chunk_shares_prompts([quest, dict(quest)])  # one setting: nothing to share
+    assert chunk_shares_prompts([dense, quest]) and chunk_shares_prompts(
+        [quest, {"method": "quest", "params": {"sparsity": 0.5}}]
+    )
+    assert not chunk_shares_prompts([dense]) and not chunk_shares_prompts(
+        [quest, dict(quest)]
+    )  # one setting: nothing to share
     assert not chunk_shares_prompts([dense, {"method": "snapkv", "params": {"sparsity": 0.9}}])  # rewrites the cache
-    assert not chunk_shares_prompts([dense, {"method": "vertical_slash", "params": {"sparsity": 0.9}}])  # sparse prefill
+    assert not chunk_shares_prompts(
+        [dense, {"method": "vertical_slash", "params": {"sparsity": 0.9}}]
+    )  # sparse prefill
     combo = {"method": "vertical_slash+quest", "params": {"prefill_sparsity": 0.9, "decode_sparsity": 0.9}}
     assert not chunk_shares_prompts([dense, combo])
     assert shares_prompts(["dense", "quest"]) and not shares_prompts(["dense", "snapkv"])  # per method (sweeps)
@@ -188,8 +224,12 @@ def test_yarn_beyond_the_native_context():
     qwen = SimpleNamespace(rope_parameters={"rope_type": "default", "rope_theta": 1e6})
     assert yarn_overrides(qwen, 32768, 32768) is None  # within the native context: untouched
     over = yarn_overrides(qwen, 65536 + 1024, 32768)
-    assert over["rope_parameters"] == {"rope_type": "yarn", "rope_theta": 1e6, "factor": (65536 + 1024) / 32768,
-                                       "original_max_position_embeddings": 32768}
+    assert over["rope_parameters"] == {
+        "rope_type": "yarn",
+        "rope_theta": 1e6,
+        "factor": (65536 + 1024) / 32768,
+        "original_max_position_embeddings": 32768,
+    }
     assert over["max_position_embeddings"] == 65536 + 1024
     legacy = SimpleNamespace(rope_theta=1e6)  # transformers 4 configs keep rope_scaling
     assert yarn_overrides(legacy, 40000, 32768)["rope_scaling"]["factor"] == pytest.approx(40000 / 32768)
@@ -240,9 +280,12 @@ def _gemma_like_call(handler, layers, metas, steps):
 
     # Layer objects live as long as the model (the handler caches what it learns per layer object).
     modules = {
-        index: (SimpleNamespace(num_heads=2, num_kv_heads=1, head_size=4, scale=0.5,
-                                sliding_window=-1 if window is None else window),
-                SimpleNamespace(layer_name=f"model.layers.{index}.self_attn.attn"))
+        index: (
+            SimpleNamespace(
+                num_heads=2, num_kv_heads=1, head_size=4, scale=0.5, sliding_window=-1 if window is None else window
+            ),
+            SimpleNamespace(layer_name=f"model.layers.{index}.self_attn.attn"),
+        )
         for index, window in layers
     }
     outputs = {}
@@ -290,8 +333,17 @@ def test_one_step_per_forward_pass_across_kv_cache_groups():
     # Six groups as vLLM builds them for a 5:1 pattern: five windowed groups and the global one.
     groups = [SimpleNamespace(block_table=torch.tensor([[g]])) for g in range(6)]
     metas = {i: groups[i % 6] for i, _ in layers}
-    handler.attention(lambda *a, **k: None, SimpleNamespace(), SimpleNamespace(layer_name="model.layers.0.x"),
-                      None, None, None, None, None, None)  # profiling run: ignored
+    handler.attention(
+        lambda *a, **k: None,
+        SimpleNamespace(),
+        SimpleNamespace(layer_name="model.layers.0.x"),
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    )  # profiling run: ignored
     _gemma_like_call(handler, layers, metas, steps=4)
     (stats,) = handler.take_stats().values()
     assert stats["prompt_tokens"] == 5 and stats["decode_steps"] == 3

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import write_tiny_config
 
 from sparse_frontier.config import expand_runs, load_config
@@ -19,8 +18,14 @@ SAMPLES = 40
 
 
 def cli(*args, cwd, **kwargs):
-    return subprocess.Popen([str(BIN / "sparse-frontier"), *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen(
+        [str(BIN / "sparse-frontier"), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 @pytest.mark.slow  # a tiny-model engine killed and restarted, ~30 s

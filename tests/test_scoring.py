@@ -3,8 +3,12 @@ import pytest
 from sparse_frontier.scoring import score_rows, summarise
 from sparse_frontier.tasks import extract_answer, get_task_class
 
-GOLD = ["aaaa1111-bbbb2222-cccc3333-dddd4444", "eeee5555-ffff6666-gggg7777-hhhh8888",
-        "iiii9999-jjjj0000-kkkk1111-llll2222", "mmmm3333-nnnn4444-oooo5555-pppp6666"]
+GOLD = [
+    "aaaa1111-bbbb2222-cccc3333-dddd4444",
+    "eeee5555-ffff6666-gggg7777-hhhh8888",
+    "iiii9999-jjjj0000-kkkk1111-llll2222",
+    "mmmm3333-nnnn4444-oooo5555-pppp6666",
+]
 
 
 @pytest.mark.parametrize(
@@ -76,14 +80,20 @@ def test_score_run_writes_question_tokens_per_sample_and_in_the_summary(tmp_path
     from sparse_frontier.scoring import score_run
 
     dataset = [{"id": i, "gold": GOLD, "prompt_tokens": 1000, "question_tokens": 300} for i in range(2)]
-    predictions = [{"id": i, "prediction": f"<answer>{GOLD[0]}</answer>", "output_tokens": 3, "sparsity": 0.0}
-                   for i in range(2)]
+    predictions = [
+        {"id": i, "prediction": f"<answer>{GOLD[0]}</answer>", "output_tokens": 3, "sparsity": 0.0} for i in range(2)
+    ]
     write_jsonl_atomic(tmp_path / "dataset.jsonl", dataset)
     write_jsonl_atomic(tmp_path / "predictions.jsonl", predictions)
     key = {"task": "ruler_niah", "method": "dense", "length": 1024}
     run = {"key": key, "task_params": {}, "experiments": ["e"]}
-    score_run(run, str(tmp_path / "dataset.jsonl"), str(tmp_path / "predictions.jsonl"),
-              str(tmp_path / "scores.jsonl"), str(tmp_path / "summary.json"))
+    score_run(
+        run,
+        str(tmp_path / "dataset.jsonl"),
+        str(tmp_path / "predictions.jsonl"),
+        str(tmp_path / "scores.jsonl"),
+        str(tmp_path / "summary.json"),
+    )
     rows = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
     assert [r["question_tokens"] for r in rows] == [300, 300]
     assert json.loads((tmp_path / "summary.json").read_text())["question_tokens"] == 300

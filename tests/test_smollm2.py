@@ -6,7 +6,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from test_workflow import REPO, snakemake
 
 pytestmark = pytest.mark.slow
@@ -44,13 +43,16 @@ def check_captured_head(checkpoint, capture, patterns, workdir):
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
     record = torch.load(capture)
-    prompt = json.loads((Path(workdir) / record["dataset"]).read_text().splitlines()[patterns.get("sample", 0)])["input_ids"]
+    prompt = json.loads((Path(workdir) / record["dataset"]).read_text().splitlines()[patterns.get("sample", 0)])[
+        "input_ids"
+    ]
     assert record["prompt_tokens"] == len(prompt) == record["query"].shape[0]
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
     attn = model.model.layers[patterns["layer"]].self_attn
     seen = {}
-    attn.register_forward_pre_hook(lambda m, args, kwargs: seen.update(h=kwargs.get("hidden_states", args[0] if args else None)),
-                                   with_kwargs=True)
+    attn.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.update(h=kwargs.get("hidden_states", args[0] if args else None)), with_kwargs=True
+    )
     with torch.no_grad():
         model(torch.tensor([prompt]))
         h = seen["h"]
@@ -63,4 +65,4 @@ def check_captured_head(checkpoint, capture, patterns, workdir):
     assert kv == head // (q.shape[1] // k.shape[1])
     torch.testing.assert_close(record["query"][:, 0], q[0, head], atol=2e-3, rtol=2e-3)
     torch.testing.assert_close(record["key"][:, 0], k[0, kv], atol=2e-3, rtol=2e-3)
-    assert record["scale"] == pytest.approx(d ** -0.5)
+    assert record["scale"] == pytest.approx(d**-0.5)

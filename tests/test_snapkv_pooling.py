@@ -61,8 +61,15 @@ def test_selection_pools_the_prefix_only_as_upstream(name, hq, hkv):
     extra, reduce = METHODS[name]
     q, k, v = banded_qkv(hq, hkv)
     method = get_method_class(name).from_params(
-        {"token_capacity": CAP, "approximation_window": W, "local_window": W, "kernel_size": KERNEL,
-         "prefix_tokens": 0, **extra})
+        {
+            "token_capacity": CAP,
+            "approximation_window": W,
+            "local_window": W,
+            "kernel_size": KERNEL,
+            "prefix_tokens": 0,
+            **extra,
+        }
+    )
     got = [row.tolist() for row in method.compress_kv(q, k, v, layer_index=0, scale=SCALE).indices]
     want = upstream_selection(q, k, reduce)
     assert got == want

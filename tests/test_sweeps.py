@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import write_tiny_config
 
 from sparse_frontier import paths
@@ -61,8 +60,15 @@ SIX = {
     "vs": {"method": "vertical_slash", "params": {"sparsity": 0.7}},
     "snap": {"method": "snapkv", "params": {"sparsity": 0.7}},
 }
-SHORT = {"models": ["tiny-llama"], "tasks": ["niah"], "methods": ["q2", "dense", "snap"], "lengths": [512],
-         "samples": 3, "seeds": [43], "max_output_tokens": 8}
+SHORT = {
+    "models": ["tiny-llama"],
+    "tasks": ["niah"],
+    "methods": ["q2", "dense", "snap"],
+    "lengths": [512],
+    "samples": 3,
+    "seeds": [43],
+    "max_output_tokens": 8,
+}
 
 
 def test_chunks_follow_the_config_method_order_and_cover_every_run_once(tmp_path):
@@ -92,8 +98,14 @@ def test_chunks_follow_the_config_method_order_and_cover_every_run_once(tmp_path
 def test_chunk_keys_do_not_depend_on_unrelated_runs(tmp_path):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     alone = grouped_config(tmp_path / "a", "model", 2, methods=SIX, lengths=[1024])
-    crowded = grouped_config(tmp_path / "b", "model", 2, methods=SIX, lengths=[1024],
-                             experiments={"short": SHORT, "other": dict(SHORT, lengths=[2048], methods=["vs"])})
+    crowded = grouped_config(
+        tmp_path / "b",
+        "model",
+        2,
+        methods=SIX,
+        lengths=[1024],
+        experiments={"short": SHORT, "other": dict(SHORT, lengths=[2048], methods=["vs"])},
+    )
     before = {s.manifest: names(s) for s in chunks(alone).sweeps}
     after = {s.manifest: names(s) for s in chunks(crowded).sweeps}
     assert before and all(after[m] == methods for m, methods in before.items())
@@ -115,8 +127,10 @@ def test_sweep_resources_add_up_the_runs(tmp_path):
     (sweep, *_) = chunks(grouped_config(tmp_path, "model", 3, lengths=[512])).sweeps
     per_run = [predict_resources(r.as_dict(), 2) for r in sweep.runs]
     assert [r.key.method for r in sweep.runs] == ["dense", "quest"]  # Vertical-Slash in a chunk of its own
-    assert sweep_resources(sweep, 2) == {"mem_mb": max(r["mem_mb"] for r in per_run),
-                                         "runtime": sum(r["runtime"] for r in per_run)}
+    assert sweep_resources(sweep, 2) == {
+        "mem_mb": max(r["mem_mb"] for r in per_run),
+        "runtime": sum(r["runtime"] for r in per_run),
+    }
 
 
 # -- the workflow --------------------------------------------------------------------------------
@@ -154,8 +168,12 @@ def test_dry_run_groups_methods_into_sweep_jobs(tmp_path, methods_per_job, sweep
 def test_lint_with_grouping(tmp_path):
     overlay = tmp_path / "grouped.yaml"
     overlay.write_text("engine:\n  methods_per_job: 8\n")
-    lint = subprocess.run([str(BIN / "snakemake"), "--lint", "-n", "--configfile", "config/config.yaml",
-                           str(overlay)], cwd=REPO, capture_output=True, text=True)
+    lint = subprocess.run(
+        [str(BIN / "snakemake"), "--lint", "-n", "--configfile", "config/config.yaml", str(overlay)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert "Congratulations" in lint.stdout + lint.stderr, lint.stdout[-3000:] + lint.stderr[-3000:]
 
 
@@ -164,16 +182,25 @@ SAMPLES = 8
 
 
 def cli(*args, cwd, **kwargs):
-    return subprocess.Popen([str(BIN / "sparse-frontier"), *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen(
+        [str(BIN / "sparse-frontier"), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 def rows(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
-SHARING = {"dense": {"method": "dense"}, "quest": METHODS["quest"],
-           "quest_half": {"method": "quest", "params": {"sparsity": 0.5, "page_size": 16}}}
+SHARING = {
+    "dense": {"method": "dense"},
+    "quest": METHODS["quest"],
+    "quest_half": {"method": "quest", "params": {"sparsity": 0.5, "page_size": 16}},
+}
 
 
 @pytest.mark.slow  # engines killed and restarted, ~25 s
@@ -238,8 +265,9 @@ def test_grouped_run_equals_ungrouped_and_starts_one_engine(tmp_path, tiny_model
     runs = expand_runs(load_config(grouped))
     targets = [r.key.predictions for r in runs]
 
-    snakemake("results/tables/scores.csv", "--cores", "2", "--directory", str(grouped_dir),
-              "--configfile", str(grouped))
+    snakemake(
+        "results/tables/scores.csv", "--cores", "2", "--directory", str(grouped_dir), "--configfile", str(grouped)
+    )
     sweeps = chunks(grouped).sweeps
     assert [[r.key.method for r in s.runs] for s in sweeps] == [["dense", "quest"], ["vertical_slash"]]
     for sweep in sweeps:
@@ -247,7 +275,8 @@ def test_grouped_run_equals_ungrouped_and_starts_one_engine(tmp_path, tiny_model
         assert sweep_log.count("starting vLLM") == 1
         assert ("'enable_prefix_caching': True" in sweep_log) == (len(sweep.runs) == 2)
     assert not list((grouped_dir / "logs/predictions").rglob("*.log")) or all(
-        "starting vLLM" not in p.read_text() for p in (grouped_dir / "logs/predictions").rglob("*.log"))
+        "starting vLLM" not in p.read_text() for p in (grouped_dir / "logs/predictions").rglob("*.log")
+    )
     snakemake(*targets, "--cores", "2", "--directory", str(plain_dir), "--configfile", str(plain))
 
     for run in runs:
@@ -259,10 +288,12 @@ def test_grouped_run_equals_ungrouped_and_starts_one_engine(tmp_path, tiny_model
         provenance = json.loads((grouped_dir / paths.provenance_path(run.key.predictions)).read_text())
         sweep = next(s for s in sweeps if run.key in [r.key for r in s.runs])
         assert provenance["copied_from"] == run.key.sweep_predictions and provenance["sweep"] == sweep.manifest
-    assert any(r["sparsity"] > 0 for run in runs if run.key.method != "dense"
-               for r in rows(grouped_dir / run.key.predictions))
-    assert "Nothing to be done" in snakemake("results/tables/scores.csv", "-n", "--directory", str(grouped_dir),
-                                             "--configfile", str(grouped))
+    assert any(
+        r["sparsity"] > 0 for run in runs if run.key.method != "dense" for r in rows(grouped_dir / run.key.predictions)
+    )
+    assert "Nothing to be done" in snakemake(
+        "results/tables/scores.csv", "-n", "--directory", str(grouped_dir), "--configfile", str(grouped)
+    )
 
     # Grouping switched on over finished per-run files: the sweep adopts them, no engine starts.
     regrouped = grouped_config(plain_dir, tiny_model, 3, lengths=[512])

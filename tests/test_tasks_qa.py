@@ -6,12 +6,12 @@ import re
 import threading
 
 import pytest
+from task_checks import context_of, digest, generate
 
 from sparse_frontier.tasks import get_task_class
 from sparse_frontier.tasks.qa import sources
 from sparse_frontier.tasks.qa.tasks import option_letters, token_f1
 from sparse_frontier.tasks.ruler.cwe import word_list
-from task_checks import context_of, digest, generate
 
 
 def _document(rng, i):
@@ -28,12 +28,24 @@ def qa_files(tmp_path_factory):
     open_rows, mc_rows = [], []
     for i, doc in enumerate(docs):
         topic = doc.split()[4].rstrip(":")
-        open_rows.append({"document": doc, "question": f"What is report {i} about?", "options": [],
-                          "answers": [topic, f"the {topic}"]})
+        open_rows.append(
+            {
+                "document": doc,
+                "question": f"What is report {i} about?",
+                "options": [],
+                "answers": [topic, f"the {topic}"],
+            }
+        )
         options = [f"the {w}" for w in rng.sample(word_list(), 3)] + [f"the {topic}"]
         rng.shuffle(options)
-        mc_rows.append({"document": doc, "question": f"What is report {i} about?", "options": options,
-                        "answers": ["ABCD"[options.index(f"the {topic}")]]})
+        mc_rows.append(
+            {
+                "document": doc,
+                "question": f"What is report {i} about?",
+                "options": options,
+                "answers": ["ABCD"[options.index(f"the {topic}")]],
+            }
+        )
     paths = {"open": folder / "open.jsonl", "mc": folder / "mc.jsonl"}
     for key, rows in (("open", open_rows), ("mc", mc_rows)):
         paths[key].write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -93,20 +105,71 @@ def test_questions_whose_document_alone_is_too_long_are_dropped(smollm2_tokenize
 
 # Raw files in the sources' real layouts: SQuAD v2.0's JSON (articles under "data"; unanswerable
 # questions have no answers, only plausible ones) and LC-VS-RAG's JSONL (one document per line).
-SQUAD = {"version": "v2.0", "data": [{"title": "Paris", "paragraphs": [{"context": "Paris is in France.", "qas": [
-    {"question": "Where is Paris?", "id": "q1", "answers": [{"text": "France", "answer_start": 12},
-                                                          {"text": "in France", "answer_start": 9}], "is_impossible": False},
-    {"question": "Where is Paris? ", "id": "q2", "answers": [{"text": "France", "answer_start": 12}], "is_impossible": False},
-    {"question": "Where is Rome?", "id": "q3", "answers": [], "plausible_answers": [{"text": "France", "answer_start": 12}],
-     "is_impossible": True}]}]}]}
-SQUAD_ROWS = [{"document": "Paris is in France.", "question": "Where is Paris?", "options": [],
-               "answers": ["France", "in France"]}]
-TOEFL = {"context": "a talk", "context_len": 2,
-         "questions": ["Question: why? Options: A.to eat B.to sleep C.to read D.to run ",
-                       "Question: which two? Options: A.x B.y C.z D.w "],
-         "num_question": 2, "answer": ["B", "AD"], "dataset": "toeflqa"}
-TOEFL_ROWS = [{"document": "a talk", "question": "why?", "options": ["to eat", "to sleep", "to read", "to run"], "answers": ["B"]},
-              {"document": "a talk", "question": "which two?", "options": ["x", "y", "z", "w"], "answers": ["A", "D"]}]
+SQUAD = {
+    "version": "v2.0",
+    "data": [
+        {
+            "title": "Paris",
+            "paragraphs": [
+                {
+                    "context": "Paris is in France.",
+                    "qas": [
+                        {
+                            "question": "Where is Paris?",
+                            "id": "q1",
+                            "answers": [
+                                {"text": "France", "answer_start": 12},
+                                {"text": "in France", "answer_start": 9},
+                            ],
+                            "is_impossible": False,
+                        },
+                        {
+                            "question": "Where is Paris? ",
+                            "id": "q2",
+                            "answers": [{"text": "France", "answer_start": 12}],
+                            "is_impossible": False,
+                        },
+                        {
+                            "question": "Where is Rome?",
+                            "id": "q3",
+                            "answers": [],
+                            "plausible_answers": [{"text": "France", "answer_start": 12}],
+                            "is_impossible": True,
+                        },
+                    ],
+                }
+            ],
+        }
+    ],
+}
+SQUAD_ROWS = [
+    {
+        "document": "Paris is in France.",
+        "question": "Where is Paris?",
+        "options": [],
+        "answers": ["France", "in France"],
+    }
+]
+TOEFL = {
+    "context": "a talk",
+    "context_len": 2,
+    "questions": [
+        "Question: why? Options: A.to eat B.to sleep C.to read D.to run ",
+        "Question: which two? Options: A.x B.y C.z D.w ",
+    ],
+    "num_question": 2,
+    "answer": ["B", "AD"],
+    "dataset": "toeflqa",
+}
+TOEFL_ROWS = [
+    {
+        "document": "a talk",
+        "question": "why?",
+        "options": ["to eat", "to sleep", "to read", "to run"],
+        "answers": ["B"],
+    },
+    {"document": "a talk", "question": "which two?", "options": ["x", "y", "z", "w"], "answers": ["A", "D"]},
+]
 
 
 def test_raw_layouts_load_through_datasets_and_normalise(tmp_path, caplog):
@@ -152,7 +215,9 @@ def test_pinned_file_is_downloaded_once_into_the_datasets_cache_then_read_offlin
     folder, server = upstream
     data = (json.dumps(TOEFL) + "\n").encode()
     (folder / "toeflqa.jsonl").write_bytes(data)
-    monkeypatch.setitem(sources.SOURCES, "toefl", sources.Source("toeflqa.jsonl", sources.git_blob_sha1(data), "lc_vs_rag"))
+    monkeypatch.setitem(
+        sources.SOURCES, "toefl", sources.Source("toeflqa.jsonl", sources.git_blob_sha1(data), "lc_vs_rag")
+    )
     cache = tmp_path / "cache"
     assert sources.normalise("toefl", sources.load_raw("toefl", cache_dir=cache)) == TOEFL_ROWS
     assert [p.read_bytes() for p in (cache / "downloads").iterdir() if p.suffix == ""] == [data]
@@ -181,10 +246,15 @@ def test_offline_fetch_says_what_to_download_and_where(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError) as error:
         sources.load_raw("toefl", cache_dir=tmp_path / "cache")
     message = str(error.value)
-    for part in ["cannot fetch the 'toefl' QA source from https://raw.githubusercontent.com/PiotrNawrot/sparse-frontier/"
-                 "31d86c170248865183d6569c491d47f71cdd9d53/sparse_frontier/tasks/qa/data/toeflqa.jsonl",
-                 "offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE)", f"datasets cache {tmp_path / 'cache/downloads'}",
-                 "by hand and put it at resources/qa/raw/toeflqa.jsonl", "qa_sources.toefl", "HF_DATASETS_CACHE"]:
+    for part in [
+        "cannot fetch the 'toefl' QA source from https://raw.githubusercontent.com/PiotrNawrot/sparse-frontier/"
+        "31d86c170248865183d6569c491d47f71cdd9d53/sparse_frontier/tasks/qa/data/toeflqa.jsonl",
+        "offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE)",
+        f"datasets cache {tmp_path / 'cache/downloads'}",
+        "by hand and put it at resources/qa/raw/toeflqa.jsonl",
+        "qa_sources.toefl",
+        "HF_DATASETS_CACHE",
+    ]:
         assert part in message
     with pytest.raises(RuntimeError, match="'squad' QA source from https://.*/squad.json"):
         sources.load_raw("squad", cache_dir=tmp_path / "cache")
@@ -212,9 +282,19 @@ OPTIONS = ["to eat", "to sleep", "to read", "to run"]
 
 @pytest.mark.parametrize(
     "answer, gold, expected",
-    [("B", ["B"], 1.0), ("(b)", ["B"], 1.0), ("B. to sleep", ["B"], 1.0), ("Option B", ["B"], 1.0),
-     ("to sleep", ["B"], 1.0), ("B, D", ["B", "D"], 1.0), ("BD", ["B", "D"], 1.0), ("B and D", ["B", "D"], 1.0),
-     ("B", ["B", "D"], 0.0), ("C", ["B"], 0.0), ("B, C", ["B"], 0.0)],
+    [
+        ("B", ["B"], 1.0),
+        ("(b)", ["B"], 1.0),
+        ("B. to sleep", ["B"], 1.0),
+        ("Option B", ["B"], 1.0),
+        ("to sleep", ["B"], 1.0),
+        ("B, D", ["B", "D"], 1.0),
+        ("BD", ["B", "D"], 1.0),
+        ("B and D", ["B", "D"], 1.0),
+        ("B", ["B", "D"], 0.0),
+        ("C", ["B"], 0.0),
+        ("B, C", ["B"], 0.0),
+    ],
 )
 def test_multiple_choice_metric_is_exact_match_of_letters(answer, gold, expected):
     task = get_task_class("qa_toefl").from_params({})

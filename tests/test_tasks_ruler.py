@@ -2,7 +2,6 @@ import collections
 import re
 
 import pytest
-
 from task_checks import context_of, digest, generate
 
 

@@ -1,10 +1,10 @@
 import re
 
 import pytest
+from task_checks import context_of, digest, generate
 
 from sparse_frontier.tasks import get_task_class
 from sparse_frontier.tasks.story.narrative import ITEM_PATTERN
-from task_checks import context_of, digest, generate
 
 
 @pytest.fixture(params=["smollm2", "tiny_bpe"])
@@ -75,8 +75,14 @@ def test_filtering_gold_is_the_chapters_without_purchases(tokenizer, length):
         assert all(i in bought for ch in chapters.values() for i in ch["sold"])
 
 
-@pytest.mark.parametrize("name, params", [("story_retrieval", {"num_questions": 2}), ("story_multihop", {}),
-                                          ("story_filtering", {"num_without_purchase": 2})])
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("story_retrieval", {"num_questions": 2}),
+        ("story_multihop", {}),
+        ("story_filtering", {"num_without_purchase": 2}),
+    ],
+)
 def test_demo_settings_fit_1024(smollm2_tokenizer, name, params):
     generate(name, smollm2_tokenizer, 1024, samples=3, params=params)
 
@@ -101,10 +107,18 @@ def test_deterministic_and_samples_differ(smollm2_tokenizer, name):
 @pytest.mark.parametrize(
     "name, gold, answer, expected",
     [
-        ("story_retrieval", ["the harbour market", "Ada", "ornate brass compass"],
-         "1. The Harbour Market\n2. ada.\n3. an ornate brass compass", 1.0),
-        ("story_retrieval", ["the harbour market", "Ada", "ornate brass compass"],
-         "2) Ada\n1) the copper mines\n3) tin flute", 1 / 3),
+        (
+            "story_retrieval",
+            ["the harbour market", "Ada", "ornate brass compass"],
+            "1. The Harbour Market\n2. ada.\n3. an ornate brass compass",
+            1.0,
+        ),
+        (
+            "story_retrieval",
+            ["the harbour market", "Ada", "ornate brass compass"],
+            "2) Ada\n1) the copper mines\n3) tin flute",
+            1 / 3,
+        ),
         ("story_retrieval", ["the harbour market", "Ada", "ornate brass compass"], "no idea", 0.0),
         ("story_multihop", "ornate brass compass", " An Ornate brass compass. ", 1.0),
         ("story_multihop", "ornate brass compass", "ornate brass lantern", 0.0),

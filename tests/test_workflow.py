@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers import write_tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,7 +24,6 @@ def snakemake(*args, cwd=REPO, timeout=900):
 def expected_jobs(config_name: str) -> dict[str, int]:
     """Job counts a full run of a shipped config must schedule, from the package's own grid."""
     from sparse_frontier.config import expand_runs, load_config
-
     from sparse_frontier.sweeps import SweepIndex
 
     config = load_config(REPO / "config" / config_name)
@@ -33,8 +31,10 @@ def expected_jobs(config_name: str) -> dict[str, int]:
     jobs = {"generate_dataset": len({r.key.dataset for r in runs}), "predict": len(runs), "score": len(runs)}
     if config["engine"]["methods_per_job"] > 1:  # grouped: a job per chunk, each run's file copied from it
         del jobs["predict"]
-        jobs |= {"predict_sweep": len(SweepIndex(runs, config["engine"]["methods_per_job"]).sweeps),
-                 "copy_sweep_predictions": len(runs)}
+        jobs |= {
+            "predict_sweep": len(SweepIndex(runs, config["engine"]["methods_per_job"]).sweeps),
+            "copy_sweep_predictions": len(runs),
+        }
     return jobs
 
 
@@ -44,13 +44,21 @@ def expected_jobs(config_name: str) -> dict[str, int]:
         # the paper grid: a minute or more each, so in the slow tier
         pytest.param(["all_figures", "--configfile", "config/config.yaml"], "config.yaml", marks=pytest.mark.slow),
         (["demo", "--configfile", "config/demo.yaml"], "demo.yaml"),
-        pytest.param(["--profile", "profiles/slurm", "all_figures", "--configfile", "config/config.yaml"], "config.yaml",
-                     marks=pytest.mark.slow),
+        pytest.param(
+            ["--profile", "profiles/slurm", "all_figures", "--configfile", "config/config.yaml"],
+            "config.yaml",
+            marks=pytest.mark.slow,
+        ),
         (["--profile", "profiles/local", "accuracy_vs_length", "--configfile", "config/demo.yaml"], "demo.yaml"),
     ],
 )
 def test_dry_runs_of_shipped_configs_and_profiles(tmp_path, args, config):
-    out = snakemake("-n", "--directory", str(tmp_path), *[str(REPO / a) if a.startswith(("config/", "profiles/")) else a for a in args])
+    out = snakemake(
+        "-n",
+        "--directory",
+        str(tmp_path),
+        *[str(REPO / a) if a.startswith(("config/", "profiles/")) else a for a in args],
+    )
     jobs = expected_jobs(config)
     assert jobs["score"] > 0
     for rule, count in jobs.items():
@@ -60,8 +68,17 @@ def test_dry_runs_of_shipped_configs_and_profiles(tmp_path, args, config):
 
 
 def test_demo_target_refuses_the_paper_config(tmp_path):
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-n", "--directory", str(tmp_path), "demo",
-           "--configfile", str(REPO / "config/config.yaml")]
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(REPO / "Snakefile"),
+        "-n",
+        "--directory",
+        str(tmp_path),
+        "demo",
+        "--configfile",
+        str(REPO / "config/config.yaml"),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0 and "config/demo.yaml" in result.stdout + result.stderr
 
@@ -86,6 +103,9 @@ def test_lint_and_format_are_clean():
         [str(BIN / "snakefmt"), "--check", "Snakefile", "rules"], cwd=REPO, capture_output=True, text=True
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    for check in (["check", "."], ["format", "--check", "."]):  # configured in pyproject.toml
+        ruff = subprocess.run([str(BIN / "ruff"), *check], cwd=REPO, capture_output=True, text=True)
+        assert ruff.returncode == 0, f"ruff {' '.join(check)}:\n" + ruff.stdout[-3000:] + ruff.stderr
 
 
 def test_end_to_end_on_the_vllm_cpu_engine(tmp_path, tiny_model):
@@ -144,7 +164,9 @@ def test_captured_calibration_feeds_the_sparse_runs(tmp_path, tiny_model):
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     dry = snakemake("results/tables/scores.csv", "-n", "--directory", str(tmp_path), "--configfile", str(config_path))
     assert any(line.split()[:2] == ["calibrate_attention", "1"] for line in dry.splitlines()), dry[-2000:]
-    snakemake("results/tables/scores.csv", "--cores", "2", "--directory", str(tmp_path), "--configfile", str(config_path))
+    snakemake(
+        "results/tables/scores.csv", "--cores", "2", "--directory", str(tmp_path), "--configfile", str(config_path)
+    )
     table = json.loads((tmp_path / "results/calibration/tiny-llama.json").read_text())["entries"]
     # only what the grid's runs look up: no FlexPrefill run here, so no FlexPrefill fit
     assert {(e["method"], e["length"]) for e in table} == {("vertical_slash", 1024)}
@@ -174,5 +196,7 @@ def test_scripts_that_start_vllm_run_their_body_only_as_main():
         for node in tree.body:
             guarded = isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'"
             uses = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-            assert guarded or "snakemake" not in uses, f"{path.name}:{node.lineno} uses snakemake outside the main guard"
+            assert guarded or "snakemake" not in uses, (
+                f"{path.name}:{node.lineno} uses snakemake outside the main guard"
+            )
     assert set(checked) == {"predict.py", "predict_sweep.py", "capture_attention_head.py", "calibrate_attention.py"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pandas as pd
 
 from sparse_frontier.io import read_json, write_text_atomic

@@ -20,8 +20,9 @@ the global layers only, so rho multiplies the global layers' attention and KV te
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Optional
+from typing import Any
 
 #: Cost-model phases; a method's ``phase`` ("kv" = KV-cache compression) maps to the phase it saves.
 PHASES = ("prefill", "decode")
@@ -41,7 +42,7 @@ class Architecture:
     vocabulary: int
     params: float
     #: keys seen by a sliding-window layer; None = every layer is global
-    sliding_window: Optional[int] = None
+    sliding_window: int | None = None
     #: every ``global_every``-th layer is global, the others sliding-window (Gemma 3: 6)
     global_every: int = 1
 
@@ -57,7 +58,7 @@ class Architecture:
             raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
 
     @classmethod
-    def from_config(cls, entry: Mapping[str, Any], name: str = "model") -> "Architecture":
+    def from_config(cls, entry: Mapping[str, Any], name: str = "model") -> Architecture:
         if "architecture" not in entry:
             raise ValueError(f"model {name!r} has no 'architecture' block in the config: the cost model needs it")
         return cls(**entry["architecture"])
@@ -184,8 +185,14 @@ INDEXED_METHODS = ("vertical_slash", "flexprefill", "quest")
 
 
 def indexing_cost(
-    arch: Architecture, method: str, args: Mapping[str, Any], phase: str, length: int, density: float,
-    batch: int = 1, metric: str = "flops",
+    arch: Architecture,
+    method: str,
+    args: Mapping[str, Any],
+    phase: str,
+    length: int,
+    density: float,
+    batch: int = 1,
+    metric: str = "flops",
 ) -> float:
     """The cost of a method's index in ``phase`` (0 for methods that build none in that phase).
 
@@ -212,8 +219,14 @@ def indexing_cost(
 
 
 def phase_cost(
-    arch: Architecture, phase: str, length: int, density: float, batch: int = 1, metric: str = "flops",
-    method: str = "dense", args: Optional[Mapping[str, Any]] = None,
+    arch: Architecture,
+    phase: str,
+    length: int,
+    density: float,
+    batch: int = 1,
+    metric: str = "flops",
+    method: str = "dense",
+    args: Mapping[str, Any] | None = None,
 ) -> float:
     """One number per run for iso-cost plots, the method's index included (:func:`indexing_cost`).
 
@@ -262,4 +275,7 @@ def prefill_speedup(arch: Architecture, length: int, compression: float) -> floa
 
 def decode_speedup(arch: Architecture, length: int, compression: float, batch: int) -> float:
     """Dense over sparse decode memory traffic when the KV cache read is 1/compression."""
-    return decode_memory(arch, length, 1.0, batch)["total"] / decode_memory(arch, length, 1.0 / compression, batch)["total"]
+    return (
+        decode_memory(arch, length, 1.0, batch)["total"]
+        / decode_memory(arch, length, 1.0 / compression, batch)["total"]
+    )

@@ -222,7 +222,9 @@ def quest_pattern(params: dict, q, k, tokens: int, steps: int) -> tuple[np.ndarr
     return mask, 1.0 - float(np.mean(density))
 
 
-def kv_pattern(name: str, params: dict, q, k, v, tokens: int, steps: int, scale: float = SCALE) -> tuple[np.ndarray, float]:
+def kv_pattern(
+    name: str, params: dict, q, k, v, tokens: int, steps: int, scale: float = SCALE
+) -> tuple[np.ndarray, float]:
     """SnapKV / Ada-SnapKV: the method's ``compress_kv`` on the prompt, then each decode step reads
     the kept prompt tokens and every token decoded since. Sparsity = 1 - kept / tokens."""
     from sparse_frontier.attention.reference import kv_selection_mask
@@ -235,8 +237,15 @@ def kv_pattern(name: str, params: dict, q, k, v, tokens: int, steps: int, scale:
     return mask, 1.0 - kept.sum() / tokens
 
 
-def pattern_masks(sparsities=(0.5, 0.7, 0.9), tokens: int = 1024, seed: int = 0, steps: int = 64,
-                  methods=PREFILL + DECODE, qkv=None, scale: float | None = None) -> list[PatternMask]:
+def pattern_masks(
+    sparsities=(0.5, 0.7, 0.9),
+    tokens: int = 1024,
+    seed: int = 0,
+    steps: int = 64,
+    methods=PREFILL + DECODE,
+    qkv=None,
+    scale: float | None = None,
+) -> list[PatternMask]:
     """Every method's kept pairs at each target sparsity, by its own code (see the module docstring).
 
     ``qkv``: a real head's queries, keys and values ``[n, 1, D]`` (one query head and its kv head,
@@ -256,10 +265,16 @@ def pattern_masks(sparsities=(0.5, 0.7, 0.9), tokens: int = 1024, seed: int = 0,
         raise ValueError(f"target sparsities must lie in (0, 1), got {bad}")
     if qkv is not None:
         q, k, v = (t.float() for t in qkv)
-        if not (q.dim() == k.dim() == v.dim() == 3 and q.shape[1] == k.shape[1] == v.shape[1] == 1
-                and q.shape[0] == k.shape[0] == v.shape[0] and q.shape[2] == k.shape[2]):
-            raise ValueError(f"qkv must be one head's [n, 1, D] queries, keys and values of one length; got shapes "
-                             f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        if not (
+            q.dim() == k.dim() == v.dim() == 3
+            and q.shape[1] == k.shape[1] == v.shape[1] == 1
+            and q.shape[0] == k.shape[0] == v.shape[0]
+            and q.shape[2] == k.shape[2]
+        ):
+            raise ValueError(
+                f"qkv must be one head's [n, 1, D] queries, keys and values of one length; got shapes "
+                f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+            )
         tokens, scale = q.shape[0] - steps, q.shape[2] ** -0.5 if scale is None else scale
     else:
         q, k, v = toy_qkv(tokens + steps, seed)

@@ -37,10 +37,18 @@ FAMILIES = {"ruler": "RULER", "qa": "QA", "story": "Story"}
 GROUPS = ("retrieval", "multi-hop", "aggregation")
 
 
+#: Table 1's row order within a phase (the paper's); other registered methods follow in registration order
+PAPER_METHOD_ORDER = ("vertical_slash", "flexprefill", "block_sparse", "snapkv", "ada_snapkv", "quest")
+
+
 def _registered(registry) -> list[type]:
     # registration order (the import order of the package), which the paper's order follows
-    # within a phase / family; Registry.names() is sorted, so read the mapping itself
+    # within a family; Registry.names() is sorted, so read the mapping itself
     return list(registry._classes.values())
+
+
+def _paper_rank(cls) -> int:
+    return PAPER_METHOD_ORDER.index(cls.name) if cls.name in PAPER_METHOD_ORDER else len(PAPER_METHOD_ORDER)
 
 
 def _unset(cls, base: type, attrs) -> list[str]:
@@ -50,8 +58,9 @@ def _unset(cls, base: type, attrs) -> list[str]:
 
 
 def _problem(kind: str, cls, missing: list[str]) -> str:
-    return (f"{kind} {cls.name!r} ({cls.__module__}.{cls.__qualname__}) sets no taxonomy "
-            f"attribute(s) {', '.join(missing)}")
+    return (
+        f"{kind} {cls.name!r} ({cls.__module__}.{cls.__qualname__}) sets no taxonomy attribute(s) {', '.join(missing)}"
+    )
 
 
 def _report(problems: list[str], strict: bool) -> None:
@@ -74,15 +83,16 @@ def method_taxonomy(strict: bool = False) -> pd.DataFrame:
 
     Columns ``phase`` ("prefill" / "decode"), ``method`` (registered name), ``name`` (display name),
     ``unit``, ``budget allocation``, ``KV cache``. Within the decode phase the KV-eviction methods
-    come before Quest (which keeps the full cache), as in the paper; within a phase, registration
-    order. Missing attributes: see the module docstring (``strict`` raises).
+    come before Quest (which keeps the full cache), as in the paper; within a phase, the paper's order
+    (:data:`PAPER_METHOD_ORDER`), then registration order. Missing attributes: see the module docstring (``strict`` raises).
     """
     from sparse_frontier.attention import METHODS
     from sparse_frontier.attention.base import AttentionMethod
 
     attrs = ("display_name", "unit", "budget_allocation", "kv_cache")
     classes = [c for c in _registered(METHODS) if is_sparse_method(c)]
-    classes.sort(key=lambda c: PHASE_ORDER[c.phase])  # stable: registration order within a phase
+    # paper order within a phase; stable, so methods the paper lacks keep their registration order
+    classes.sort(key=lambda c: (PHASE_ORDER[c.phase], _paper_rank(c)))
     rows, problems = [], []
     for cls in classes:
         missing = _unset(cls, AttentionMethod, attrs)
@@ -90,8 +100,9 @@ def method_taxonomy(strict: bool = False) -> pd.DataFrame:
             problems.append(_problem("method", cls, missing))
         value = {a: (MISSING if a in missing else getattr(cls, a)) for a in attrs}
         name = cls.name if "display_name" in missing else cls.display_name
-        rows.append((PAPER_PHASE[cls.phase], cls.name, name, value["unit"], value["budget_allocation"],
-                     value["kv_cache"]))
+        rows.append(
+            (PAPER_PHASE[cls.phase], cls.name, name, value["unit"], value["budget_allocation"], value["kv_cache"])
+        )
     _report(problems, strict)
     return pd.DataFrame(rows, columns=METHOD_COLUMNS)
 
@@ -133,12 +144,27 @@ def task_taxonomy(strict: bool = False) -> pd.DataFrame:
         scope = MISSING if "scope" in missing else cls.scope
         natural = MISSING if "natural" in missing else ("yes" if cls.natural else "no")
         family = _family(cls)
-        rows.append((cls.name, cls.name if "display_name" in missing else cls.display_name,
-                     FAMILIES.get(family, family), dispersion, scope, natural, task_group(dispersion, scope)))
+        rows.append(
+            (
+                cls.name,
+                cls.name if "display_name" in missing else cls.display_name,
+                FAMILIES.get(family, family),
+                dispersion,
+                scope,
+                natural,
+                task_group(dispersion, scope),
+            )
+        )
     _report(problems, strict)
     frame = pd.DataFrame(rows, columns=TASK_COLUMNS)
     family_rank = {name: i for i, name in enumerate(FAMILIES.values())}
     group_rank = {g: i for i, g in enumerate(GROUPS)}
-    order = sorted(range(len(frame)), key=lambda i: (family_rank.get(frame["family"][i], len(family_rank)),
-                                                     group_rank.get(frame["group"][i], len(group_rank)), i))
+    order = sorted(
+        range(len(frame)),
+        key=lambda i: (
+            family_rank.get(frame["family"][i], len(family_rank)),
+            group_rank.get(frame["group"][i], len(group_rank)),
+            i,
+        ),
+    )
     return frame.iloc[order].reset_index(drop=True)

@@ -63,8 +63,13 @@ def r_squared(y, y_hat) -> float:
 def coefficients(result) -> pd.DataFrame:
     ci = result.conf_int()
     return pd.DataFrame(
-        {"term": result.params.index, "estimate": result.params.values, "se": result.bse.values,
-         "ci_low": ci[0].values, "ci_high": ci[1].values}
+        {
+            "term": result.params.index,
+            "estimate": result.params.values,
+            "se": result.bse.values,
+            "ci_low": ci[0].values,
+            "ci_high": ci[1].values,
+        }
     )
 
 
@@ -92,7 +97,14 @@ def holdout_validation(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             if len(rows) >= 3 and rows["score"].nunique() > 1 and rows["predicted"].nunique() > 1:
                 rho, p = stats.spearmanr(rows["predicted"], rows["score"])
             metrics.append(
-                {"held_out": axis, "held_out_value": largest, "task": task, "n": len(rows),
-                 "spearman_rho": rho, "spearman_p": p, "mae": float(np.mean(np.abs(rows["predicted"] - rows["score"])))}
+                {
+                    "held_out": axis,
+                    "held_out_value": largest,
+                    "task": task,
+                    "n": len(rows),
+                    "spearman_rho": rho,
+                    "spearman_p": p,
+                    "mae": float(np.mean(np.abs(rows["predicted"] - rows["score"]))),
+                }
             )
     return pd.DataFrame(metrics), (pd.concat(predictions) if predictions else pd.DataFrame())

@@ -18,7 +18,9 @@ def paired_pvalue(dense, sparse, test: str = "wilcoxon", resamples: int = 10000,
     """One-sided p-value of H1 "sparse scores lower than dense" on paired per-sample scores."""
     dense, sparse = np.asarray(dense, float), np.asarray(sparse, float)
     if dense.shape != sparse.shape or dense.size == 0:
-        raise ValueError(f"paired test needs equally many (> 0) scores, got {dense.size} dense and {sparse.size} sparse")
+        raise ValueError(
+            f"paired test needs equally many (> 0) scores, got {dense.size} dense and {sparse.size} sparse"
+        )
     diff = dense - sparse
     if test == "wilcoxon":
         if not np.any(diff):

@@ -5,6 +5,12 @@ snapkv, ada_snapkv; capture_estimation (records estimation scores for calibratio
 queries, keys and values for the pattern figure); and any ``a+b`` combination of different phases (see ``registry.py``).
 """
 
+from sparse_frontier.attention import block_sparse as _bs  # noqa: F401
+from sparse_frontier.attention import capture as _capture  # noqa: F401  (calibration capture)
+from sparse_frontier.attention import dense as _dense  # noqa: F401  (registers dense)
+from sparse_frontier.attention import quest as _quest  # noqa: F401
+from sparse_frontier.attention import snapkv as _snapkv  # noqa: F401
+from sparse_frontier.attention import vertical_slash as _vs  # noqa: F401
 from sparse_frontier.attention.base import AttentionMethod, AttentionResult, KVSelection
 from sparse_frontier.attention.registry import (
     METHODS,
@@ -13,14 +19,14 @@ from sparse_frontier.attention.registry import (
     register_method,
     shares_prompts,
 )
-from sparse_frontier.attention import dense as _dense  # noqa: F401  (registers dense)
-from sparse_frontier.attention import vertical_slash as _vs  # noqa: F401
-from sparse_frontier.attention import block_sparse as _bs  # noqa: F401
-from sparse_frontier.attention import quest as _quest  # noqa: F401
-from sparse_frontier.attention import snapkv as _snapkv  # noqa: F401
-from sparse_frontier.attention import capture as _capture  # noqa: F401  (calibration capture)
 
 __all__ = [
-    "METHODS", "AttentionMethod", "AttentionResult", "KVSelection", "chunk_shares_prompts", "get_method_class",
-    "register_method", "shares_prompts",
-]  # fmt: skip
+    "METHODS",
+    "AttentionMethod",
+    "AttentionResult",
+    "KVSelection",
+    "chunk_shares_prompts",
+    "get_method_class",
+    "register_method",
+    "shares_prompts",
+]

@@ -39,7 +39,7 @@ of its phase (others fall back to dense).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 import torch
 
@@ -72,20 +72,18 @@ class AttentionMethod(Parameterised):
     #: allocated (across heads / by threshold) and what happens to the KV cache. The defaults describe
     #: dense attention, which is right for dense and for methods that leave attention dense (the
     #: ``capture_estimation`` recorder); a sparse method sets all four.
-    display_name: ClassVar[Optional[str]] = None
+    display_name: ClassVar[str | None] = None
     unit: ClassVar[str] = "none"
     budget_allocation: ClassVar[str] = "none"
     kv_cache: ClassVar[str] = "untouched"
 
-    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
+    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> AttentionResult | None:
         return None
 
-    def decode(
-        self, query, key, value, *, layer_index: int, scale: float, lengths=None
-    ) -> Optional[AttentionResult]:
+    def decode(self, query, key, value, *, layer_index: int, scale: float, lengths=None) -> AttentionResult | None:
         return None
 
-    def compress_kv(self, query, key, value, *, layer_index: int, scale: float) -> Optional[KVSelection]:
+    def compress_kv(self, query, key, value, *, layer_index: int, scale: float) -> KVSelection | None:
         return None
 
     @classmethod
@@ -99,11 +97,11 @@ class AttentionMethod(Parameterised):
     def overrides(self, hook: str) -> bool:
         return getattr(type(self), hook) is not getattr(AttentionMethod, hook)
 
-    def bind(self, *, model: Optional[str] = None) -> "AttentionMethod":
+    def bind(self, *, model: str | None = None) -> AttentionMethod:
         """Tell the method which model it serves (the config's model name), for calibration lookups."""
         self._model = model
         return self
 
     @property
-    def model(self) -> Optional[str]:
+    def model(self) -> str | None:
         return getattr(self, "_model", None)

@@ -11,7 +11,6 @@ blocks, so the density depends only on (T, chunk_size, top_chunks) and the targe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -96,7 +95,11 @@ class BlockSparse(AttentionMethod):
 
     def __post_init__(self):
         self.check(0.0 <= self.sparsity < 1.0, "sparsity", "a target sparsity in [0, 1)")
-        self.check(self.top_chunks == 0 or self.top_chunks >= 3, "top_chunks", "0 (from sparsity) or >= 3 (sink, diagonal and its neighbour are always kept)")
+        self.check(
+            self.top_chunks == 0 or self.top_chunks >= 3,
+            "top_chunks",
+            "0 (from sparsity) or >= 3 (sink, diagonal and its neighbour are always kept)",
+        )
         self.check(self.chunk_size in (16, 32, 64, 128), "chunk_size", "one of 16, 32, 64, 128")
         self.check(self.top_chunks == 0 or self.sparsity == 0.0, "sparsity", "0 when top_chunks is given")
 
@@ -107,7 +110,7 @@ class BlockSparse(AttentionMethod):
         blocks, counts = block_index(query, key, self.chunk_size, self.top(query.shape[0]))
         return block_list_mask(query.shape[0], blocks, counts, self.chunk_size)
 
-    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
+    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> AttentionResult | None:
         t, hq = query.shape[:2]
         top = self.top(t)
         blocks, counts = block_index(query, key, self.chunk_size, top)

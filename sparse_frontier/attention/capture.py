@@ -15,7 +15,6 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -36,7 +35,6 @@ def save_record(out_dir: str, tag: str, layer_index: int, record: dict) -> None:
     tmp.replace(folder / name)
 
 
-
 @register_method
 @dataclass
 class CaptureEstimation(AttentionMethod):
@@ -51,11 +49,20 @@ class CaptureEstimation(AttentionMethod):
         self.check(self.approximation_size >= 1, "approximation_size", "an integer >= 1")
         self.check(bool(self.tag) and "/" not in self.tag, "tag", "a file-name prefix without '/'")
 
-    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
+    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> AttentionResult | None:
         vert, slash = estimate_scores(query, key, self.approximation_size, scale)
-        save_record(self.out_dir, self.tag, layer_index, {
-            "vert": vert.float().cpu(), "slash": slash.float().cpu(), "length": query.shape[0],
-            "layer": layer_index, "approximation_size": self.approximation_size})
+        save_record(
+            self.out_dir,
+            self.tag,
+            layer_index,
+            {
+                "vert": vert.float().cpu(),
+                "slash": slash.float().cpu(),
+                "length": query.shape[0],
+                "layer": layer_index,
+                "approximation_size": self.approximation_size,
+            },
+        )
         return None  # attention stays dense
 
 
@@ -76,10 +83,19 @@ class CaptureQKV(AttentionMethod):
         self.check(isinstance(self.layer, int) and self.layer >= 0, "layer", "a layer index >= 0")
         self.check(bool(self.tag) and "/" not in self.tag, "tag", "a file-name prefix without '/'")
 
-    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
+    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> AttentionResult | None:
         if layer_index != self.layer:
             return None
-        save_record(self.out_dir, self.tag, layer_index, {
-            "query": query.float().cpu(), "key": key.float().cpu(), "value": value.float().cpu(),
-            "layer": layer_index, "scale": scale})
+        save_record(
+            self.out_dir,
+            self.tag,
+            layer_index,
+            {
+                "query": query.float().cpu(),
+                "key": key.float().cpu(),
+                "value": value.float().cpu(),
+                "layer": layer_index,
+                "scale": scale,
+            },
+        )
         return None  # attention stays dense

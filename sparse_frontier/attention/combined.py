@@ -8,8 +8,9 @@ short and unambiguous: ``vertical_slash+quest/approximation_size~256+decode_spar
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Optional, Sequence
+from typing import ClassVar
 
 from sparse_frontier.attention.base import AttentionMethod, AttentionResult, KVSelection
 
@@ -32,7 +33,7 @@ class Combined(AttentionMethod):
                 prefix = {v: k for k, v in names.items()}
                 raise ValueError(f"{self.name!r} (fields may carry a phase prefix: {prefix}): {err}") from None
 
-    def bind(self, *, model: Optional[str] = None) -> "Combined":
+    def bind(self, *, model: str | None = None) -> Combined:
         super().bind(model=model)
         for c in self.components.values():
             c.bind(model=model)
@@ -46,15 +47,15 @@ class Combined(AttentionMethod):
     def _part(self, phase):
         return self.components.get(phase)
 
-    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
+    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> AttentionResult | None:
         part = self._part("prefill")
         return part.prefill(query, key, value, layer_index=layer_index, scale=scale) if part else None
 
-    def decode(self, query, key, value, *, layer_index: int, scale: float, lengths=None) -> Optional[AttentionResult]:
+    def decode(self, query, key, value, *, layer_index: int, scale: float, lengths=None) -> AttentionResult | None:
         part = self._part("decode")
         return part.decode(query, key, value, layer_index=layer_index, scale=scale, lengths=lengths) if part else None
 
-    def compress_kv(self, query, key, value, *, layer_index: int, scale: float) -> Optional[KVSelection]:
+    def compress_kv(self, query, key, value, *, layer_index: int, scale: float) -> KVSelection | None:
         part = self._part("kv")
         return part.compress_kv(query, key, value, layer_index=layer_index, scale=scale) if part else None
 
@@ -83,10 +84,14 @@ def combine(classes: Sequence[type[AttentionMethod]]) -> type[Combined]:
             fields.append((outer, f.type, dataclasses.field(default=f.default)))
         mapping.append((c, names))
     # taxonomy: each component's entry, in the order named (a combination is no row of Table 1)
-    taxonomy = {attr: " + ".join(getattr(c, attr) or c.name for c in classes)
-                for attr in ("display_name", "unit", "budget_allocation", "kv_cache")}
+    taxonomy = {
+        attr: " + ".join(getattr(c, attr) or c.name for c in classes)
+        for attr in ("display_name", "unit", "budget_allocation", "kv_cache")
+    }
     cls = dataclasses.make_dataclass(
-        "Combined_" + "_".join(parts), fields, bases=(Combined,),
+        "Combined_" + "_".join(parts),
+        fields,
+        bases=(Combined,),
         namespace={"name": name, "parts": tuple(mapping), **taxonomy},
     )
     cls.__doc__ = f"Combination of {', '.join(parts)} (prefix = phase where names clash)."

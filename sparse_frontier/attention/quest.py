@@ -17,7 +17,6 @@ from the contiguous cache each call (the hook contract hands the cache, not summ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -97,7 +96,7 @@ class Quest(AttentionMethod):
         current = counts - 1 if self.share_pages else (counts - 1).repeat_interleave(query.shape[0] // hkv, 1)
         return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page))[0]
 
-    def decode(self, query, key, value, *, layer_index: int, scale: float, lengths=None) -> Optional[AttentionResult]:
+    def decode(self, query, key, value, *, layer_index: int, scale: float, lengths=None) -> AttentionResult | None:
         hkv, s, _ = key.shape
         hq = query.shape[0]
         group = hq // hkv
@@ -107,11 +106,15 @@ class Quest(AttentionMethod):
         if use_triton(query):
             from sparse_frontier.kernels.quest import sparse_decode
 
-            out = sparse_decode(query[None], key[None], value[None], pages[None], lens[None], self.page_size, scale, self.share_pages)[0]
+            out = sparse_decode(
+                query[None], key[None], value[None], pages[None], lens[None], self.page_size, scale, self.share_pages
+            )[0]
         else:
             keep = page_keep_mask(pages, s, self.page_size, rep)
             keep &= torch.arange(s, device=key.device)[None, :] < lens.repeat_interleave(group)[:, None]
             out = masked_decode(query, key, value, keep, scale).to(query.dtype)
-        page_tokens = (lens.repeat_interleave(group)[:, None] - pages.repeat_interleave(rep, 0).long() * self.page_size).clamp(0, self.page_size)
+        page_tokens = (
+            lens.repeat_interleave(group)[:, None] - pages.repeat_interleave(rep, 0).long() * self.page_size
+        ).clamp(0, self.page_size)
         read = torch.where(pages.repeat_interleave(rep, 0) >= 0, page_tokens, 0).sum(-1)
         return AttentionResult(out, read.float() / lens.repeat_interleave(group).float())

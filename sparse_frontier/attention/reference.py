@@ -125,5 +125,7 @@ def build_mask(method_name: str, query, key, value, *, scale: float | None = Non
     """The ``[Hq, T, T]`` mask a registered prefill method keeps (for figures and tests)."""
     method = get_method_class(method_name).from_params(params)
     if not hasattr(method, "build_mask"):
-        raise ValueError(f"method {method_name!r} has no prefill mask; prefill methods: vertical_slash, flexprefill, block_sparse")
+        raise ValueError(
+            f"method {method_name!r} has no prefill mask; prefill methods: vertical_slash, flexprefill, block_sparse"
+        )
     return method.build_mask(query, key, value, scale=scale or query.shape[-1] ** -0.5)

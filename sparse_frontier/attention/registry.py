@@ -10,7 +10,8 @@ methods' requests may share a prompt's cached KV (:func:`shares_prompts`, :func:
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sparse_frontier.attention.base import AttentionMethod
 from sparse_frontier.attention.combined import combine

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -98,7 +97,7 @@ class SnapKV(_SnapBase):
     def __post_init__(self):
         self._check_common()
 
-    def compress_kv(self, query, key, value, *, layer_index: int, scale: float) -> Optional[KVSelection]:
+    def compress_kv(self, query, key, value, *, layer_index: int, scale: float) -> KVSelection | None:
         t = key.shape[0]
         cap = self.capacity(t)
         s = importance(query, key, scale, self.approximation_window, self.kernel_size, "sum", self.local_window)
@@ -120,7 +119,7 @@ class AdaSnapKV(_SnapBase):
         self._check_common()
         self.check(0.0 < self.min_head_capacity_ratio <= 1.0, "min_head_capacity_ratio", "in (0, 1]")
 
-    def compress_kv(self, query, key, value, *, layer_index: int, scale: float) -> Optional[KVSelection]:
+    def compress_kv(self, query, key, value, *, layer_index: int, scale: float) -> KVSelection | None:
         t, hkv = key.shape[:2]
         cap = self.capacity(t)
         floor = min(cap, max(math.ceil(self.min_head_capacity_ratio * cap), self.prefix_tokens + self.local_window))

@@ -59,10 +59,16 @@ def build_table(model: str, lengths, seeds=(0,), heads: int = QWEN25_7B_HEADS, p
             samples = [synthetic_scores(length, method.approximation_size, heads, seed) for seed in seeds]
             sparsities = PAPER_SPARSITIES if method.name == "vertical_slash" else FLEXPREFILL_SPARSITIES
             points = calibration.calibrate(method, samples, length, sparsities)
-            entries.append({
-                "model": model, "method": method.name, "length": length, "fixed": method.calibration_key(),
-                "source": f"synthetic heads ({heads} per seed, seeds {list(seeds)})", "points": points,
-            })
+            entries.append(
+                {
+                    "model": model,
+                    "method": method.name,
+                    "length": length,
+                    "fixed": method.calibration_key(),
+                    "source": f"synthetic heads ({heads} per seed, seeds {list(seeds)})",
+                    "points": points,
+                }
+            )
             calibration.write_entries(entries[-1:], path)
     return entries
 

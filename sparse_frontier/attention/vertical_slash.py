@@ -24,10 +24,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from sparse_frontier.attention import calibration
 from sparse_frontier.attention.base import AttentionMethod, AttentionResult
@@ -188,8 +187,15 @@ def run_index(query, key, value, scale, cols, cover) -> torch.Tensor:
         row_last = (idx * BLOCK + BLOCK - 1).clamp(max=t - 1)
         col_count = torch.searchsorted(cols.contiguous(), row_last.expand(cols.shape[0], nb).contiguous(), right=True)
         return sparse_prefill(
-            query, key, value, scale, BLOCK, diag=diag, cover=cover,
-            cols=cols, col_count=col_count,
+            query,
+            key,
+            value,
+            scale,
+            BLOCK,
+            diag=diag,
+            cover=cover,
+            cols=cols,
+            col_count=col_count,
         )
     return masked_attention_rows(
         query, key, value, scale, lambda r0, r1: vertical_slash_mask(t, cover, cols, BLOCK, rows=(r0, r1))
@@ -217,7 +223,7 @@ class _VerticalSlashBase(AttentionMethod):
         cols, cover = self.index(query, key, scale)
         return vertical_slash_mask(query.shape[0], cover, cols, BLOCK)
 
-    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> Optional[AttentionResult]:
+    def prefill(self, query, key, value, *, layer_index: int, scale: float) -> AttentionResult | None:
         cols, cover = self.index(query, key, scale)
         out = run_index(query, key, value, scale, cols, cover)
         return AttentionResult(out, index_density(cover, cols, query.shape[0]))
@@ -247,8 +253,9 @@ class _VerticalSlashBase(AttentionMethod):
         :meth:`fit` on the mean density over ``samples`` (``(vert, slash)`` pairs at ``length``)."""
         samples = list(samples)
         density = lambda *params: self.mean_density(samples, *params)  # noqa: E731
-        return calibration.fit_points(sparsities, lambda target: self.fit(density, target, length), density,
-                                      self.table_params)
+        return calibration.fit_points(
+            sparsities, lambda target: self.fit(density, target, length), density, self.table_params
+        )
 
 
 @register_method
@@ -279,11 +286,13 @@ class VerticalSlash(_VerticalSlashBase):
         self.check(self.vertical_size >= 0, "vertical_size", "an integer >= 0 (0: from sparsity)")
         self.check(self.slash_size >= 0, "slash_size", "an integer >= 0 (0: from sparsity)")
         self.check(
-            (self.vertical_size > 0) == (self.slash_size > 0), "slash_size",
+            (self.vertical_size > 0) == (self.slash_size > 0),
+            "slash_size",
             f"given together with vertical_size (vertical_size={self.vertical_size})",
         )
         self.check(
-            self.vertical_size == 0 or self.sparsity == 0.0, "sparsity",
+            self.vertical_size == 0 or self.sparsity == 0.0,
+            "sparsity",
             "0 when vertical_size/slash_size are given (give a target or the sizes, not both)",
         )
 
@@ -300,7 +309,11 @@ class VerticalSlash(_VerticalSlashBase):
         return n, n
 
     def calibration_key(self) -> dict:
-        return {"approximation_size": self.approximation_size, "sink_tokens": self.sink_tokens, "local_window": self.local_window}
+        return {
+            "approximation_size": self.approximation_size,
+            "sink_tokens": self.sink_tokens,
+            "local_window": self.local_window,
+        }
 
     def select_raw(self, vert, slash, n_vert, n_slash):
         return select(vert, slash, n_vert, n_slash, self.sink_tokens, self.local_window)
@@ -341,7 +354,8 @@ class FlexPrefill(_VerticalSlashBase):
         self.check(self.alpha == -1.0 or 0.0 <= self.alpha <= 1.0, "alpha", "in [0, 1], or -1 (from sparsity)")
         self.check(self.min_budget >= 0, "min_budget", "an integer >= 0 (0: from sparsity, else 512)")
         self.check(
-            self.alpha == -1.0 or self.sparsity == 0.0, "sparsity",
+            self.alpha == -1.0 or self.sparsity == 0.0,
+            "sparsity",
             "0 when alpha is given (give a target or alpha, not both)",
         )
 
@@ -350,8 +364,12 @@ class FlexPrefill(_VerticalSlashBase):
 
     def select_raw(self, vert, slash, alpha: float, min_budget: int):
         return select(
-            vert, slash, mass_counts(vert, alpha, min_budget), mass_counts(slash, alpha, min_budget),
-            self.sink_tokens, self.local_window,
+            vert,
+            slash,
+            mass_counts(vert, alpha, min_budget),
+            mass_counts(slash, alpha, min_budget),
+            self.sink_tokens,
+            self.local_window,
         )
 
     def settings(self, t: int, vert=None, slash=None) -> tuple[float, int]:

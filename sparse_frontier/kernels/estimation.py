@@ -37,8 +37,25 @@ def _dot(a, b, IEEE: tl.constexpr):
 
 
 @triton.jit
-def _row_stats(Q, K, M, L, T, N, SPAN, stride_qt, stride_qh, stride_kt, stride_kh, qk_scale,
-               GROUP: tl.constexpr, D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, IEEE: tl.constexpr):
+def _row_stats(
+    Q,
+    K,
+    M,
+    L,
+    T,
+    N,
+    SPAN,
+    stride_qt,
+    stride_qh,
+    stride_kt,
+    stride_kh,
+    qk_scale,
+    GROUP: tl.constexpr,
+    D: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    IEEE: tl.constexpr,
+):
     """Max and sum of exponentials of each row over the keys of split ``program_id(2)`` (SPAN keys)."""
     h = tl.program_id(1)
     split = tl.program_id(2)
@@ -66,8 +83,26 @@ def _row_stats(Q, K, M, L, T, N, SPAN, stride_qt, stride_qh, stride_kt, stride_k
 
 
 @triton.jit
-def _probs(Q, K, M, L, VERT, DIAG, T, N, stride_qt, stride_qh, stride_kt, stride_kh, qk_scale,
-           GROUP: tl.constexpr, D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, IEEE: tl.constexpr):
+def _probs(
+    Q,
+    K,
+    M,
+    L,
+    VERT,
+    DIAG,
+    T,
+    N,
+    stride_qt,
+    stride_qh,
+    stride_kt,
+    stride_kh,
+    qk_scale,
+    GROUP: tl.constexpr,
+    D: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    IEEE: tl.constexpr,
+):
     h = tl.program_id(1)
     # keys in descending order along the tile, so that offsets (query - key) ascend along it and a
     # row's probabilities are stored contiguously (ascending stores coalesce; descending ones did not)
@@ -105,14 +140,16 @@ def _diag_sums(DIAG, SLASH, T, N, BR: tl.constexpr, BO: tl.constexpr):
     for r0 in range(0, N, BR):
         rows = r0 + tl.arange(0, BR)
         there = (rows[:, None] < N) & (offs[None, :] <= T - N + rows[:, None])  # the key exists
-        x = tl.load(DIAG + h.to(tl.int64) * N * T + rows[:, None].to(tl.int64) * T + offs[None, :], mask=there,
-                    other=0.0)
+        x = tl.load(
+            DIAG + h.to(tl.int64) * N * T + rows[:, None].to(tl.int64) * T + offs[None, :], mask=there, other=0.0
+        )
         acc += tl.sum(x, 0)
     tl.store(SLASH + h * T + offs, acc, mask=offs < T)
 
 
-def estimate_scores_triton(query: torch.Tensor, key: torch.Tensor, n: int, scale: float,
-                           span: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+def estimate_scores_triton(
+    query: torch.Tensor, key: torch.Tensor, n: int, scale: float, span: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Vertical scores ``[Hq, T]`` and slash scores ``[Hq, T]`` (by offset) of the last ``n`` queries,
     as :func:`~sparse_frontier.attention.vertical_slash.estimate_scores`. ``query [T, Hq, D]``,
     ``key [T, Hkv, D]``. One kv group at a time: its by-offset buffer ``[G, n, T]`` float32 is the
@@ -129,14 +166,41 @@ def estimate_scores_triton(query: torch.Tensor, key: torch.Tensor, n: int, scale
     bm, bn, bo = 64, 64, 128
     common = dict(GROUP=group, D=d, BM=bm, BN=bn, IEEE=query.dtype == torch.float32, num_warps=4)
     qk_scale = scale * LOG2E
-    _row_stats[(triton.cdiv(n, bm), hq, splits)](query, key, parts[0], parts[1], t, n, span, query.stride(0),
-                                                  query.stride(1), key.stride(0), key.stride(1), qk_scale, **common)
+    _row_stats[(triton.cdiv(n, bm), hq, splits)](
+        query,
+        key,
+        parts[0],
+        parts[1],
+        t,
+        n,
+        span,
+        query.stride(0),
+        query.stride(1),
+        key.stride(0),
+        key.stride(1),
+        qk_scale,
+        **common,
+    )
     m = parts[0].amax(0)  # a split's max is -inf where a row sees none of its keys (exp2 -> 0 below)
     stats = torch.stack([m, (parts[1] * torch.exp2(parts[0] - m)).sum(0)])
     for kv in range(hkv):  # heads kv*G .. kv*G+G-1 read kv head kv: offsets make it head 0 of the slices
         heads = slice(kv * group, (kv + 1) * group)
-        q, k = query[:, heads], key[:, kv:kv + 1]
-        _probs[(triton.cdiv(t, bn), group)](q, k, stats[0, heads], stats[1, heads], vert[heads], diag, t, n,
-                                            q.stride(0), q.stride(1), k.stride(0), k.stride(1), qk_scale, **common)
+        q, k = query[:, heads], key[:, kv : kv + 1]
+        _probs[(triton.cdiv(t, bn), group)](
+            q,
+            k,
+            stats[0, heads],
+            stats[1, heads],
+            vert[heads],
+            diag,
+            t,
+            n,
+            q.stride(0),
+            q.stride(1),
+            k.stride(0),
+            k.stride(1),
+            qk_scale,
+            **common,
+        )
         _diag_sums[(triton.cdiv(t, bo), group)](diag, slash[heads], t, n, BR=32, BO=bo, num_warps=4)
     return vert, slash

@@ -23,10 +23,30 @@ from sparse_frontier.kernels.torch_paths import (  # noqa: F401  (page_summaries
 
 @triton.jit
 def _page_score_kernel(
-    Q, PMIN, PMAX, NPAGES, OUT, BLOCK_TABLE,
-    P, stride_qb, stride_qh, stride_pb, stride_ph, stride_pp, stride_ob, stride_oh, stride_bt,
-    HKV: tl.constexpr, GROUP: tl.constexpr, GP: tl.constexpr, SHARE: tl.constexpr, D: tl.constexpr,
-    BLOCK_P: tl.constexpr, TILES: tl.constexpr, IEEE: tl.constexpr, PAGED: tl.constexpr,
+    Q,
+    PMIN,
+    PMAX,
+    NPAGES,
+    OUT,
+    BLOCK_TABLE,
+    P,
+    stride_qb,
+    stride_qh,
+    stride_pb,
+    stride_ph,
+    stride_pp,
+    stride_ob,
+    stride_oh,
+    stride_bt,
+    HKV: tl.constexpr,
+    GROUP: tl.constexpr,
+    GP: tl.constexpr,
+    SHARE: tl.constexpr,
+    D: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    TILES: tl.constexpr,
+    IEEE: tl.constexpr,
+    PAGED: tl.constexpr,
 ):
     # PAGED: PMIN/PMAX are pools [num_blocks, Hkv, D] indexed like vLLM's cache (stride_pp per block),
     # page p of request b is block BLOCK_TABLE[b, p].
@@ -41,7 +61,9 @@ def _page_score_kernel(
     heads = tl.arange(0, GP)
     h_ok = heads < GROUP
     n_valid = tl.load(NPAGES + b * HKV + kvh)
-    q = tl.load(Q + b * stride_qb + (kvh * GROUP + heads)[None, :] * stride_qh + dims[:, None], mask=h_ok[None, :], other=0.0)
+    q = tl.load(
+        Q + b * stride_qb + (kvh * GROUP + heads)[None, :] * stride_qh + dims[:, None], mask=h_ok[None, :], other=0.0
+    )
     q_pos = tl.maximum(q, 0.0).to(PMIN.dtype.element_ty)
     q_neg = tl.minimum(q, 0.0).to(PMIN.dtype.element_ty)
     for t in range(TILES):
@@ -68,12 +90,40 @@ def _page_score_kernel(
 
 @triton.jit
 def _sparse_decode_kernel(
-    Q, K, V, PAGES, LENS, M_OUT, L_OUT, ACC_OUT, BLOCK_TABLE, KEPT, START,
-    NSEL, PER_SPLIT, NSPLIT,
-    stride_qb, stride_qh, stride_kb, stride_kh, stride_ks, stride_vb, stride_vh, stride_vs, stride_bt,
+    Q,
+    K,
+    V,
+    PAGES,
+    LENS,
+    M_OUT,
+    L_OUT,
+    ACC_OUT,
+    BLOCK_TABLE,
+    KEPT,
+    START,
+    NSEL,
+    PER_SPLIT,
+    NSPLIT,
+    stride_qb,
+    stride_qh,
+    stride_kb,
+    stride_kh,
+    stride_ks,
+    stride_vb,
+    stride_vh,
+    stride_vs,
+    stride_bt,
     qk_scale,
-    HSEL: tl.constexpr, HQ: tl.constexpr, GROUP: tl.constexpr, HP: tl.constexpr, HPP: tl.constexpr,
-    D: tl.constexpr, PAGE: tl.constexpr, TILE: tl.constexpr, PAGED: tl.constexpr, GAP: tl.constexpr,
+    HSEL: tl.constexpr,
+    HQ: tl.constexpr,
+    GROUP: tl.constexpr,
+    HP: tl.constexpr,
+    HPP: tl.constexpr,
+    D: tl.constexpr,
+    PAGE: tl.constexpr,
+    TILE: tl.constexpr,
+    PAGED: tl.constexpr,
+    GAP: tl.constexpr,
 ):
     # GAP (a compacted cache): tokens [KEPT[b, kvh], START[b]) of a head are not valid.
     # PAGED: K/V are vLLM cache blocks [num_blocks, PAGE, Hkv, D] (stride_kb = per block) and page p of
@@ -189,9 +239,19 @@ def _combine_kernel(M, L, ACC, OUT, NSPLIT, D: tl.constexpr, BLOCK_S: tl.constex
     tl.store(OUT + row * D + dims, out.to(OUT.dtype.element_ty))
 
 
-def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool, block_table=None,
-                block_p: int | None = None, tiles: int | None = None, num_warps: int = 4,
-                num_stages: int | None = None) -> torch.Tensor:
+def page_scores(
+    query,
+    pmin,
+    pmax,
+    npages,
+    share: bool,
+    use_kernel: bool,
+    block_table=None,
+    block_p: int | None = None,
+    tiles: int | None = None,
+    num_warps: int = 4,
+    num_stages: int | None = None,
+) -> torch.Tensor:
     """Quest page scores ``[B, Hsel, P]`` (float32, -inf past each head's pages).
 
     ``pmin``/``pmax``: ``[B, Hkv, P, D]``, or with ``block_table [B, P]`` pools ``[num_blocks, Hkv, D]``
@@ -221,17 +281,42 @@ def page_scores(query, pmin, pmax, npages, share: bool, use_kernel: bool, block_
             tiles *= 2
     grid = (triton.cdiv(p, block_p * tiles), b * hkv)
     _page_score_kernel[grid](
-        query, pmin, pmax, npages.to(torch.int32).contiguous(), out, bt,
-        p, query.stride(0), query.stride(1), *strides, out.stride(0), out.stride(1), stride_bt,
-        HKV=hkv, GROUP=g, GP=max(16, triton.next_power_of_2(g)), SHARE=share, D=d, BLOCK_P=block_p,
-        TILES=tiles, IEEE=pmin.dtype == torch.float32, PAGED=paged, num_warps=num_warps,
+        query,
+        pmin,
+        pmax,
+        npages.to(torch.int32).contiguous(),
+        out,
+        bt,
+        p,
+        query.stride(0),
+        query.stride(1),
+        *strides,
+        out.stride(0),
+        out.stride(1),
+        stride_bt,
+        HKV=hkv,
+        GROUP=g,
+        GP=max(16, triton.next_power_of_2(g)),
+        SHARE=share,
+        D=d,
+        BLOCK_P=block_p,
+        TILES=tiles,
+        IEEE=pmin.dtype == torch.float32,
+        PAGED=paged,
+        num_warps=num_warps,
         **({} if num_stages is None else {"num_stages": num_stages}),
     )
     return out
 
 
-def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select, use_kernel: bool = False,
-                 row_k: torch.Tensor | None = None, num_warps: int | None = None) -> torch.Tensor:
+def select_pages(
+    scores: torch.Tensor,
+    current: torch.Tensor,
+    n_select,
+    use_kernel: bool = False,
+    row_k: torch.Tensor | None = None,
+    num_warps: int | None = None,
+) -> torch.Tensor:
     """Top ``n_select`` pages plus each head's current page: ``[B, Hsel, min(max n_select + 1, P)]`` (-1 = none).
 
     ``n_select``: an int, or a ``[B]`` tensor of per-request budgets (requests of one batch may run
@@ -255,16 +340,37 @@ def select_pages(scores: torch.Tensor, current: torch.Tensor, n_select, use_kern
         krow = torch.full((b * h,), k, dtype=torch.int32, device=scores.device)
     block = max(16, triton.next_power_of_2(p))
     _select_kernel[(b * h,)](
-        scores.contiguous(), current.to(torch.int32).contiguous(), krow, out, p, k, p, k,
-        BLOCK_P=block, num_warps=num_warps or (4 if block <= 2048 else (8 if block <= 8192 else 16)),
+        scores.contiguous(),
+        current.to(torch.int32).contiguous(),
+        krow,
+        out,
+        p,
+        k,
+        p,
+        k,
+        BLOCK_P=block,
+        num_warps=num_warps or (4 if block <= 2048 else (8 if block <= 8192 else 16)),
     )
     return out
 
 
-def sparse_decode(query, key, value, pages, lengths, page: int, scale: float, share: bool, splits: int | None = None,
-                  block_table: torch.Tensor | None = None, tile: int | None = None, num_stages: int | None = None,
-                  kept: torch.Tensor | None = None, start: torch.Tensor | None = None,
-                  out: torch.Tensor | None = None):
+def sparse_decode(
+    query,
+    key,
+    value,
+    pages,
+    lengths,
+    page: int,
+    scale: float,
+    share: bool,
+    splits: int | None = None,
+    block_table: torch.Tensor | None = None,
+    tile: int | None = None,
+    num_stages: int | None = None,
+    kept: torch.Tensor | None = None,
+    start: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+):
     """Attention of ``query [B, Hq, D]`` over the tokens of ``pages [B, Hsel, N]``: ``[B, Hq, D]``
     (written into ``out`` if given: a contiguous ``[B, Hq, D]`` tensor of any float dtype, e.g. the
     attention layer's own output rows, which saves a copy and a cast).
@@ -300,17 +406,44 @@ def sparse_decode(query, key, value, pages, lengths, page: int, scale: float, sh
     kept_ = kept.to(device=query.device, dtype=torch.int32).contiguous() if gap else m
     start_ = start.to(device=query.device, dtype=torch.int32).contiguous() if gap else m
     _sparse_decode_kernel[(splits, b * hsel)](
-        query, key, value, pages.contiguous(), lengths.to(torch.int32).contiguous(), m, l, acc, bt, kept_, start_,
-        nsel, per_split, splits,
-        query.stride(0), query.stride(1), *strides, stride_bt,
+        query,
+        key,
+        value,
+        pages.contiguous(),
+        lengths.to(torch.int32).contiguous(),
+        m,
+        l,
+        acc,
+        bt,
+        kept_,
+        start_,
+        nsel,
+        per_split,
+        splits,
+        query.stride(0),
+        query.stride(1),
+        *strides,
+        stride_bt,
         scale * 1.4426950408889634,
-        HSEL=hsel, HQ=hq, GROUP=g, HP=hp, HPP=max(16, triton.next_power_of_2(hp)),
-        D=d, PAGE=page, TILE=tile, PAGED=paged, GAP=gap, num_warps=4, num_stages=num_stages or 3,
+        HSEL=hsel,
+        HQ=hq,
+        GROUP=g,
+        HP=hp,
+        HPP=max(16, triton.next_power_of_2(hp)),
+        D=d,
+        PAGE=page,
+        TILE=tile,
+        PAGED=paged,
+        GAP=gap,
+        num_warps=4,
+        num_stages=num_stages or 3,
     )
     if out is None:
         out = torch.empty(b, hq, d, dtype=query.dtype, device=query.device)
     elif tuple(out.shape) != (b, hq, d) or not out.is_contiguous():
-        raise ValueError(f"out must be a contiguous [{b}, {hq}, {d}] tensor, got {tuple(out.shape)} "
-                         f"(contiguous: {out.is_contiguous()})")
+        raise ValueError(
+            f"out must be a contiguous [{b}, {hq}, {d}] tensor, got {tuple(out.shape)} "
+            f"(contiguous: {out.is_contiguous()})"
+        )
     _combine_kernel[(b * hq,)](m, l, acc, out, splits, D=d, BLOCK_S=max(2, triton.next_power_of_2(splits)))
     return out

@@ -20,8 +20,22 @@ from sparse_frontier.kernels.torch_paths import window_scores_torch  # noqa: F40
 
 @triton.jit
 def _window_lse(
-    Q, K, LSE, T, W, qk_scale, stride_qt, stride_qh, stride_kt, stride_kh,
-    HQ: tl.constexpr, GROUP: tl.constexpr, D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, IEEE: tl.constexpr,
+    Q,
+    K,
+    LSE,
+    T,
+    W,
+    qk_scale,
+    stride_qt,
+    stride_qh,
+    stride_kt,
+    stride_kh,
+    HQ: tl.constexpr,
+    GROUP: tl.constexpr,
+    D: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    IEEE: tl.constexpr,
 ):
     mb = tl.program_id(0)
     h = tl.program_id(1)
@@ -36,7 +50,11 @@ def _window_lse(
     end = tl.minimum(T - W + mb * BM + BM, T)
     for n0 in range(0, end, BN):
         keys = n0 + tl.arange(0, BN)
-        k = tl.load(K + keys[:, None] * stride_kt + (h // GROUP) * stride_kh + dims[None, :], mask=(keys < T)[:, None], other=0.0)
+        k = tl.load(
+            K + keys[:, None] * stride_kt + (h // GROUP) * stride_kh + dims[None, :],
+            mask=(keys < T)[:, None],
+            other=0.0,
+        )
         s = _dot(q, tl.trans(k), IEEE)
         s = tl.where(keys[None, :] <= pos[:, None], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -48,8 +66,22 @@ def _window_lse(
 
 @triton.jit
 def _window_scores(
-    Q, K, LSE, OUT, T, W, qk_scale, stride_qt, stride_qh, stride_kt, stride_kh,
-    GROUP: tl.constexpr, D: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, USE_MAX: tl.constexpr,
+    Q,
+    K,
+    LSE,
+    OUT,
+    T,
+    W,
+    qk_scale,
+    stride_qt,
+    stride_qh,
+    stride_kt,
+    stride_kh,
+    GROUP: tl.constexpr,
+    D: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    USE_MAX: tl.constexpr,
     IEEE: tl.constexpr,
 ):
     nb = tl.program_id(0)
@@ -94,11 +126,40 @@ def window_scores(q_win: torch.Tensor, key: torch.Tensor, scale: float, reduce: 
     # float32 inputs: full-precision products as the reference; TF32 noise flips near-tied keys in or out
     ieee = key.dtype == torch.float32
     _window_lse[(triton.cdiv(w, bm), hq)](
-        q_win, key, lse, t, w, qk_scale, q_win.stride(0), q_win.stride(1), key.stride(0), key.stride(1),
-        HQ=hq, GROUP=hq // hkv, D=d, BM=bm, BN=bn, IEEE=ieee,
+        q_win,
+        key,
+        lse,
+        t,
+        w,
+        qk_scale,
+        q_win.stride(0),
+        q_win.stride(1),
+        key.stride(0),
+        key.stride(1),
+        HQ=hq,
+        GROUP=hq // hkv,
+        D=d,
+        BM=bm,
+        BN=bn,
+        IEEE=ieee,
     )
     _window_scores[(triton.cdiv(t, bn), hkv)](
-        q_win, key, lse, out, t, w, qk_scale, q_win.stride(0), q_win.stride(1), key.stride(0), key.stride(1),
-        GROUP=hq // hkv, D=d, BM=bm, BN=bn, USE_MAX=reduce == "max", IEEE=ieee,
+        q_win,
+        key,
+        lse,
+        out,
+        t,
+        w,
+        qk_scale,
+        q_win.stride(0),
+        q_win.stride(1),
+        key.stride(0),
+        key.stride(1),
+        GROUP=hq // hkv,
+        D=d,
+        BM=bm,
+        BN=bn,
+        USE_MAX=reduce == "max",
+        IEEE=ieee,
     )
     return out

@@ -40,13 +40,35 @@ def _online_step(q, k, v, valid, m_i, l_i, acc, MASKED: tl.constexpr):
 
 @triton.jit
 def _sparse_prefill_kernel(
-    Q, K, V, O,
-    DIAG, DIAG_VALID, COVER, BLOCKS, BLOCK_CNT, COLS, COL_CNT,
-    T, qk_scale,
-    stride_qt, stride_qh, stride_kt, stride_kh, stride_ot, stride_oh,
-    NB, MAXK, MAXC,
-    GROUP: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr, COL_BLOCK: tl.constexpr,
-    KCHUNKS: tl.constexpr, DIAG_MODE: tl.constexpr, HAS_COLS: tl.constexpr,
+    Q,
+    K,
+    V,
+    O,
+    DIAG,
+    DIAG_VALID,
+    COVER,
+    BLOCKS,
+    BLOCK_CNT,
+    COLS,
+    COL_CNT,
+    T,
+    qk_scale,
+    stride_qt,
+    stride_qh,
+    stride_kt,
+    stride_kh,
+    stride_ot,
+    stride_oh,
+    NB,
+    MAXK,
+    MAXC,
+    GROUP: tl.constexpr,
+    D: tl.constexpr,
+    BLOCK: tl.constexpr,
+    COL_BLOCK: tl.constexpr,
+    KCHUNKS: tl.constexpr,
+    DIAG_MODE: tl.constexpr,
+    HAS_COLS: tl.constexpr,
 ):
     # Query blocks in reverse order: the longest rows (most kept blocks) start first.
     qb = tl.num_programs(0) - 1 - tl.program_id(0)
@@ -113,7 +135,9 @@ def _sparse_prefill_kernel(
             m_i, l_i, acc = _online_step(q, k, v, valid, m_i, l_i, acc, MASKED=True)
 
     out = acc / l_i[:, None]
-    tl.store(O + rows[:, None] * stride_ot + h * stride_oh + dims[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None])
+    tl.store(
+        O + rows[:, None] * stride_ot + h * stride_oh + dims[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None]
+    )
 
 
 def _check(query, key, value):
@@ -170,11 +194,17 @@ def sparse_prefill(
         cover_i8 = cover.to(torch.int8).contiguous()
         diag = diag.to(torch.int32).contiguous()
         # per (head, query block): how many kept diagonals exist there (those <= the block index)
-        diag_valid = torch.searchsorted(diag, torch.arange(nb, device=dev, dtype=torch.int32).expand(hq, nb).contiguous(), right=True)
+        diag_valid = torch.searchsorted(
+            diag, torch.arange(nb, device=dev, dtype=torch.int32).expand(hq, nb).contiguous(), right=True
+        )
         diag_valid = diag_valid.to(torch.int32)
         blocks_, block_count_, maxk = dummy, dummy, 1
     else:
-        cover_i8 = cover.to(torch.int8).contiguous() if cover is not None else torch.zeros(hq, nb, dtype=torch.int8, device=dev)
+        cover_i8 = (
+            cover.to(torch.int8).contiguous()
+            if cover is not None
+            else torch.zeros(hq, nb, dtype=torch.int8, device=dev)
+        )
         blocks_, block_count_ = blocks.to(torch.int32).contiguous(), block_count.to(torch.int32).contiguous()
         maxk = blocks_.shape[-1]
         diag, diag_valid = dummy, dummy
@@ -186,13 +216,36 @@ def sparse_prefill(
     out = torch.empty_like(query)
     qk_scale = scale * 1.4426950408889634  # log2(e): the kernel uses exp2
     _sparse_prefill_kernel[(nb, hq)](
-        query, key, value, out,
-        diag, diag_valid, cover_i8, blocks_, block_count_, cols_, col_count_,
-        t, qk_scale,
-        query.stride(0), query.stride(1), key.stride(0), key.stride(1), out.stride(0), out.stride(1),
-        nb, maxk, maxc,
-        GROUP=group, D=d, BLOCK=block, COL_BLOCK=64,
-        KCHUNKS=kchunks or max(1, 64 // block), DIAG_MODE=diag_mode, HAS_COLS=has_cols,
-        num_warps=num_warps or (4 if block <= 64 else 8), num_stages=num_stages or 3,
+        query,
+        key,
+        value,
+        out,
+        diag,
+        diag_valid,
+        cover_i8,
+        blocks_,
+        block_count_,
+        cols_,
+        col_count_,
+        t,
+        qk_scale,
+        query.stride(0),
+        query.stride(1),
+        key.stride(0),
+        key.stride(1),
+        out.stride(0),
+        out.stride(1),
+        nb,
+        maxk,
+        maxc,
+        GROUP=group,
+        D=d,
+        BLOCK=block,
+        COL_BLOCK=64,
+        KCHUNKS=kchunks or max(1, 64 // block),
+        DIAG_MODE=diag_mode,
+        HAS_COLS=has_cols,
+        num_warps=num_warps or (4 if block <= 64 else 8),
+        num_stages=num_stages or 3,
     )
     return out

@@ -23,8 +23,9 @@ by default).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from sparse_frontier.planning.cards import H100, Card, card_named
 from sparse_frontier.planning.jobs import prediction_jobs
@@ -87,16 +88,23 @@ def nearest(setting: Setting, rows: list[dict[str, Any]]) -> tuple[dict[str, Any
     return row, row_setting(row) == setting
 
 
-def in_flight(model: Mapping[str, Any], engine: Mapping[str, Any], length: int, output_tokens: int,
-              tensor_parallel_size: int, card: Card = H100) -> int:  # fmt: skip
+def in_flight(
+    model: Mapping[str, Any],
+    engine: Mapping[str, Any],
+    length: int,
+    output_tokens: int,
+    tensor_parallel_size: int,
+    card: Card = H100,
+) -> int:
     """Sequences a job runs at once: ``engine.batch_size``, fewer where their KV cache does not fit
     (the resource model's memory plan on ``card``; at least one)."""
     plan = memory_plan(model, length + output_tokens, engine, tensor_parallel_size, card.memory)
     return max(1, plan.concurrency)
 
 
-def _modelled_phases(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting,
-                     card: Card) -> tuple[float, float]:  # fmt: skip
+def _modelled_phases(
+    model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting, card: Card
+) -> tuple[float, float]:
     """The resource model's steady-state (prefill, decode) seconds per sample at ``setting`` on ``card``."""
     model = dict(model, tensor_parallel_size=setting.tensor_parallel_size)
     samples = 100 * setting.concurrency
@@ -105,27 +113,37 @@ def _modelled_phases(model: Mapping[str, Any], engine: Mapping[str, Any], settin
     return prefill / samples, decode / samples
 
 
-def modelled_seconds_per_sample(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting,
-                                card: Card = H100) -> float:  # fmt: skip
+def modelled_seconds_per_sample(
+    model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting, card: Card = H100
+) -> float:
     """The resource model's steady-state time per sample on ``card`` (dense; engine start left out)."""
     return sum(_modelled_phases(model, engine, setting, card))
 
 
-def prefill_fraction(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting,
-                     card: Card = H100) -> float:  # fmt: skip
+def prefill_fraction(model: Mapping[str, Any], engine: Mapping[str, Any], setting: Setting, card: Card = H100) -> float:
     """The share of a sample's time the resource model gives its prefill (the rest: decode)."""
     prefill, decode = _modelled_phases(model, engine, setting, card)
     return prefill / (prefill + decode)
 
 
 def row_setting(row: Mapping[str, Any]) -> Setting:
-    return Setting(row["model"], row["tensor_parallel_size"], row["cuda_graphs"], row["length"], row["method"],
-                   row["sparsity"], row["output_tokens"], row["concurrency"])  # fmt: skip
+    return Setting(
+        row["model"],
+        row["tensor_parallel_size"],
+        row["cuda_graphs"],
+        row["length"],
+        row["method"],
+        row["sparsity"],
+        row["output_tokens"],
+        row["concurrency"],
+    )
 
 
 def describe(row: Mapping[str, Any]) -> str:
-    return (f"{row['model']} TP{row['tensor_parallel_size']} {row['cuda_graphs']} {row['method']}@{row['sparsity']:g} "
-            f"L{row['length']} out{row['output_tokens']} x{row['concurrency']} handler {row['handler']}")  # fmt: skip
+    return (
+        f"{row['model']} TP{row['tensor_parallel_size']} {row['cuda_graphs']} {row['method']}@{row['sparsity']:g} "
+        f"L{row['length']} out{row['output_tokens']} x{row['concurrency']} handler {row['handler']}"
+    )
 
 
 def row_card(row: Mapping[str, Any], default: Card = H100) -> Card:
@@ -137,8 +155,9 @@ class Estimator:
     """Time per sample and engine start of any setting on ``card``, from a throughput table (rows of
     that card, or of another: converted by the resource model) and the config's models."""
 
-    def __init__(self, rows: list[dict[str, Any]], models: Mapping[str, Any], engine: Mapping[str, Any],
-                 card: Card = H100):  # fmt: skip
+    def __init__(
+        self, rows: list[dict[str, Any]], models: Mapping[str, Any], engine: Mapping[str, Any], card: Card = H100
+    ):
         self.rows, self.models, self.engine, self.card = rows, models, engine, card
         self._cache: dict[Setting, tuple[float, str, dict]] = {}
         self._prefill: dict[Setting, float] = {}
@@ -171,16 +190,22 @@ class Estimator:
 
     def start_seconds(self, model: str, tensor_parallel_size: int, cuda_graphs: str) -> tuple[float, str]:
         starts = sorted(
-            r["engine_start_s"] for r in self.rows
-            if r["engine_start_s"] and (r["model"], r["tensor_parallel_size"], r["cuda_graphs"]) == (model, tensor_parallel_size, cuda_graphs)
-        )  # fmt: skip
+            r["engine_start_s"]
+            for r in self.rows
+            if r["engine_start_s"]
+            and (r["model"], r["tensor_parallel_size"], r["cuda_graphs"]) == (model, tensor_parallel_size, cuda_graphs)
+        )
         if starts:
             return starts[len(starts) // 2], "measured"
         return engine_start_seconds(self.model(model), self.engine), "modelled"
 
 
-def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS,
-             card: Card = H100):  # fmt: skip
+def estimate(
+    config: Mapping[str, Any],
+    rows: list[dict[str, Any]],
+    typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS,
+    card: Card = H100,
+):
     """GPU-hours of every run of ``config``, grouped per (model, TP, length, method): a list of dicts.
 
     Each group has runs, samples, engine_starts, gpu_hours_budget/typical, basis_budget/typical
@@ -197,11 +222,21 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
     groups: dict[tuple, dict] = {}
     for run in runs:
         k, tp = run.key, int(run.model["tensor_parallel_size"])
-        g = groups.setdefault((k.model, tp, k.length, k.method), {
-            "model": k.model, "tensor_parallel_size": tp, "length": k.length, "method": k.method,
-            **{n: 0 for n in NUMBERS}, "measured_budget": 0, "measured_typical": 0, "basis_budget": set(),
-            "basis_typical": set(), "rows_used": set(),
-        })  # fmt: skip
+        g = groups.setdefault(
+            (k.model, tp, k.length, k.method),
+            {
+                "model": k.model,
+                "tensor_parallel_size": tp,
+                "length": k.length,
+                "method": k.method,
+                **{n: 0 for n in NUMBERS},
+                "measured_budget": 0,
+                "measured_typical": 0,
+                "basis_budget": set(),
+                "basis_typical": set(),
+                "rows_used": set(),
+            },
+        )
         start_s, _ = est.start_seconds(k.model, tp, engine["cuda_graphs"])
         starts, sharing = jobs[k]
         g["runs"] += 1
@@ -209,8 +244,9 @@ def estimate(config: Mapping[str, Any], rows: list[dict[str, Any]], typical_outp
         g["engine_starts"] += starts
         for variant, out in (("budget", k.max_tokens), ("typical", min(k.max_tokens, typical_output_tokens))):
             conc = in_flight(est.model(k.model), engine, k.length, out, tp, card)
-            setting = Setting(k.model, tp, engine["cuda_graphs"], k.length, k.method,
-                              run_sparsity(run.method_params), out, conc)  # fmt: skip
+            setting = Setting(
+                k.model, tp, engine["cuda_graphs"], k.length, k.method, run_sparsity(run.method_params), out, conc
+            )
             seconds, basis, row = est.seconds_per_sample(setting)
             if sharing > 1:  # the prefill is paid once for the chunk's runs (prefix caching): modelled
                 seconds *= 1 - est.prefill_fraction(setting) * (1 - 1 / sharing)
@@ -233,8 +269,16 @@ def per_model(groups: list[dict]) -> list[dict]:
     """Sum the groups per model, then one ``total`` row; ``measured_*`` = runs from their own setting."""
     models: dict[str, dict] = {}
     for g in groups:
-        m = models.setdefault(g["model"], {"model": g["model"], "tensor_parallel_size": g["tensor_parallel_size"],
-                                           **{n: 0 for n in NUMBERS}, "measured_budget": 0, "measured_typical": 0})  # fmt: skip
+        m = models.setdefault(
+            g["model"],
+            {
+                "model": g["model"],
+                "tensor_parallel_size": g["tensor_parallel_size"],
+                **{n: 0 for n in NUMBERS},
+                "measured_budget": 0,
+                "measured_typical": 0,
+            },
+        )
         for n in NUMBERS:
             m[n] += g[n]
         for variant in ("budget", "typical"):

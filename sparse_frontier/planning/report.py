@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sparse_frontier.planning.cards import H100, Card, card_named
 from sparse_frontier.planning.estimate import (
@@ -29,12 +30,23 @@ from sparse_frontier.planning.estimate import (
 from sparse_frontier.planning.throughput_table import read_table
 
 MODEL_FIELDS = ["model", "tensor_parallel_size", *NUMBERS, "measured_budget", "measured_typical"]
-RUN_FIELDS = ["model", "tensor_parallel_size", "length", "method", *NUMBERS, "measured_budget", "measured_typical",
-              "basis_budget", "basis_typical", "rows_used"]  # fmt: skip
+RUN_FIELDS = [
+    "model",
+    "tensor_parallel_size",
+    "length",
+    "method",
+    *NUMBERS,
+    "measured_budget",
+    "measured_typical",
+    "basis_budget",
+    "basis_typical",
+    "rows_used",
+]
 
 
-def measured_vs_modelled(rows: list[dict], models: Mapping[str, Any], engine: Mapping[str, Any],
-                         default: Card = H100) -> list[dict]:  # fmt: skip
+def measured_vs_modelled(
+    rows: list[dict], models: Mapping[str, Any], engine: Mapping[str, Any], default: Card = H100
+) -> list[dict]:
     """Every measured row against the resource model at its own setting and card (measured / modelled;
     ``default``: the card of rows naming none the model knows, as the :class:`Estimator` takes them)."""
     out = []
@@ -59,16 +71,30 @@ def cross_card_check(table: list[dict], rows: list[dict], config: Mapping[str, A
             continue
         seconds, _, used = est.seconds_per_sample(setting)
         converted = 3600.0 / seconds
-        checks.append({"setting": describe(r), "source_samples_per_hour": used["samples_per_hour"],
-                       "source_date": used["date"], "measured_samples_per_hour": r["samples_per_hour"],
-                       "measured_date": r["date"], "converted_samples_per_hour": converted,
-                       "converted_over_measured": converted / r["samples_per_hour"]})  # fmt: skip
+        checks.append(
+            {
+                "setting": describe(r),
+                "source_samples_per_hour": used["samples_per_hour"],
+                "source_date": used["date"],
+                "measured_samples_per_hour": r["samples_per_hour"],
+                "measured_date": r["date"],
+                "converted_samples_per_hour": converted,
+                "converted_over_measured": converted / r["samples_per_hour"],
+            }
+        )
     return checks
 
 
-def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_path, md_path, runs_csv_path=None,
-                  typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS, card: str | None = None,
-                  rows_card: str | None = None) -> list[dict]:  # fmt: skip
+def write_outputs(
+    config: Mapping[str, Any],
+    table_path: str | os.PathLike,
+    csv_path,
+    md_path,
+    runs_csv_path=None,
+    typical_output_tokens: int = TYPICAL_OUTPUT_TOKENS,
+    card: str | None = None,
+    rows_card: str | None = None,
+) -> list[dict]:
     """Read the throughput table (the rows of ``rows_card``, default ``card``, if given), estimate the
     grid in ``card``'s hours, write the per-model CSV, the Markdown report and (optionally) the
     per-(model, length, method) CSV; returns the per-model rows. Rows of another card than ``card``
@@ -89,8 +115,18 @@ def write_outputs(config: Mapping[str, Any], table_path: str | os.PathLike, csv_
     write_text_atomic(csv_path, _csv_text(models, MODEL_FIELDS))
     if runs_csv_path:
         write_text_atomic(runs_csv_path, _csv_text(groups, RUN_FIELDS))
-    text = markdown(config, table_path, rows, left_out, models, memory_note, typical_output_tokens,
-                    target, rows_card if converted else None, checks)  # fmt: skip
+    text = markdown(
+        config,
+        table_path,
+        rows,
+        left_out,
+        models,
+        memory_note,
+        typical_output_tokens,
+        target,
+        rows_card if converted else None,
+        checks,
+    )
     write_text_atomic(md_path, text)
     return models
 
@@ -112,41 +148,74 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def markdown(config: Mapping[str, Any], table_path, rows: list[dict], left_out: list[dict], models: list[dict],
-             memory_note: str, typical_output_tokens: int, target: Card, converted_from: str | None,
-             checks: list[dict]) -> str:  # fmt: skip
+def markdown(
+    config: Mapping[str, Any],
+    table_path,
+    rows: list[dict],
+    left_out: list[dict],
+    models: list[dict],
+    memory_note: str,
+    typical_output_tokens: int,
+    target: Card,
+    converted_from: str | None,
+    checks: list[dict],
+) -> str:
     """The report: the per-model table, every row used against the resource model, the rows left out
     and, for rows converted from the card ``converted_from``, the cross-card check."""
     engine = config["engine"]
     lines = _summary(config, table_path, rows, memory_note, typical_output_tokens, target, converted_from)
-    lines += ["| model | TP | runs | samples | engine starts | GPU-h (budget) | GPU-h (typical) | runs measured (budget / typical) |",
-              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "| model | TP | runs | samples | engine starts | GPU-h (budget) | GPU-h (typical) | runs measured (budget / typical) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for m in models:
         bold = "**" if m["model"] == "total" else ""
-        lines.append(f"| {bold}{m['model']}{bold} | {_fmt(m['tensor_parallel_size'])} | {m['runs']} | {m['samples']} | "
-                     f"{m['engine_starts']:,.0f} | {bold}{m['gpu_hours_budget']:,.0f}{bold} | "
-                     f"{bold}{m['gpu_hours_typical']:,.0f}{bold} | {m['measured_budget']} / {m['measured_typical']} |")  # fmt: skip
-    lines += ["", "## Measured rows against the resource model", "",
-              "| model | TP | CUDA graphs | handler | length | method | sparsity | out | at once | samples/h | "
-              "modelled samples/h | measured / modelled | card | source |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines.append(
+            f"| {bold}{m['model']}{bold} | {_fmt(m['tensor_parallel_size'])} | {m['runs']} | {m['samples']} | "
+            f"{m['engine_starts']:,.0f} | {bold}{m['gpu_hours_budget']:,.0f}{bold} | "
+            f"{bold}{m['gpu_hours_typical']:,.0f}{bold} | {m['measured_budget']} / {m['measured_typical']} |"
+        )
+    lines += [
+        "",
+        "## Measured rows against the resource model",
+        "",
+        "| model | TP | CUDA graphs | handler | length | method | sparsity | out | at once | samples/h | "
+        "modelled samples/h | measured / modelled | card | source |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in measured_vs_modelled(rows, config["models"], engine, target):
-        lines.append(f"| {r['model']} | {r['tensor_parallel_size']} | {r['cuda_graphs']} | {r['handler']} | {r['length']} | "
-                     f"{r['method']} | {r['sparsity']:g} | {r['output_tokens']} | {r['concurrency']} | "
-                     f"{r['samples_per_hour']:,.0f} | {r['modelled_samples_per_hour']:,.0f} | "
-                     f"{r['measured_over_modelled']:.2f} | {r['card']} | {r['source']} |")  # fmt: skip
+        lines.append(
+            f"| {r['model']} | {r['tensor_parallel_size']} | {r['cuda_graphs']} | {r['handler']} | {r['length']} | "
+            f"{r['method']} | {r['sparsity']:g} | {r['output_tokens']} | {r['concurrency']} | "
+            f"{r['samples_per_hour']:,.0f} | {r['modelled_samples_per_hour']:,.0f} | "
+            f"{r['measured_over_modelled']:.2f} | {r['card']} | {r['source']} |"
+        )
     if left_out:
-        lines += ["", "## Rows left out", "",
-                  "Calibrated methods measured without a calibration table (they calibrate on every call, which "
-                  "no grid run does: `representative` in `sparse_frontier/planning/estimate.py`):", ""]  # fmt: skip
-        lines += [f"* {describe(r)}: {r['samples_per_hour']:,.0f} samples/h, {r['card']}, {r['source']}" for r in left_out]
+        lines += [
+            "",
+            "## Rows left out",
+            "",
+            "Calibrated methods measured without a calibration table (they calibrate on every call, which "
+            "no grid run does: `representative` in `sparse_frontier/planning/estimate.py`):",
+            "",
+        ]
+        lines += [
+            f"* {describe(r)}: {r['samples_per_hour']:,.0f} samples/h, {r['card']}, {r['source']}" for r in left_out
+        ]
     if converted_from:
         lines += _cross_card_section(checks, target, converted_from)
     return "\n".join(lines) + "\n"
 
 
-def _summary(config: Mapping[str, Any], table_path, rows: list[dict], memory_note: str, typical_output_tokens: int,
-             target: Card, converted_from: str | None) -> list[str]:  # fmt: skip
+def _summary(
+    config: Mapping[str, Any],
+    table_path,
+    rows: list[dict],
+    memory_note: str,
+    typical_output_tokens: int,
+    target: Card,
+    converted_from: str | None,
+) -> list[str]:
     """The report's title and the paragraph saying what was estimated and how."""
     engine = config["engine"]
     per_job = int(engine.get("methods_per_job", 1) or 1)
@@ -157,34 +226,48 @@ def _summary(config: Mapping[str, Any], table_path, rows: list[dict], memory_not
         f"cards: {', '.join(sorted({r['card'] for r in rows}))}). Method: `sparse_frontier/planning/`. "
         f"Engine setting of the grid: CUDA graphs `{engine['cuda_graphs']}`, up to {engine['batch_size']} sequences at "
         f"once (fewer where their KV cache does not fit on a GPU of {memory_note}), "
-        + ("one engine start per job." if per_job <= 1 else
-           f"one engine start per chunk of {per_job} method settings; in chunks of dense-prefill methods (dense, "
-           "Quest) each prompt's prefill is paid once (prefix caching; modelled from the resource model's prefill "
-           "share, basis 'modelled sharing').")
+        + (
+            "one engine start per job."
+            if per_job <= 1
+            else f"one engine start per chunk of {per_job} method settings; in chunks of dense-prefill methods (dense, "
+            "Quest) each prompt's prefill is paid once (prefix caching; modelled from the resource model's prefill "
+            "share, basis 'modelled sharing')."
+        )
         + f" 'budget' = every answer uses the run's full output budget (upper bound); 'typical' = "
         f"{typical_output_tokens} output tokens per answer. 'measured' counts the runs whose own setting was "
         "measured; the others are extrapolated from the nearest measured row by the resource model "
         "(a method without rows of its own at the speed of dense). Per model, length and method: the "
         "`_runs` CSV beside this file."
-        + (f" **{target.name}-hours from rows measured on {converted_from}**: each row's measured / modelled ratio "
-           f"on its own card is carried to the {target.name} (basis 'converted'; the resource model's cards: "
-           "`planning.cards.CARDS`, bandwidth, FLOP rate and memory per card); the check against the settings "
-           "measured on both cards is at the end." if converted_from else ""),
+        + (
+            f" **{target.name}-hours from rows measured on {converted_from}**: each row's measured / modelled ratio "
+            f"on its own card is carried to the {target.name} (basis 'converted'; the resource model's cards: "
+            "`planning.cards.CARDS`, bandwidth, FLOP rate and memory per card); the check against the settings "
+            "measured on both cards is at the end."
+            if converted_from
+            else ""
+        ),
         "",
-    ]  # fmt: skip
+    ]
 
 
 def _cross_card_section(checks: list[dict], target: Card, rows_card: str) -> list[str]:
     lines = ["", f"## Cross-card check: {target.name} rows against their conversion from {rows_card}", ""]
     if not checks:
         return lines + ["No setting was measured on both cards: the conversion is unchecked."]
-    lines += [f"Settings measured on both cards: the {target.name} row against what the estimate makes of "
-              f"the {rows_card} row (converted / measured > 1: the conversion is optimistic for the "
-              f"{target.name}). Rows of different dates may differ in more than the card (the handler "
-              "changed over time: `docs/hpc.md`).", "",
-              f"| setting | {rows_card} samples/h (date) | {target.name} measured (date) | "
-              f"{target.name} converted | converted / measured |", "|---|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {c['setting']} | {c['source_samples_per_hour']:,.0f} ({c['source_date'] or '?'}) | "
-              f"{c['measured_samples_per_hour']:,.0f} ({c['measured_date'] or '?'}) | "
-              f"{c['converted_samples_per_hour']:,.0f} | {c['converted_over_measured']:.2f} |" for c in checks]  # fmt: skip
+    lines += [
+        f"Settings measured on both cards: the {target.name} row against what the estimate makes of "
+        f"the {rows_card} row (converted / measured > 1: the conversion is optimistic for the "
+        f"{target.name}). Rows of different dates may differ in more than the card (the handler "
+        "changed over time: `docs/hpc.md`).",
+        "",
+        f"| setting | {rows_card} samples/h (date) | {target.name} measured (date) | "
+        f"{target.name} converted | converted / measured |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c['setting']} | {c['source_samples_per_hour']:,.0f} ({c['source_date'] or '?'}) | "
+        f"{c['measured_samples_per_hour']:,.0f} ({c['measured_date'] or '?'}) | "
+        f"{c['converted_samples_per_hour']:,.0f} | {c['converted_over_measured']:.2f} |"
+        for c in checks
+    ]
     return lines

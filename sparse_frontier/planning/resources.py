@@ -27,8 +27,9 @@ retried with more (the profiles set ``retries``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from sparse_frontier.models import model_architecture
 from sparse_frontier.planning.cards import GIB, GPU_MEMORY, H100, Card
@@ -92,7 +93,10 @@ def kv_bytes(arch: Mapping[str, Any], tokens: int, dtype_bytes: int) -> float:
 
 
 def memory_plan(
-    model: Mapping[str, Any], tokens: int, engine: Mapping[str, Any], tensor_parallel_size: int,
+    model: Mapping[str, Any],
+    tokens: int,
+    engine: Mapping[str, Any],
+    tensor_parallel_size: int,
     gpu_memory: float = GPU_MEMORY,
 ) -> MemoryPlan:
     """Memory of a job whose sequences hold ``tokens`` (prompt + output) on ``tensor_parallel_size`` GPUs

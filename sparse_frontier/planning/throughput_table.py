@@ -18,21 +18,62 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 #: every column of the throughput table, in order
 COLUMNS = [
-    "model", "tensor_parallel_size", "cuda_graphs", "handler", "length", "prompt_tokens", "method", "sparsity",
-    "measured_sparsity", "output_tokens", "concurrency", "samples", "wall_s", "samples_per_hour", "engine_start_s", "card", "torch",
-    "vllm", "triton", "date", "source",
-]  # fmt: skip
+    "model",
+    "tensor_parallel_size",
+    "cuda_graphs",
+    "handler",
+    "length",
+    "prompt_tokens",
+    "method",
+    "sparsity",
+    "measured_sparsity",
+    "output_tokens",
+    "concurrency",
+    "samples",
+    "wall_s",
+    "samples_per_hour",
+    "engine_start_s",
+    "card",
+    "torch",
+    "vllm",
+    "triton",
+    "date",
+    "source",
+]
 #: columns that must hold a value in every row
-REQUIRED = ["model", "tensor_parallel_size", "cuda_graphs", "handler", "length", "method", "sparsity",
-            "output_tokens", "concurrency", "samples_per_hour", "card", "source"]  # fmt: skip
+REQUIRED = [
+    "model",
+    "tensor_parallel_size",
+    "cuda_graphs",
+    "handler",
+    "length",
+    "method",
+    "sparsity",
+    "output_tokens",
+    "concurrency",
+    "samples_per_hour",
+    "card",
+    "source",
+]
 #: what identifies a measurement (a benchmark skips settings already in the table)
-KEY = ["model", "tensor_parallel_size", "cuda_graphs", "handler", "length", "method", "sparsity",
-       "output_tokens", "concurrency", "card"]  # fmt: skip
+KEY = [
+    "model",
+    "tensor_parallel_size",
+    "cuda_graphs",
+    "handler",
+    "length",
+    "method",
+    "sparsity",
+    "output_tokens",
+    "concurrency",
+    "card",
+]
 _INT = ("tensor_parallel_size", "length", "prompt_tokens", "output_tokens", "concurrency", "samples")
 _FLOAT = ("sparsity", "measured_sparsity", "wall_s", "samples_per_hour", "engine_start_s")
 CUDA_GRAPHS = ("piecewise", "none")
@@ -80,14 +121,20 @@ def read_table(path: str | os.PathLike, models: Mapping[str, Any] | None = None)
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; a throughput table has: {', '.join(COLUMNS)}")
+            raise ValueError(
+                f"{path}: missing column(s) {', '.join(missing)}; a throughput table has: {', '.join(COLUMNS)}"
+            )
         rows = [parse_row(raw, f"{path} line {i + 2}") for i, raw in enumerate(reader)]
     for i, row in enumerate(rows):
         where = f"{path} line {i + 2}"
         if models is not None and row["model"] not in models:
-            raise ValueError(f"{where}: unknown model {row['model']!r}; the config defines: {', '.join(sorted(models))}")
+            raise ValueError(
+                f"{where}: unknown model {row['model']!r}; the config defines: {', '.join(sorted(models))}"
+            )
         if models is not None and "architecture" not in models[row["model"]]:
-            raise ValueError(f"{where}: model {row['model']!r} has no architecture in the config (needed to extrapolate)")
+            raise ValueError(
+                f"{where}: model {row['model']!r} has no architecture in the config (needed to extrapolate)"
+            )
         try:
             get_method_class(row["method"])
         except ValueError as err:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, ClassVar
 
 from sparse_frontier.params import Parameterised
 
@@ -51,10 +52,10 @@ class Task(Parameterised):
     #: figures and tables; ``dispersion`` how hard the needed information is to find ("low"/"high");
     #: ``scope`` how much of it is needed ("low"/"high"); ``natural`` whether the text is natural
     #: language (False: synthetic RULER text). Every registered task sets all four.
-    display_name: ClassVar[Optional[str]] = None
-    dispersion: ClassVar[Optional[str]] = None
-    scope: ClassVar[Optional[str]] = None
-    natural: ClassVar[Optional[bool]] = None
+    display_name: ClassVar[str | None] = None
+    dispersion: ClassVar[str | None] = None
+    scope: ClassVar[str | None] = None
+    natural: ClassVar[bool | None] = None
 
     #: Start the model's reply with "<answer>" (as RULER starts it with an answer prefix): for small
     #: models that never produce the tag on their own. Changes results, so it is a path argument.
@@ -95,9 +96,7 @@ def chat_prompt_ids(tokenizer, text: str, response_prefix: str = "") -> list[int
             f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no chat template; "
             "the pipeline evaluates instruction-tuned models and builds prompts with their template"
         )
-    ids = tokenizer.apply_chat_template(
-        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
-    )
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True)
     if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
         ids = ids["input_ids"]
     ids = list(ids)
@@ -109,8 +108,11 @@ def chat_prompt_ids(tokenizer, text: str, response_prefix: str = "") -> list[int
 def check_int(task: Task, field: str, low: int, high: int) -> None:
     """Validate an integer parameter (bools are not integers here)."""
     value = getattr(task, field)
-    task.check(isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
-               field, f"an integer in [{low}, {high}]")
+    task.check(
+        isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+        field,
+        f"an integer in [{low}, {high}]",
+    )
 
 
 _LIST_SPLIT = re.compile(r"[,;\n]+|\band\b", re.IGNORECASE)  # "ABCDE AND FGHIJ" is two items, as RULER scores it

@@ -6,7 +6,8 @@ import dataclasses
 import logging
 import math
 import random
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from tqdm import tqdm
 
@@ -25,9 +26,7 @@ LOWER_FRACTION = 0.95  # prompts must land in [0.95 L, L] tokens
 AIM = 0.6
 
 
-def fit_units(
-    count: Callable[[int], int], length: int, max_units: int, slope: float | None = None
-) -> tuple[int, int]:
+def fit_units(count: Callable[[int], int], length: int, max_units: int, slope: float | None = None) -> tuple[int, int]:
     """An ``n`` (filler units) whose prompt has between ``ceil(0.95 length)`` and ``length`` tokens.
 
     ``count(n)`` is the prompt's token count with ``n`` units (monotone up to tokenizer noise); each
@@ -93,9 +92,7 @@ def without_context(draft: Draft) -> Draft:
     return dataclasses.replace(draft, context=lambda n: "")
 
 
-def generate_samples(
-    task: Task, tokenizer, length: int, samples: int, seed: int
-) -> Iterator[dict[str, Any]]:
+def generate_samples(task: Task, tokenizer, length: int, samples: int, seed: int) -> Iterator[dict[str, Any]]:
     """Yield ``samples`` rows, each fitted into [0.95 length, length] tokens.
 
     Row fields: ``id``, ``task``, ``target_length``, ``prompt_tokens`` (the whole prompt's tokens =

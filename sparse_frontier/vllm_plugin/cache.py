@@ -78,7 +78,7 @@ class FlashAttentionCache(PagedCache):
             kv_cache[1, blocks, offsets, h] = values[h, : len(pos)].to(kv_cache.dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_layout(isa: str, block_size: int, head_dim: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat element index inside a block's K area and V area of (token offset, dim), probed."""
     from vllm import _custom_ops as ops

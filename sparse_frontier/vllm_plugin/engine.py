@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-import itertools
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from sparse_frontier.vllm_plugin import ENV_METHOD, ENV_PREFIX_CACHING
 
@@ -48,7 +49,9 @@ def _matches(internal_id: str, external_id: str) -> bool:
     return internal_id == external_id or internal_id.rsplit("-", 1)[0] == external_id
 
 
-def engine_environment(engine: Mapping[str, Any], method: Mapping[str, Any], prefix_caching: bool = False) -> dict[str, str]:
+def engine_environment(
+    engine: Mapping[str, Any], method: Mapping[str, Any], prefix_caching: bool = False
+) -> dict[str, str]:
     """Environment the engine's processes need; set before vLLM is imported so children inherit it."""
     env = {ENV_METHOD: json.dumps(dict(method)), ENV_PREFIX_CACHING: "1" if prefix_caching else "0"}
     if engine["device"] == "cpu":
@@ -164,8 +167,16 @@ class Engine:
         os.environ.update(engine_environment(engine, method, self.shares_prompts))
         from vllm import LLM
 
-        args = engine_arguments(model_location, max_model_len, engine, tensor_parallel_size, seed, yarn_original,
-                                page_summaries=keeps_page_summaries(specs), prefix_caching=self.shares_prompts)
+        args = engine_arguments(
+            model_location,
+            max_model_len,
+            engine,
+            tensor_parallel_size,
+            seed,
+            yarn_original,
+            page_summaries=keeps_page_summaries(specs),
+            prefix_caching=self.shares_prompts,
+        )
         log.info("starting vLLM: %s", args)
         self.llm = LLM(**args)
         self.max_num_seqs = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)
@@ -274,7 +285,11 @@ class Engine:
 
         extra = {EXTRA_ARGS_KEY: dict(spec)} if spec else None
         return SamplingParams(
-            temperature=0.0, max_tokens=max_tokens, seed=seed, ignore_eos=ignore_eos, extra_args=extra,
+            temperature=0.0,
+            max_tokens=max_tokens,
+            seed=seed,
+            ignore_eos=ignore_eos,
+            extra_args=extra,
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
 

@@ -78,8 +78,16 @@ class RequestState:
         """A (re)prefill starts from a full cache and fresh measurements."""
         self.prompt_len = prompt_len
         self.decode_steps = 0
-        for record in (self.kv_lengths, self.kv_lengths_device, self.kv_longest, self.prefill_density,
-                       self.kv_density, self.decode_density, self.decode_handled, self.pages):
+        for record in (
+            self.kv_lengths,
+            self.kv_lengths_device,
+            self.kv_longest,
+            self.prefill_density,
+            self.kv_density,
+            self.decode_density,
+            self.decode_handled,
+            self.pages,
+        ):
             record.clear()
 
     def summary(self, num_layers: int, sliding_layers: int = 0) -> dict[str, Any]:
@@ -263,8 +271,13 @@ class AttentionHandler:
             if step.prefilling[row]:
                 res = None
                 if method.overrides("prefill"):
-                    res = method.prefill(q[start:start + query_len], k[start:start + query_len],
-                                         v[start:start + query_len], layer_index=index, scale=impl.scale)
+                    res = method.prefill(
+                        q[start : start + query_len],
+                        k[start : start + query_len],
+                        v[start : start + query_len],
+                        layer_index=index,
+                        scale=impl.scale,
+                    )
                 prefills.append((row, state, res))
                 handled[row] = res is not None
             elif not compacted and pager is not None:
@@ -279,16 +292,18 @@ class AttentionHandler:
             elif compacted or method.overrides("decode"):
                 decodes.append((self._decode, row, state, start, seq_len))
                 handled[row] = True
-        self._run_backend(original, impl, layer, query, key, value, kv_cache, attn_metadata, output, step, handled,
-                          args, kwargs)
+        self._run_backend(
+            original, impl, layer, query, key, value, kv_cache, attn_metadata, output, step, handled, args, kwargs
+        )
         for row, state, res in prefills:
             start, length, seq_len = step.requests[row]
             if res is not None:
-                out[start:start + length] = res.output.to(out.dtype)
+                out[start : start + length] = res.output.to(out.dtype)
                 state.prefill_density[index] = float(res.density.float().mean())
             # after the backend: compaction rewrites the cache that a dense prefill reads
-            self._after_prefill(state, index, impl, layer, q, k, v, kv_cache, attn_metadata, row, start, length, views,
-                                seq_len)
+            self._after_prefill(
+                state, index, impl, layer, q, k, v, kv_cache, attn_metadata, row, start, length, views, seq_len
+            )
         for decode, row, state, start, seq_len in decodes:
             decode(state, index, impl, layer, q, k, out, kv_cache, attn_metadata, row, start, seq_len)
         if quest_batch:
@@ -297,8 +312,9 @@ class AttentionHandler:
             self._decode_compact_batch(compact_batch, index, impl, q, out, views, attn_metadata, step)
         return output
 
-    def _run_backend(self, original, impl, layer, query, key, value, kv_cache, meta, output, step, handled, args,
-                     kwargs):
+    def _run_backend(
+        self, original, impl, layer, query, key, value, kv_cache, meta, output, step, handled, args, kwargs
+    ):
         """The backend's attention for every request the handler does not compute."""
         requests = step.requests
         runs, first = [], None  # contiguous runs [first, stop) of unhandled requests
@@ -314,15 +330,16 @@ class AttentionHandler:
         if runs == [(0, len(requests))]:
             original(impl, layer, query, key, value, kv_cache, meta, output, *args, **kwargs)
             return
-        subs = step.cached(("sub", id(meta), tuple(runs)),
-                           lambda: [self.adapter.sub_batch(meta, requests, a, b, impl, layer, query) for a, b in runs])
+        subs = step.cached(
+            ("sub", id(meta), tuple(runs)),
+            lambda: [self.adapter.sub_batch(meta, requests, a, b, impl, layer, query) for a, b in runs],
+        )
         if any(sub is None for sub in subs):  # cannot split this batch: all of it (handled rows are written after)
             original(impl, layer, query, key, value, kv_cache, meta, output, *args, **kwargs)
             return
         for (a, b), sub in zip(runs, subs):
             r0, r1 = requests[a][0], requests[b - 1][0] + requests[b - 1][1]
-            original(impl, layer, query[r0:r1], key[r0:r1], value[r0:r1], kv_cache, sub, output[r0:r1], *args,
-                     **kwargs)
+            original(impl, layer, query[r0:r1], key[r0:r1], value[r0:r1], kv_cache, sub, output[r0:r1], *args, **kwargs)
 
     @property
     def summaries(self):
@@ -343,13 +360,17 @@ class AttentionHandler:
         page = views[0].shape[1]
         pool = self.summaries.get(index, views[0])
         # The same requests on every global layer of the step: their index tensors are made once.
-        plan = step.cached(("quest", id(meta), tuple(b[0] for b in batch)),
-                           lambda: self._quest_plan(batch, q.device, meta, page, impl))
+        plan = step.cached(
+            ("quest", id(meta), tuple(b[0] for b in batch)), lambda: self._quest_plan(batch, q.device, meta, page, impl)
+        )
         tokens, last_blocks, fresh, groups = plan
         SummaryPool.add_keys(pool, k[tokens], last_blocks, fresh)
         for quest, pick_tokens, states in groups:  # one set of launches per page-sharing mode
-            _write_rows(out, pick_tokens, lambda into: quest.decode(q[pick_tokens], views[0], views[1], pool,
-                                                                    impl.scale, out=into))
+            _write_rows(
+                out,
+                pick_tokens,
+                lambda into: quest.decode(q[pick_tokens], views[0], views[1], pool, impl.scale, out=into),
+            )
             for state, density in zip(states, quest.density):
                 state.decode_density[index] += density
                 state.decode_handled[index] += 1
@@ -368,8 +389,15 @@ class AttentionHandler:
             pick = [i for i, b in enumerate(batch) if b[2].share_pages == share]
             n_select = [budget_pages(batch[i][2].sparsity, batch[i][2].token_budget, batch[i][4], page) for i in pick]
             idx = torch.tensor(pick, device=dev)
-            quest = QuestStep(tables[idx], [batch[i][4] for i in pick], n_select, page, share,
-                              impl.num_heads // impl.num_kv_heads, impl.num_kv_heads)
+            quest = QuestStep(
+                tables[idx],
+                [batch[i][4] for i in pick],
+                n_select,
+                page,
+                share,
+                impl.num_heads // impl.num_kv_heads,
+                impl.num_kv_heads,
+            )
             rows = tokens if len(pick) == len(batch) else _token_rows([batch[i][3] for i in pick], dev)
             groups.append((quest, rows, [batch[i][1] for i in pick]))
         return tokens, last_blocks, (seq - 1) % page == 0, groups
@@ -383,17 +411,25 @@ class AttentionHandler:
 
         def plan():  # the step's index tensors, shared by its layers
             seq = torch.tensor([b[3] for b in batch], device=dev, dtype=torch.int32)
-            return (_token_rows([b[2] for b in batch], dev),
-                    meta.block_table[torch.tensor([b[0] for b in batch], device=dev)].to(torch.int32).contiguous(),
-                    torch.tensor([b[1].prompt_len for b in batch], device=dev, dtype=torch.int32), seq,
-                    seq[:, None].expand(len(batch), impl.num_kv_heads).contiguous())
+            return (
+                _token_rows([b[2] for b in batch], dev),
+                meta.block_table[torch.tensor([b[0] for b in batch], device=dev)].to(torch.int32).contiguous(),
+                torch.tensor([b[1].prompt_len for b in batch], device=dev, dtype=torch.int32),
+                seq,
+                seq[:, None].expand(len(batch), impl.num_kv_heads).contiguous(),
+            )
 
         tokens, tables, prompts, seq, lengths = step.cached(("compact", id(meta), tuple(b[0] for b in batch)), plan)
         kept = torch.stack([b[1].kv_lengths_device[index] for b in batch])  # [R, Hkv], on the device
         longest = max(b[1].kv_longest[index] for b in batch)
         width = -(-longest // page) + max(-(-b[3] // page) - b[1].prompt_len // page for b in batch)
-        _write_rows(out, tokens, lambda into: compacted_attention(
-            q[tokens], views[0], views[1], tables, kept, prompts, seq, page, impl.scale, width, lengths, into))
+        _write_rows(
+            out,
+            tokens,
+            lambda into: compacted_attention(
+                q[tokens], views[0], views[1], tables, kept, prompts, seq, page, impl.scale, width, lengths, into
+            ),
+        )
         for _, state, _, seq_len in batch:  # tokens read: the kept prompt tokens + every generated one
             kept_mean = state.kv_density[index] * state.prompt_len
             state.decode_density[index] += (kept_mean + seq_len - state.prompt_len) / seq_len
@@ -404,13 +440,18 @@ class AttentionHandler:
         index = layer_index(layer)
         window = self.adapter.sliding_window(layer, impl)
         if window is not None and not self.sliding_layers_seen:
-            log.info("sparse_frontier: layer %d has a %d-token sliding window: sliding-window layers run "
-                     "the backend's attention, methods apply to the global layers only", index, window)
+            log.info(
+                "sparse_frontier: layer %d has a %d-token sliding window: sliding-window layers run "
+                "the backend's attention, methods apply to the global layers only",
+                index,
+                window,
+            )
         (self.sliding_layers_seen if window is not None else self.layers_seen).add(index)
         return index, window is not None
 
-    def _after_prefill(self, state, index, impl, layer, q, k, v, kv_cache, meta, row, start, length, views=None,
-                       seq_len=None):
+    def _after_prefill(
+        self, state, index, impl, layer, q, k, v, kv_cache, meta, row, start, length, views=None, seq_len=None
+    ):
         """A prefill's cache-side work: Quest page summaries, KV compaction. ``seq_len`` > ``length``:
         the prompt's first tokens came from vLLM's prefix cache (dense-prefill methods only)."""
         method, end = state.method, start + length
@@ -423,14 +464,18 @@ class AttentionHandler:
             if views is not None and pager.page_size == views[0].shape[1]:
                 from sparse_frontier.vllm_plugin.paged_decode import SummaryPool
 
-                SummaryPool.write_prompt(self.summaries.get(index, views[0]), keys, meta.block_table[row], pager.page_size)
+                SummaryPool.write_prompt(
+                    self.summaries.get(index, views[0]), keys, meta.block_table[row], pager.page_size
+                )
             else:
                 from sparse_frontier.kernels.quest import page_summaries
 
                 pmin, pmax = page_summaries(keys.transpose(0, 1)[None], pager.page_size)
                 state.pages[index] = [pmin[0].contiguous(), pmax[0].contiguous()]
         if method.overrides("compress_kv"):
-            selection = method.compress_kv(q[start:end], k[start:end], v[start:end], layer_index=index, scale=impl.scale)
+            selection = method.compress_kv(
+                q[start:end], k[start:end], v[start:end], layer_index=index, scale=impl.scale
+            )
             if selection is not None:
                 self._compact(selection, k[start:end], v[start:end], kv_cache, meta, row, layer, index, state)
 

@@ -20,7 +20,6 @@ in the cache, averaged over query heads), both on the device.
 from __future__ import annotations
 
 import torch
-
 import triton
 import triton.language as tl
 
@@ -72,8 +71,19 @@ class SummaryPool:
         One kernel launch where the kernels run (the per-layer cost of a decode step), else torch."""
         if use_triton(keys):
             r, hkv, d = keys.shape
-            _fold_keys_kernel[(r, hkv)](pool[0], pool[1], keys, blocks, fresh, pool[0].stride(0), pool[0].stride(1),
-                                        keys.stride(0), keys.stride(1), D=d, num_warps=1)
+            _fold_keys_kernel[(r, hkv)](
+                pool[0],
+                pool[1],
+                keys,
+                blocks,
+                fresh,
+                pool[0].stride(0),
+                pool[0].stride(1),
+                keys.stride(0),
+                keys.stride(1),
+                D=d,
+                num_warps=1,
+            )
             return
         f = fresh[:, None, None]
         keys = keys.to(pool[0].dtype)
@@ -92,8 +102,9 @@ class QuestStep:
     positions the per-request path reads).
     """
 
-    def __init__(self, block_tables, seq_lens: list[int], n_select: list[int], page: int, share: bool, group: int,
-                 hkv: int):
+    def __init__(
+        self, block_tables, seq_lens: list[int], n_select: list[int], page: int, share: bool, group: int, hkv: int
+    ):
         dev = block_tables.device
         r, width = len(seq_lens), block_tables.shape[1]
         self.page, self.share = page, share
@@ -105,8 +116,9 @@ class QuestStep:
         self.lengths = seq[:, None].expand(r, hkv).contiguous()
         self.widest = max(n_select)
         hsel = hkv if share else hkv * group
-        self.row_k = torch.tensor([min(n + 1, width) for n in n_select for _ in range(hsel)], dtype=torch.int32,
-                                  device=dev)
+        self.row_k = torch.tensor(
+            [min(n + 1, width) for n in n_select for _ in range(hsel)], dtype=torch.int32, device=dev
+        )
         self.density = []
         for s, n in zip(seq_lens, n_select):
             pages = -(-s // page)
@@ -117,12 +129,23 @@ class QuestStep:
         """Quest attention rows ``[R, Hq, D]`` of this step's requests for one layer (into ``out``, if given)."""
         scores = page_scores(query, pool[0], pool[1], self.npages, self.share, True, block_table=self.tables)
         pages = select_pages(scores, self.current, self.widest, use_kernel=True, row_k=self.row_k)
-        return sparse_decode(query, key_cache, value_cache, pages, self.lengths, self.page, scale, self.share,
-                             block_table=self.tables, out=out)
+        return sparse_decode(
+            query,
+            key_cache,
+            value_cache,
+            pages,
+            self.lengths,
+            self.page,
+            scale,
+            self.share,
+            block_table=self.tables,
+            out=out,
+        )
 
 
-def quest_decode(query, key_cache, value_cache, pool, block_tables, seq_lens, n_select, page: int, scale: float,
-                 share: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def quest_decode(
+    query, key_cache, value_cache, pool, block_tables, seq_lens, n_select, page: int, scale: float, share: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Quest for ``R`` decode requests of one layer: ``query [R, Hq, D]``, ``block_tables [R, M]``,
     ``seq_lens [R]``, ``n_select [R]`` pages per request besides the current one. -> (out, density [R])."""
     hq, hkv = query.shape[1], key_cache.shape[2]
@@ -152,9 +175,17 @@ def compacted_pages(kept: torch.Tensor, prompt_lens: torch.Tensor, seq_lens: tor
     if use_triton(kept):
         r, hkv = kept.shape
         out = torch.empty(r, hkv, width, dtype=torch.int32, device=kept.device)
-        _compacted_pages_kernel[(r, hkv)](kept.to(torch.int32).contiguous(), prompt_lens.to(torch.int32).contiguous(),
-                                          seq_lens.to(torch.int32).contiguous(), out, hkv, width, PAGE=page,
-                                          BLOCK_W=min(1024, max(16, triton.next_power_of_2(width))), num_warps=4)
+        _compacted_pages_kernel[(r, hkv)](
+            kept.to(torch.int32).contiguous(),
+            prompt_lens.to(torch.int32).contiguous(),
+            seq_lens.to(torch.int32).contiguous(),
+            out,
+            hkv,
+            width,
+            PAGE=page,
+            BLOCK_W=min(1024, max(16, triton.next_power_of_2(width))),
+            num_warps=4,
+        )
         return out
     first_recent = (prompt_lens // page)[:, None]  # [R, 1]
     n1 = torch.minimum((kept + page - 1) // page, first_recent)  # pages wholly before the recent run
@@ -165,8 +196,20 @@ def compacted_pages(kept: torch.Tensor, prompt_lens: torch.Tensor, seq_lens: tor
     return torch.where(idx < n1, idx, torch.where(recent < n2, first_recent + recent, -1)).int()
 
 
-def compacted_attention(query, key_cache, value_cache, block_tables, kept, prompt_lens, seq_lens, page: int,
-                        scale: float, width: int, lengths=None, out=None) -> torch.Tensor:
+def compacted_attention(
+    query,
+    key_cache,
+    value_cache,
+    block_tables,
+    kept,
+    prompt_lens,
+    seq_lens,
+    page: int,
+    scale: float,
+    width: int,
+    lengths=None,
+    out=None,
+) -> torch.Tensor:
     """Attention rows ``[R, Hq, D]`` over compacted caches: ``kept [R, Hkv]`` tokens kept per head, then
     the generated ones. ``width``: enough page slots for the longest head (host int); ``lengths``:
     ``seq_lens`` per (request, kv head) as contiguous int32, if the caller has it; ``out``: see
@@ -174,14 +217,28 @@ def compacted_attention(query, key_cache, value_cache, block_tables, kept, promp
     pages = compacted_pages(kept, prompt_lens, seq_lens, page, width)
     if lengths is None:
         lengths = seq_lens[:, None].expand(kept.shape)
-    return sparse_decode(query, key_cache, value_cache, pages, lengths, page, scale, True, block_table=block_tables,
-                         kept=kept, start=prompt_lens, out=out)
+    return sparse_decode(
+        query,
+        key_cache,
+        value_cache,
+        pages,
+        lengths,
+        page,
+        scale,
+        True,
+        block_table=block_tables,
+        kept=kept,
+        start=prompt_lens,
+        out=out,
+    )
 
 
-def compacted_decode(query, key_cache, value_cache, block_tables, kept, prompt_lens, seq_lens, page: int,
-                     scale: float, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def compacted_decode(
+    query, key_cache, value_cache, block_tables, kept, prompt_lens, seq_lens, page: int, scale: float, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`compacted_attention` and the density per request (tokens read / tokens in the cache)."""
-    out = compacted_attention(query, key_cache, value_cache, block_tables, kept, prompt_lens, seq_lens, page, scale,
-                              width)
+    out = compacted_attention(
+        query, key_cache, value_cache, block_tables, kept, prompt_lens, seq_lens, page, scale, width
+    )
     valid = kept.float() + (seq_lens - prompt_lens).float()[:, None]
     return out, valid.mean(-1) / seq_lens.float()

@@ -17,6 +17,5 @@ generate_dataset(
     seed=key["seed"],
     output=snakemake.output[0],
     max_tokens=key["max_tokens"],  # checked with the length against the checkpoint, before generating
-    provenance={k: key[k] for k in RunKey.DATASET_FIELDS}
-    | {"task_params": run["task_params"], "model": run["model"]},
+    provenance={k: key[k] for k in RunKey.DATASET_FIELDS} | {"task_params": run["task_params"], "model": run["model"]},
 )

@@ -7,8 +7,7 @@ from sparse_frontier.logs import setup_logging
 
 setup_logging(snakemake.log[0])
 calibration = {
-    paths.parse_path(paths.CALIBRATION, p)["model"]: read_json(p)
-    for p in snakemake.input.get("calibration", [])
+    paths.parse_path(paths.CALIBRATION, p)["model"]: read_json(p) for p in snakemake.input.get("calibration", [])
 }
 attention = None
 if snakemake.input.get("attention"):  # the real head of figures.patterns (rule capture_attention_head)

@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from sparse_frontier.analysis.figures import (
-    ablations, accuracy, costs, effects, iso, patterns, per_task, retention, scaling_law, tables,
+    ablations,
+    accuracy,
+    costs,
+    effects,
+    iso,
+    patterns,
+    per_task,
+    retention,
+    scaling_law,
+    tables,
 )
 from sparse_frontier.analysis.figures.common import DEFAULTS, Inputs, Output, plan_table, prepare, run_name  # noqa: F401
 from sparse_frontier.io import write_text_atomic
@@ -32,9 +41,9 @@ class Figure:
     """A figure or table: how its data is made, how it is drawn (None: a table), which runs it reads."""
 
     data: Callable[[Inputs], Output]
-    draw: Optional[Callable[[Output, Inputs], object]] = None
+    draw: Callable[[Output, Inputs], object] | None = None
     #: (prepared run frame, inputs) -> which runs it reads; None: no runs (static)
-    runs: Optional[Callable] = None
+    runs: Callable | None = None
     samples: bool = False  # reads the per-sample scores too
     calibration: bool = False  # reads the models' captured calibration tables
     attention: bool = False  # reads the captured real head of figures.patterns, where the config sets one
@@ -48,11 +57,17 @@ FIGURES: dict[str, Figure] = {
     "max_compression": Figure(retention.data, retention.draw, retention.runs, samples=True),
     "task_comparison": Figure(per_task.data, per_task.draw, per_task.runs),
     "length_effect": Figure(effects.length_effect, effects.draw_length_effect, accuracy.runs),
-    "length_effect_per_method": Figure(effects.length_effect_per_method, effects.draw_per_method("length"), accuracy.runs),
-    "length_effect_per_task": Figure(effects.length_effect_per_task, effects.draw_family_by("task", "length"), accuracy.runs),
+    "length_effect_per_method": Figure(
+        effects.length_effect_per_method, effects.draw_per_method("length"), accuracy.runs
+    ),
+    "length_effect_per_task": Figure(
+        effects.length_effect_per_task, effects.draw_family_by("task", "length"), accuracy.runs
+    ),
     "model_size": Figure(effects.model_size, effects.draw_model_size, accuracy.runs),
     "model_size_per_method": Figure(effects.model_size_per_method, effects.draw_per_method("model"), accuracy.runs),
-    "model_size_per_length": Figure(effects.model_size_per_length, effects.draw_family_by("length", "model"), accuracy.runs),
+    "model_size_per_length": Figure(
+        effects.model_size_per_length, effects.draw_family_by("length", "model"), accuracy.runs
+    ),
     "cost_breakdown": Figure(costs.data, costs.draw),
     "scaling_law": Figure(scaling_law.data, scaling_law.draw, scaling_law.runs),
 }
@@ -74,7 +89,9 @@ def spec(name: str) -> Figure:
         return Figure(lambda inputs: ablations.data(inputs, which), ablations.draw, ablations.runs_of(which))
     if name in FIGURES or name in TABLES:
         return FIGURES.get(name) or TABLES[name]
-    raise ValueError(f"unknown figure or table {name!r}; available: {', '.join(sorted({**FIGURES, **TABLES}))}, ablation_<name>")
+    raise ValueError(
+        f"unknown figure or table {name!r}; available: {', '.join(sorted({**FIGURES, **TABLES}))}, ablation_<name>"
+    )
 
 
 def build(name: str, inputs: Inputs, draw: bool = True) -> Output:
@@ -86,8 +103,10 @@ def build(name: str, inputs: Inputs, draw: bool = True) -> Output:
     if out.missing:
         listing = "\n  ".join(out.missing)
         if not inputs.settings["allow_missing"]:
-            raise ValueError(f"{name}: {len(out.missing)} runs missing from the results (set figures.allow_missing "
-                             f"to draw what exists):\n  {listing}")
+            raise ValueError(
+                f"{name}: {len(out.missing)} runs missing from the results (set figures.allow_missing "
+                f"to draw what exists):\n  {listing}"
+            )
         log.warning("%s: drawn without %d missing runs:\n  %s", name, len(out.missing), listing)
     for note in out.notes:
         log.info("%s: %s", name, note)
@@ -108,13 +127,25 @@ def missing_runs(s: Figure, inputs: Inputs) -> list[str]:
 def footnote(out: Output, limit: int = 6) -> str:
     lines = []
     if out.missing:
-        lines.append(f"Missing runs ({len(out.missing)}): " + "; ".join(out.missing[:limit]) + (" ..." if len(out.missing) > limit else ""))
-    lines += out.notes[:limit] + ([f"... and {len(out.notes) - limit} more notes (see the log)"] if len(out.notes) > limit else [])
+        lines.append(
+            f"Missing runs ({len(out.missing)}): "
+            + "; ".join(out.missing[:limit])
+            + (" ..." if len(out.missing) > limit else "")
+        )
+    lines += out.notes[:limit] + (
+        [f"... and {len(out.notes) - limit} more notes (see the log)"] if len(out.notes) > limit else []
+    )
     return "\n".join(lines)
 
 
-def save(out: Output, name: str, data_path: str, pdf_path: str | None = None, png_path: str | None = None,
-         md_path: str | None = None) -> None:
+def save(
+    out: Output,
+    name: str,
+    data_path: str,
+    pdf_path: str | None = None,
+    png_path: str | None = None,
+    md_path: str | None = None,
+) -> None:
     """Write the tidy CSV and the figure (PDF + PNG) or the markdown table, atomically."""
     write_text_atomic(data_path, out.data.to_csv(index=False))
     if md_path:
@@ -151,8 +182,14 @@ def runs_per_figure(config: dict, runs=None, names=None) -> dict[str, list[str]]
     return out
 
 
-def load_inputs(config: dict, summaries: list[str] = (), expected: list[str] = (), samples: bool = False,
-                calibration: dict | None = None, attention: dict | None = None) -> Inputs:
+def load_inputs(
+    config: dict,
+    summaries: list[str] = (),
+    expected: list[str] = (),
+    samples: bool = False,
+    calibration: dict | None = None,
+    attention: dict | None = None,
+) -> Inputs:
     """Inputs from run summaries (and their per-sample scores), with the expected-but-absent runs as
     ``status == "missing"`` rows when the config allows missing runs."""
     from sparse_frontier.analysis.aggregate import add_phase, collect_sample_scores, collect_summaries, with_missing

@@ -12,14 +12,25 @@ import pandas as pd
 
 from sparse_frontier import paths
 from sparse_frontier.analysis.figures.common import (
-    CELL_KEYS, Inputs, Output, common_mean, grid, interpolate_curves, log_ticks, need, palette, prepare,
+    CELL_KEYS,
+    Inputs,
+    Output,
+    common_mean,
+    grid,
+    interpolate_curves,
+    log_ticks,
+    need,
+    palette,
+    prepare,
 )
 
 
 def spec(inputs: Inputs, name: str) -> dict:
     found = inputs.settings["ablations"].get(name)
     if found is None:
-        raise ValueError(f"unknown ablation {name!r}; config figures.ablations defines: {sorted(inputs.settings['ablations'])}")
+        raise ValueError(
+            f"unknown ablation {name!r}; config figures.ablations defines: {sorted(inputs.settings['ablations'])}"
+        )
     return found
 
 
@@ -27,6 +38,7 @@ def runs_of(name: str):
     def runs(frame: pd.DataFrame, inputs: Inputs) -> pd.Series:
         experiment = spec(inputs, name)["experiment"]
         return frame["experiments"].fillna("").str.split(",").map(lambda e: experiment in e)
+
     return runs
 
 
@@ -36,7 +48,10 @@ def data(inputs: Inputs, name: str) -> Output:
     table, missing = prepare(inputs)
     table = table[runs_of(name)(table, inputs)]
     need(table, f"ablation {name!r} (experiment {sp['experiment']!r})")
-    value = [paths.parse_args(a).get(param) if m != "dense" else "dense" for m, a in zip(table["method"], table["method_args"])]
+    value = [
+        paths.parse_args(a).get(param) if m != "dense" else "dense"
+        for m, a in zip(table["method"], table["method_args"])
+    ]
     table = table.assign(value=value)
     if table.loc[table["method"] != "dense", "value"].isna().all():
         raise ValueError(f"ablation {name!r}: no run of experiment {sp['experiment']!r} has parameter {param!r}")
@@ -44,10 +59,24 @@ def data(inputs: Inputs, name: str) -> Output:
     curves = interpolate_curves(table, CELL_KEYS, inputs.settings["interpolation_tolerance"], by=["method", "value"])
     need(curves, f"ablation {name!r} (sparse runs with a dense twin)")
     notes: list = []
-    per_task = common_mean(curves, ["task", "target"], ["method", "value"], ["model", "length", "seed"],
-                           ["score", "dense_score", "compression"], notes, f"ablation {name}")
-    overall = common_mean(curves, ["target"], ["method", "value"], ["task", "model", "length", "seed"],
-                          ["score", "dense_score", "compression"], notes, f"ablation {name}").assign(task="mean over tasks")
+    per_task = common_mean(
+        curves,
+        ["task", "target"],
+        ["method", "value"],
+        ["model", "length", "seed"],
+        ["score", "dense_score", "compression"],
+        notes,
+        f"ablation {name}",
+    )
+    overall = common_mean(
+        curves,
+        ["target"],
+        ["method", "value"],
+        ["task", "model", "length", "seed"],
+        ["score", "dense_score", "compression"],
+        notes,
+        f"ablation {name}",
+    ).assign(task="mean over tasks")
     out = pd.concat([per_task, overall], ignore_index=True).assign(parameter=param)
     return Output(out, missing=missing, notes=notes)
 
@@ -57,7 +86,9 @@ def draw(out: Output, inputs: Inputs):
     param = d["parameter"].iloc[0]
     tasks = sorted(t for t in d["task"].unique() if t != "mean over tasks") + ["mean over tasks"]
     fig, axes = grid(1, len(tasks), 3.0, 2.8, sharey=True)
-    values = sorted(d["value"].unique(), key=lambda v: (float(v) if str(v).replace(".", "", 1).isdigit() else float("inf"), str(v)))
+    values = sorted(
+        d["value"].unique(), key=lambda v: (float(v) if str(v).replace(".", "", 1).isdigit() else float("inf"), str(v))
+    )
     colours = palette(values)
     for ax, task in zip(axes[0], tasks):
         g = d[d["task"] == task]

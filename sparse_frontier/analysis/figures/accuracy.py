@@ -12,7 +12,17 @@ from __future__ import annotations
 import pandas as pd
 
 from sparse_frontier.analysis.figures.common import (
-    Inputs, Output, common_mean, grid, length_label, main_runs, need, ordered_models, palette, prepare, se_bound,
+    Inputs,
+    Output,
+    common_mean,
+    grid,
+    length_label,
+    main_runs,
+    need,
+    ordered_models,
+    palette,
+    prepare,
+    se_bound,
     shade,
 )
 
@@ -28,8 +38,15 @@ def data(inputs: Inputs) -> Output:
     table = main_runs(table)
     need(table, "accuracy_vs_length")
     notes: list = []
-    mean = common_mean(table, ["family", "model"], LINE + ["length"], ["task", "seed"], ["score", "sparsity"], notes,
-                       "accuracy vs length")
+    mean = common_mean(
+        table,
+        ["family", "model"],
+        LINE + ["length"],
+        ["task", "seed"],
+        ["score", "sparsity"],
+        notes,
+        "accuracy vs length",
+    )
     return Output(mean, missing=missing, notes=notes)
 
 
@@ -52,8 +69,11 @@ def draw(out: Output, inputs: Inputs):
             g = d[d["model"] == model]
             for (method, target), line in g.groupby(LINE):
                 line = line.sort_values("length")
-                style = dict(color="k", lw=2.0, zorder=3) if method == "dense" else dict(
-                    color=shade(colours[method], target / top), lw=0.9)
+                style = (
+                    dict(color="k", lw=2.0, zorder=3)
+                    if method == "dense"
+                    else dict(color=shade(colours[method], target / top), lw=0.9)
+                )
                 ax.plot(line["length"], line["score"], marker="o", ms=2, **style)
             ticks = sorted(g["length"].unique())
             ax.set_xscale("log", base=2)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import colorsys
 import math
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -31,11 +32,23 @@ from sparse_frontier.analysis.cost import Architecture  # noqa: E402
 #: everything but the method: one dataset under one output budget)
 CELL_KEYS = list(paths.RunKey.GROUP_FIELDS)
 DEFAULTS = {
-    "allow_missing": False, "test": "wilcoxon", "alpha": 0.05, "bootstrap_resamples": 10000,
-    "cost_batch_size": 64, "breakdown_lengths": [16384, 32768, 65536, 131072], "breakdown_batch_sizes": [1, 8, 64],
-    "breakdown_compression": 5, "breakdown_family": None, "pair_batch_size": 8, "phase_methods": {},
-    "easy_tasks": ["story_retrieval", "ruler_niah"], "hard_tasks": ["ruler_vt", "story_filtering"], "ablations": {},
-    "iso_panels": [], "task_lengths": [], "interpolation_tolerance": 0.03,
+    "allow_missing": False,
+    "test": "wilcoxon",
+    "alpha": 0.05,
+    "bootstrap_resamples": 10000,
+    "cost_batch_size": 64,
+    "breakdown_lengths": [16384, 32768, 65536, 131072],
+    "breakdown_batch_sizes": [1, 8, 64],
+    "breakdown_compression": 5,
+    "breakdown_family": None,
+    "pair_batch_size": 8,
+    "phase_methods": {},
+    "easy_tasks": ["story_retrieval", "ruler_niah"],
+    "hard_tasks": ["ruler_vt", "story_filtering"],
+    "ablations": {},
+    "iso_panels": [],
+    "task_lengths": [],
+    "interpolation_tolerance": 0.03,
 }
 _SIZE = re.compile(r"-\d+(\.\d+)?[bmk]\b.*$", re.IGNORECASE)
 
@@ -48,7 +61,7 @@ def family_of(model: str) -> str:
 @dataclass
 class Inputs:
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
-    samples: Optional[pd.DataFrame] = None
+    samples: pd.DataFrame | None = None
     settings: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)  # name -> Architecture
     families: dict = field(default_factory=dict)  # name -> family
@@ -61,7 +74,7 @@ class Inputs:
         self.settings = {**DEFAULTS, **(self.settings or {})}
 
     @classmethod
-    def from_config(cls, config: dict, table: pd.DataFrame | None = None, samples=None) -> "Inputs":
+    def from_config(cls, config: dict, table: pd.DataFrame | None = None, samples=None) -> Inputs:
         models = {n: Architecture.from_config(m, n) for n, m in config["models"].items() if "architecture" in m}
         families = {n: m.get("family") or family_of(n) for n, m in config["models"].items()}
         table = table if table is not None else pd.DataFrame()
@@ -166,8 +179,16 @@ def need(table: pd.DataFrame, what: str) -> None:
 
 
 # ---------------------------------------------------------------- fair averages and interpolation
-def common_mean(df: pd.DataFrame, panel: Sequence[str], line: Sequence[str], cells: Sequence[str],
-                values: Sequence[str], notes: list, what: str = "", min_coverage: float = 0.0) -> pd.DataFrame:
+def common_mean(
+    df: pd.DataFrame,
+    panel: Sequence[str],
+    line: Sequence[str],
+    cells: Sequence[str],
+    values: Sequence[str],
+    notes: list,
+    what: str = "",
+    min_coverage: float = 0.0,
+) -> pd.DataFrame:
     """Mean of ``values`` per (panel, line) over the ``cells`` every line of the panel has.
 
     ``min_coverage``: a line holding fewer than this share of the cells of the panel's fullest line
@@ -187,16 +208,20 @@ def common_mean(df: pd.DataFrame, panel: Sequence[str], line: Sequence[str], cel
         fullest = max(map(len, have.values()))
         thin = [lk for lk, c in have.items() if len(c) < min_coverage * fullest]
         for lk in thin:
-            notes.append(f"{what}{' [' + where + ']' if where else ''}: {', '.join(map(str, line))}={lk} left out "
-                         f"(has {len(have[lk])} of the {fullest} cells of the fullest line)")
+            notes.append(
+                f"{what}{' [' + where + ']' if where else ''}: {', '.join(map(str, line))}={lk} left out "
+                f"(has {len(have[lk])} of the {fullest} cells of the fullest line)"
+            )
             del have[lk]
         union = set().union(*have.values())
         common = set.intersection(*have.values())
         if len(common) < len(union):
             lacking = [lk for lk, c in have.items() if c != union]
-            notes.append(f"{what}{' [' + where + ']' if where else ''}: averaged over the {len(common)} of "
-                         f"{len(union)} ({', '.join(cells)}) cells that all {len(have)} lines have "
-                         f"({len(lacking)} lines lack some)")
+            notes.append(
+                f"{what}{' [' + where + ']' if where else ''}: averaged over the {len(common)} of "
+                f"{len(union)} ({', '.join(cells)}) cells that all {len(have)} lines have "
+                f"({len(lacking)} lines lack some)"
+            )
         if not common:
             continue
         keep = pd.Series([tuple(r) in common for r in p[cells].to_numpy()], index=p.index)
@@ -213,8 +238,13 @@ def common_mean(df: pd.DataFrame, panel: Sequence[str], line: Sequence[str], cel
     return pd.DataFrame(rows)
 
 
-def interpolate_curves(table: pd.DataFrame, curve: Sequence[str], tolerance: float,
-                       by: Sequence[str] = ("method",), points: Sequence[float] | None = None) -> pd.DataFrame:
+def interpolate_curves(
+    table: pd.DataFrame,
+    curve: Sequence[str],
+    tolerance: float,
+    by: Sequence[str] = ("method",),
+    points: Sequence[float] | None = None,
+) -> pd.DataFrame:
     """Each method's score curve per cell read at its nominal sparsities (the paper interpolates linearly).
 
     ``table`` holds the sparse runs and dense runs of the same cells; ``curve`` the cell columns
@@ -232,7 +262,7 @@ def interpolate_curves(table: pd.DataFrame, curve: Sequence[str], tolerance: flo
     sparse = table[table["method"] != "dense"]
     out = []
     for key, g in sparse.groupby(by + curve, sort=False):
-        cell = key[len(by):] if len(curve) > 1 else key[len(by)]
+        cell = key[len(by) :] if len(curve) > 1 else key[len(by)]
         if cell not in dense.index:
             continue
         d = dense.loc[cell]
@@ -245,9 +275,13 @@ def interpolate_curves(table: pd.DataFrame, curve: Sequence[str], tolerance: flo
             g = g.iloc[[0] * len(points)].assign(target=np.asarray(points, float), sparsity=np.nan)
         t = g["target"].to_numpy(float)
         inside = (t >= x.min() - tolerance) & (t <= x.max() + tolerance)
-        rows = g.assign(score=np.where(inside, np.interp(t, x, y), np.nan), dense_score=float(d["score"]),
-                        measured_sparsity=g["sparsity"].to_numpy(float) if points is None else np.nan, sparsity=t,
-                        compression=1.0 / (1.0 - np.clip(t, 0, 1 - 1e-9)))
+        rows = g.assign(
+            score=np.where(inside, np.interp(t, x, y), np.nan),
+            dense_score=float(d["score"]),
+            measured_sparsity=g["sparsity"].to_numpy(float) if points is None else np.nan,
+            sparsity=t,
+            compression=1.0 / (1.0 - np.clip(t, 0, 1 - 1e-9)),
+        )
         if se is not None:
             nearest = np.abs(x[:, None] - t[None, :]).argmin(0)
             rows["score_se"] = se[order][nearest]
@@ -300,7 +334,10 @@ def shade(colour, level: float) -> tuple:
 
 
 def ordered_models(inputs: Inputs, models) -> list[str]:
-    return sorted(set(models), key=lambda m: (inputs.families.get(m) or family_of(m), inputs.models[m].params if m in inputs.models else 0, m))
+    return sorted(
+        set(models),
+        key=lambda m: (inputs.families.get(m) or family_of(m), inputs.models[m].params if m in inputs.models else 0, m),
+    )
 
 
 def log_ticks(ax, values: Sequence[float]) -> None:

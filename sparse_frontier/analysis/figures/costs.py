@@ -84,8 +84,16 @@ def draw(out: Output, inputs: Inputs):
             for model, line in g.groupby("model", sort=False):
                 kind = line["kind"].iloc[0]
                 style = {"mean": dict(lw=2.2, color="k"), "core only": dict(lw=0.8, ls="--", color=colours[model])}.get(
-                    kind, dict(lw=1, color=colours[model]))
-                ax.plot(line["length"], line["value"], marker="o", ms=2.5, label=model if kind != "core only" else None, **style)
+                    kind, dict(lw=1, color=colours[model])
+                )
+                ax.plot(
+                    line["length"],
+                    line["value"],
+                    marker="o",
+                    ms=2.5,
+                    label=model if kind != "core only" else None,
+                    **style,
+                )
             if "speedup" in panel:
                 ax.plot([], [], ls="--", color="grey", label="per model, core only")
         ax.set(xscale="log", title=panel, xlabel="length")

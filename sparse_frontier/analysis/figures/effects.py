@@ -23,8 +23,18 @@ import numpy as np
 import pandas as pd
 
 from sparse_frontier.analysis.figures.common import (
-    CELL_KEYS, Inputs, Output, common_mean, grid, interpolate_curves, length_label, main_runs, need, ordered_models,
-    palette, prepare,
+    CELL_KEYS,
+    Inputs,
+    Output,
+    common_mean,
+    grid,
+    interpolate_curves,
+    length_label,
+    main_runs,
+    need,
+    ordered_models,
+    palette,
+    prepare,
 )
 
 #: a line (length, model) holding under this share of the fullest line's cells is left out of a panel
@@ -54,7 +64,9 @@ def errors(mean: pd.DataFrame) -> pd.DataFrame:
     return mean
 
 
-def aggregate(c: pd.DataFrame, views: dict, panel: list, line: str, cells: list, notes: list, what: str) -> pd.DataFrame:
+def aggregate(
+    c: pd.DataFrame, views: dict, panel: list, line: str, cells: list, notes: list, what: str
+) -> pd.DataFrame:
     """Per view (a name -> row filter), the mean error per (panel, line, target) over common cells.
 
     Which lines a panel keeps is decided over all its sparsity levels at once: a line holding under
@@ -70,32 +82,45 @@ def aggregate(c: pd.DataFrame, views: dict, panel: list, line: str, cells: list,
         methods = sub.groupby("target")["method"].nunique()
         partial = methods[methods < sub["method"].nunique()].index
         if len(partial):
-            notes.append(f"{what} {view}: sparsity {', '.join(f'{t:g}' for t in partial)} left out "
-                         f"(outside some methods' range)")
+            notes.append(
+                f"{what} {view}: sparsity {', '.join(f'{t:g}' for t in partial)} left out (outside some methods' range)"
+            )
             sub = sub[~sub["target"].isin(partial)]
         kept = []
-        for pkey, p in (sub.groupby(panel, sort=True) if panel else [((), sub)]):
+        for pkey, p in sub.groupby(panel, sort=True) if panel else [((), sub)]:
             have = p.groupby(line)[cells + ["target"]].apply(lambda g: len(g.drop_duplicates()))
             thin = have[have < MIN_COVERAGE * have.max()]
             pkey = pkey if isinstance(pkey, tuple) else (pkey,)
             where = ", ".join(f"{k}={v}" for k, v in zip(panel, pkey))
             for value, n in thin.items():
                 shown = length_label(value) if line == "length" else value
-                notes.append(f"{what} {view}{' [' + where + ']' if where else ''}: {line} {shown} left out "
-                             f"(has {n} of the {have.max()} points of the fullest {line}; see the per-method view)")
+                notes.append(
+                    f"{what} {view}{' [' + where + ']' if where else ''}: {line} {shown} left out "
+                    f"(has {n} of the {have.max()} points of the fullest {line}; see the per-method view)"
+                )
             kept.append(p[~p[line].isin(thin.index)])
-        m = common_mean(pd.concat(kept), panel + ["target"], [line], cells, ["score", "dense_score"], notes,
-                        f"{what} {view}")
+        m = common_mean(
+            pd.concat(kept), panel + ["target"], [line], cells, ["score", "dense_score"], notes, f"{what} {view}"
+        )
         parts.append(m.assign(view=view))
     if not parts:
         raise ValueError(f"{what}: no sparse runs to aggregate")
     return errors(pd.concat(parts, ignore_index=True))
 
 
-def _draw(d: pd.DataFrame, rows: list, cols: list, row_col: str, col_col: str, line: str, inputs: Inputs,
-          y: str = "relative_error", title=None):
+def _draw(
+    d: pd.DataFrame,
+    rows: list,
+    cols: list,
+    row_col: str,
+    col_col: str,
+    line: str,
+    inputs: Inputs,
+    y: str = "relative_error",
+    title=None,
+):
     fig, axes = grid(len(rows), len(cols), 3.4, 2.9, sharey=True)
-    values = sorted(d[line].unique(), key=lambda v: (inputs.models[v].params if v in inputs.models else v))
+    values = sorted(d[line].unique(), key=lambda v: inputs.models[v].params if v in inputs.models else v)
     if line == "model":
         values = ordered_models(inputs, d[line])
     colours = palette(values)
@@ -145,14 +170,24 @@ def draw_per_method(line: str):
         rows = sorted(d["family"].unique()) if "family" in d else [""]
         row_col = "family" if "family" in d else "one"
         return _draw(d, rows, sorted(d["method"].unique()), row_col, "method", line, inputs)
+
     return draw
 
 
 def draw_family_by(col: str, line: str):
     def draw(out: Output, inputs: Inputs):
         d = out.data
-        return _draw(d, sorted(d["family"].unique()), sorted(d[col].unique()), "family", col, line, inputs,
-                     title=lambda r, c: f"{r} · {length_label(c) if col == 'length' else c}")
+        return _draw(
+            d,
+            sorted(d["family"].unique()),
+            sorted(d[col].unique()),
+            "family",
+            col,
+            line,
+            inputs,
+            title=lambda r, c: f"{r} · {length_label(c) if col == 'length' else c}",
+        )
+
     return draw
 
 
@@ -163,8 +198,10 @@ def model_size(inputs: Inputs) -> Output:
     groups = {"easy tasks": s["easy_tasks"], "hard tasks": s["hard_tasks"]}
     views = {name: (lambda x, t=tasks: x["task"].isin(t)) for name, tasks in groups.items()}
     if not any(c["task"].isin(t).any() for t in groups.values()):
-        raise ValueError(f"no sparse runs on the easy tasks {groups['easy tasks']} or hard tasks {groups['hard tasks']} "
-                         "(config figures.easy_tasks / hard_tasks)")
+        raise ValueError(
+            f"no sparse runs on the easy tasks {groups['easy tasks']} or hard tasks {groups['hard tasks']} "
+            "(config figures.easy_tasks / hard_tasks)"
+        )
     notes: list = []
     d = aggregate(c, views, ["family"], "model", ["method", "task", "length", "seed"], notes, "model size")
     return Output(d, missing=missing, notes=notes)
@@ -173,17 +210,27 @@ def model_size(inputs: Inputs) -> Output:
 def draw_model_size(out: Output, inputs: Inputs):
     d = out.data
     views = [v for v in ("easy tasks", "hard tasks") if (d["view"] == v).any()]
-    return _draw(d, sorted(d["family"].unique()), views, "family", "view", "model", inputs,
-                 title=lambda r, c: f"{r} · {c}: mean over methods")
+    return _draw(
+        d,
+        sorted(d["family"].unique()),
+        views,
+        "family",
+        "view",
+        "model",
+        inputs,
+        title=lambda r, c: f"{r} · {c}: mean over methods",
+    )
 
 
 def per_view(panel: list, line: str, cells: list, what: str):
     """A figure's data: every sparse method's error averaged per (panel, line, sparsity) over ``cells``."""
+
     def data(inputs: Inputs) -> Output:
         c, missing = curves(inputs)
         notes: list = []
         d = aggregate(c, {"": lambda x: x["phase"] != "none"}, panel, line, cells, notes, what)
         return Output(d, missing=missing, notes=notes)
+
     return data
 
 

@@ -17,7 +17,16 @@ import pandas as pd
 from sparse_frontier import paths
 from sparse_frontier.analysis import cost
 from sparse_frontier.analysis.figures.common import (
-    Inputs, Output, arch, common_mean, grid, length_label, main_runs, markers, need, ordered_models, phase_runs,
+    Inputs,
+    Output,
+    arch,
+    common_mean,
+    grid,
+    length_label,
+    markers,
+    need,
+    ordered_models,
+    phase_runs,
     prepare,
 )
 
@@ -69,12 +78,21 @@ def data(inputs: Inputs, metric: str, batch: int) -> Output:
         ph = phase_runs(inputs, table, phase)
         if not (ph["phase"] == phase).any():
             continue
-        ph = ph.assign(cost=[
-            cost.phase_cost(arch(inputs, m), phase, int(L), 1.0 - s, batch, metric, meth, paths.parse_args(a))
-            for m, L, s, meth, a in zip(ph["model"], ph["length"], ph["sparsity"], ph["method"], ph["method_args"])
-        ])
-        mean = common_mean(ph, ["family", "length"], ["model", "method", "target"], ["task"],
-                           ["score", "sparsity", "cost", "target_compression", "params"], notes, f"{phase}")
+        ph = ph.assign(
+            cost=[
+                cost.phase_cost(arch(inputs, m), phase, int(L), 1.0 - s, batch, metric, meth, paths.parse_args(a))
+                for m, L, s, meth, a in zip(ph["model"], ph["length"], ph["sparsity"], ph["method"], ph["method_args"])
+            ]
+        )
+        mean = common_mean(
+            ph,
+            ["family", "length"],
+            ["model", "method", "target"],
+            ["task"],
+            ["score", "sparsity", "cost", "target_compression", "params"],
+            notes,
+            f"{phase}",
+        )
         mean["phase"] = phase
         mean["on_frontier"] = False
         for _, g in mean.groupby(["family", "length"]):
@@ -84,8 +102,24 @@ def data(inputs: Inputs, metric: str, batch: int) -> Output:
         raise ValueError("no sparse runs of any phase in the results: nothing to compare with dense")
     out = pd.concat(parts, ignore_index=True)
     out["metric"], out["batch"] = metric, batch
-    order = ["phase", "family", "length", "model", "params", "method", "target", "target_compression", "sparsity",
-             "cost", "score", "score_se", "cells", "on_frontier", "metric", "batch"]
+    order = [
+        "phase",
+        "family",
+        "length",
+        "model",
+        "params",
+        "method",
+        "target",
+        "target_compression",
+        "sparsity",
+        "cost",
+        "score",
+        "score_se",
+        "cells",
+        "on_frontier",
+        "metric",
+        "batch",
+    ]
     return Output(out[[c for c in order if c in out]], missing=missing, notes=notes)
 
 
@@ -111,8 +145,18 @@ def draw(out: Output, inputs: Inputs):
                 continue
             for model in ordered_models(inputs, g["model"]):
                 m = g[g["model"] == model]
-                sc = ax.scatter(m["cost"], m["score"], c=m["target_compression"], cmap="viridis", norm=norm,
-                                marker=shapes[model], edgecolor="k", linewidth=0.3, s=22, label=model)
+                sc = ax.scatter(
+                    m["cost"],
+                    m["score"],
+                    c=m["target_compression"],
+                    cmap="viridis",
+                    norm=norm,
+                    marker=shapes[model],
+                    edgecolor="k",
+                    linewidth=0.3,
+                    s=22,
+                    label=model,
+                )
             f = g[g["on_frontier"].astype(bool)].sort_values("cost")
             ax.plot(f["cost"], f["score"], ":", color="k", lw=1)
             unit = "FLOPs" if metric == "flops" or phase == "prefill" else "elements moved"

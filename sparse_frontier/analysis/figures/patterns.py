@@ -48,18 +48,33 @@ def data(inputs: Inputs) -> Output:
     for m in masks:
         image = pooled(m.mask)
         q, k = np.nonzero(image)
-        rows.append(pd.DataFrame({"method": m.method, "phase": m.phase, "target_sparsity": m.target_sparsity,
-                                  "measured_sparsity": m.measured_sparsity, "row_bin": q, "key_bin": k,
-                                  "kept_share": image[q, k], "bins_rows": image.shape[0], "bins_keys": image.shape[1],
-                                  "rows": m.mask.shape[0], "keys": m.mask.shape[1]}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "method": m.method,
+                    "phase": m.phase,
+                    "target_sparsity": m.target_sparsity,
+                    "measured_sparsity": m.measured_sparsity,
+                    "row_bin": q,
+                    "key_bin": k,
+                    "kept_share": image[q, k],
+                    "bins_rows": image.shape[0],
+                    "bins_keys": image.shape[1],
+                    "rows": m.mask.shape[0],
+                    "keys": m.mask.shape[1],
+                }
+            )
+        )
     if head:
         rows.append(attention_rows(head, STEPS))
     return Output(pd.concat(rows, ignore_index=True), notes=notes)
 
 
 def describe(head: dict) -> str:
-    return (f"{head.get('model', 'model')} layer {head['layer']} head {head['head']} (kv head {head['kv_head']}) "
-            f"on {head['prompt_tokens']} tokens of {head['dataset']}")
+    return (
+        f"{head.get('model', 'model')} layer {head['layer']} head {head['head']} (kv head {head['kv_head']}) "
+        f"on {head['prompt_tokens']} tokens of {head['dataset']}"
+    )
 
 
 def dense_probabilities(q, k, scale: float) -> np.ndarray:
@@ -81,10 +96,23 @@ def attention_rows(head: dict, steps: int) -> pd.DataFrame:
     for phase, block in (("prefill", p[:tokens, :tokens]), ("decode", p[tokens:, :])):
         image = pooled(block)
         r, c = np.nonzero(image)
-        out.append(pd.DataFrame({"method": "dense", "phase": phase, "target_sparsity": 0.0, "measured_sparsity": 0.0,
-                                 "row_bin": r, "key_bin": c, "kept_share": image[r, c],
-                                 "bins_rows": image.shape[0], "bins_keys": image.shape[1],
-                                 "rows": block.shape[0], "keys": block.shape[1]}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "method": "dense",
+                    "phase": phase,
+                    "target_sparsity": 0.0,
+                    "measured_sparsity": 0.0,
+                    "row_bin": r,
+                    "key_bin": c,
+                    "kept_share": image[r, c],
+                    "bins_rows": image.shape[0],
+                    "bins_keys": image.shape[1],
+                    "rows": block.shape[0],
+                    "keys": block.shape[1],
+                }
+            )
+        )
     return pd.concat(out, ignore_index=True)
 
 
@@ -110,8 +138,13 @@ def draw(out: Output, inputs: Inputs):
             ax = axes[r][0]
             image = _image(dense[dense["phase"] == phase])
             floor = max(image[image > 0].min(), image.max() * 1e-4)
-            ax.imshow(np.maximum(image, floor), cmap="magma_r", norm=LogNorm(floor, image.max()),
-                      interpolation="nearest", aspect="auto")
+            ax.imshow(
+                np.maximum(image, floor),
+                cmap="magma_r",
+                norm=LogNorm(floor, image.max()),
+                interpolation="nearest",
+                aspect="auto",
+            )
             ax.set(xticks=[], yticks=[])
             ax.set_title(f"dense attention ({phase}, log scale)", fontsize=6)
         for c, target in enumerate(targets):

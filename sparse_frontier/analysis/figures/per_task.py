@@ -14,8 +14,17 @@ from __future__ import annotations
 import pandas as pd
 
 from sparse_frontier.analysis.figures.common import (
-    CELL_KEYS, Inputs, Output, common_mean, grid, interpolate_curves, length_label, log_ticks, main_runs, need,
-    palette, prepare,
+    CELL_KEYS,
+    Inputs,
+    Output,
+    common_mean,
+    grid,
+    interpolate_curves,
+    length_label,
+    log_ticks,
+    need,
+    palette,
+    prepare,
 )
 
 ROWS = {"prefill": "prefill methods", "decode": "decode methods", "combined": "prefill + decode"}
@@ -33,8 +42,10 @@ def ordered_tasks(tasks) -> list[tuple[str, str]]:
     """(group, task) in the paper's order of retrieval types, tasks of a group together."""
     groups = task_groups()
     order = list(dict.fromkeys(groups.values()))
-    return sorted(((groups.get(t, "other"), t) for t in set(tasks)),
-                  key=lambda gt: (order.index(gt[0]) if gt[0] in order else len(order), gt[1]))
+    return sorted(
+        ((groups.get(t, "other"), t) for t in set(tasks)),
+        key=lambda gt: (order.index(gt[0]) if gt[0] in order else len(order), gt[1]),
+    )
 
 
 def task_lengths(frame: pd.DataFrame, inputs: Inputs) -> list[int]:
@@ -62,8 +73,15 @@ def data(inputs: Inputs) -> Output:
     need(curves, "task_comparison (sparse runs with a dense twin)")
     curves["row"] = curves["phase"].map(lambda p: "combined" if p == "combined" else p)
     notes: list = []
-    mean = common_mean(curves, ["row", "task"], ["method", "target"], ["model", "length", "seed"],
-                       ["score", "dense_score", "compression"], notes, "per-task")
+    mean = common_mean(
+        curves,
+        ["row", "task"],
+        ["method", "target"],
+        ["model", "length", "seed"],
+        ["score", "dense_score", "compression"],
+        notes,
+        "per-task",
+    )
     groups = task_groups()
     mean["group"] = mean["task"].map(lambda t: groups.get(t, "other"))
     mean["lengths"] = " ".join(length_label(x) for x in lengths)
@@ -86,7 +104,9 @@ def draw(out: Output, inputs: Inputs):
                 y = [line["dense_score"].iloc[0]] + line["score"].tolist()
                 se = [0.0] + line["score_se"].fillna(0).tolist()
                 ax.plot(x, y, marker="o", ms=2.5, lw=1.2, color=colours[method], label=method)
-                ax.fill_between(x, [a - b for a, b in zip(y, se)], [a + b for a, b in zip(y, se)], color=colours[method], alpha=0.18)
+                ax.fill_between(
+                    x, [a - b for a, b in zip(y, se)], [a + b for a, b in zip(y, se)], color=colours[method], alpha=0.18
+                )
             if not g.empty:
                 ax.scatter([1.0], [g["dense_score"].iloc[0]], color="k", s=12, zorder=3, label="dense")
                 log_ticks(ax, [1, 2, 5, 10, 20])

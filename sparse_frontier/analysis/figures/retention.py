@@ -15,7 +15,16 @@ import pandas as pd
 from sparse_frontier.analysis import stats
 from sparse_frontier.analysis.aggregate import KEY_COLUMNS
 from sparse_frontier.analysis.figures import iso
-from sparse_frontier.analysis.figures.common import Inputs, Output, grid, length_label, need, ordered_models, palette, prepare
+from sparse_frontier.analysis.figures.common import (
+    Inputs,
+    Output,
+    grid,
+    length_label,
+    need,
+    ordered_models,
+    palette,
+    prepare,
+)
 
 runs = iso.phase_method_runs  # every panel: figures.iso_panels only thins the iso figures
 
@@ -37,8 +46,14 @@ def data(inputs: Inputs) -> Output:
     rows = []
     for key, g in sig.groupby(["family", "phase", "method", "model", "length", "task"]):
         c, censored = stats.max_retained_compression(g, s["alpha"])
-        rows.append(dict(zip(["family", "phase", "method", "model", "length", "task"], key), max_compression=c,
-                         censored=censored, levels=len(g)))
+        rows.append(
+            dict(
+                zip(["family", "phase", "method", "model", "length", "task"], key),
+                max_compression=c,
+                censored=censored,
+                levels=len(g),
+            )
+        )
     out = pd.DataFrame(rows)
     out["test"], out["alpha"] = s["test"], s["alpha"]
     return Output(out, missing=missing)
@@ -63,8 +78,16 @@ def draw(out: Output, inputs: Inputs):
                     if g.empty:
                         continue
                     x = i + (j - (len(models) - 1) / 2) * width
-                    ax.bar(x, g["max_compression"].mean(), width, yerr=g["max_compression"].std(ddof=0), color=colours[model],
-                           alpha=0.65, capsize=2, label=model if i == 0 else None)
+                    ax.bar(
+                        x,
+                        g["max_compression"].mean(),
+                        width,
+                        yerr=g["max_compression"].std(ddof=0),
+                        color=colours[model],
+                        alpha=0.65,
+                        capsize=2,
+                        label=model if i == 0 else None,
+                    )
                     ax.scatter(np.full(len(g), x), g["max_compression"], s=5, color="k", zorder=3)
             ax.set_xticks(range(len(lengths)), [length_label(int(x)) for x in lengths])
             ax.set_title(f"{family} · {method}", fontsize=8)

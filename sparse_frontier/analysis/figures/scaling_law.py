@@ -31,19 +31,37 @@ def fits(inputs: Inputs) -> tuple[pd.DataFrame, pd.DataFrame, list]:
             result = scaling.fit(fr)
             full = fr.assign(predicted=scaling.predict(result, fr), held_out="none")
             base = dict(phase=phase, family=family)
-            stats_rows.append(dict(base, kind="fit", held_out="none", statistic="r2",
-                                   value=scaling.r_squared(full["score"], full["predicted"]), n=len(full)))
+            stats_rows.append(
+                dict(
+                    base,
+                    kind="fit",
+                    held_out="none",
+                    statistic="r2",
+                    value=scaling.r_squared(full["score"], full["predicted"]),
+                    n=len(full),
+                )
+            )
             for _, c in scaling.coefficients(result).iterrows():
                 for col in ("estimate", "se", "ci_low", "ci_high"):
                     stats_rows.append(dict(base, kind="coefficient", term=c["term"], statistic=col, value=c[col]))
             metrics, held = scaling.holdout_validation(fr)
             for _, m in metrics.iterrows():
                 for col in ("spearman_rho", "spearman_p", "mae", "n"):
-                    stats_rows.append(dict(base, kind="holdout", held_out=m["held_out"], task=m["task"], statistic=col, value=m[col]))
+                    stats_rows.append(
+                        dict(base, kind="holdout", held_out=m["held_out"], task=m["task"], statistic=col, value=m[col])
+                    )
             if not held.empty:
                 for axis, h in held.groupby("held_out"):
-                    stats_rows.append(dict(base, kind="holdout", held_out=axis, statistic="r2",
-                                           value=scaling.r_squared(h["score"], h["predicted"]), n=len(h)))
+                    stats_rows.append(
+                        dict(
+                            base,
+                            kind="holdout",
+                            held_out=axis,
+                            statistic="r2",
+                            value=scaling.r_squared(h["score"], h["predicted"]),
+                            n=len(h),
+                        )
+                    )
             preds += [full.assign(phase=phase, family=family), held.assign(phase=phase, family=family)]
     if not preds:
         raise ValueError("no sparse runs of any phase in the results: the scaling law needs them")
@@ -52,8 +70,21 @@ def fits(inputs: Inputs) -> tuple[pd.DataFrame, pd.DataFrame, list]:
 
 def data(inputs: Inputs) -> Output:
     stats, preds, missing = fits(inputs)
-    cols = ["phase", "family", "held_out", "task", "model", "params", "length", "method", "method_args", "target",
-            "compression", "score", "predicted"]
+    cols = [
+        "phase",
+        "family",
+        "held_out",
+        "task",
+        "model",
+        "params",
+        "length",
+        "method",
+        "method_args",
+        "target",
+        "compression",
+        "score",
+        "predicted",
+    ]
     out = preds[cols]
     r2 = stats[stats["statistic"] == "r2"].set_index(["phase", "family", "held_out"])["value"]
     out = out.assign(r2=[r2.get((p, f, h)) for p, f, h in zip(out["phase"], out["family"], out["held_out"])])
@@ -80,8 +111,13 @@ def draw(out: Output, inputs: Inputs):
             ax.plot([0, 1], [0, 1], "k:", lw=1)
             what = "full fit" if fold == "none" else f"held out: largest {fold}"
             r2 = f", R² {g['r2'].iloc[0]:.2f}" if not g.empty and pd.notna(g["r2"].iloc[0]) else ""
-            ax.set(title=f"{family} · {phase} · {what}{r2}", xlabel="true score", ylabel="predicted",
-                   xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+            ax.set(
+                title=f"{family} · {phase} · {what}{r2}",
+                xlabel="true score",
+                ylabel="predicted",
+                xlim=(-0.02, 1.02),
+                ylim=(-0.02, 1.02),
+            )
             ax.title.set_fontsize(7)
     axes[0][0].legend(fontsize=5)
     return fig

@@ -39,12 +39,25 @@ def models(inputs: Inputs) -> Output:
             lengths.setdefault(m, set()).update(int(x) for x in exp["lengths"])
     for name, entry in inputs.config.get("models", {}).items():
         a = entry.get("architecture", {})
-        rows.append(dict(model=name, family=inputs.families.get(name), source=entry.get("source"),
-                         params=a.get("params"), layers=a.get("layers"), hidden=a.get("hidden"), heads=a.get("heads"),
-                         kv_heads=a.get("kv_heads"), head_dim=a.get("head_dim"), mlp=a.get("mlp"),
-                         vocabulary=a.get("vocabulary"), sliding_window=a.get("sliding_window"),
-                         global_every=a.get("global_every"), tensor_parallel_size=entry.get("tensor_parallel_size"),
-                         lengths=" ".join(str(x) for x in sorted(lengths.get(name, ())))))
+        rows.append(
+            dict(
+                model=name,
+                family=inputs.families.get(name),
+                source=entry.get("source"),
+                params=a.get("params"),
+                layers=a.get("layers"),
+                hidden=a.get("hidden"),
+                heads=a.get("heads"),
+                kv_heads=a.get("kv_heads"),
+                head_dim=a.get("head_dim"),
+                mlp=a.get("mlp"),
+                vocabulary=a.get("vocabulary"),
+                sliding_window=a.get("sliding_window"),
+                global_every=a.get("global_every"),
+                tensor_parallel_size=entry.get("tensor_parallel_size"),
+                lengths=" ".join(str(x) for x in sorted(lengths.get(name, ()))),
+            )
+        )
     return Output(pd.DataFrame(rows))
 
 
@@ -63,13 +76,23 @@ def prompt_lengths(inputs: Inputs) -> Output:
     notes = []
     if "question_tokens" not in s or s["question_tokens"].isna().all():
         s = s.assign(question_tokens=float("nan"))
-        notes.append("question_tokens unknown: the datasets were generated before it was recorded; regenerate "
-                     "them (snakemake --forcerun generate_dataset) for the question + instruction lengths")
+        notes.append(
+            "question_tokens unknown: the datasets were generated before it was recorded; regenerate "
+            "them (snakemake --forcerun generate_dataset) for the question + instruction lengths"
+        )
     window = s.assign(inside=(s["prompt_tokens"] >= 0.95 * s["length"]) & (s["prompt_tokens"] <= s["length"]))
-    out = window.groupby(["task", "model"]).agg(
-        samples=("question_tokens", "size"), question_tokens_mean=("question_tokens", "mean"),
-        question_tokens_std=("question_tokens", "std"), question_tokens_min=("question_tokens", "min"),
-        question_tokens_max=("question_tokens", "max"), prompts_in_window=("inside", "mean")).reset_index()
+    out = (
+        window.groupby(["task", "model"])
+        .agg(
+            samples=("question_tokens", "size"),
+            question_tokens_mean=("question_tokens", "mean"),
+            question_tokens_std=("question_tokens", "std"),
+            question_tokens_min=("question_tokens", "min"),
+            question_tokens_max=("question_tokens", "max"),
+            prompts_in_window=("inside", "mean"),
+        )
+        .reset_index()
+    )
     return Output(out, missing=missing, notes=notes)
 
 
@@ -82,6 +105,7 @@ def pattern_params(inputs: Inputs) -> Output:
     plan = plan_table(inputs.config, inputs)
     plan = plan[plan["main"] & (plan["method"] != "dense")]
     settings = plan[["method", "method_args", "target", "model", "length"]].drop_duplicates(
-        ["method", "target", "model", "length"])
+        ["method", "target", "model", "length"]
+    )
     out = resolved_table(settings, inputs.calibration or None)
     return Output(out.sort_values(["method", "model", "length", "target"]).reset_index(drop=True))

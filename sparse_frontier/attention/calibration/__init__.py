@@ -16,7 +16,8 @@ setting), which meets the target per call but costs a few host syncs.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sparse_frontier.attention.calibration.search import fit_points, search_float, search_int
 from sparse_frontier.attention.calibration.table import (
@@ -32,10 +33,22 @@ from sparse_frontier.attention.calibration.table import (
 from sparse_frontier.levels import CALIBRATION_SPARSITIES, FLEXPREFILL_SPARSITIES, PAPER_SPARSITIES
 
 __all__ = [
-    "CALIBRATION_SPARSITIES", "FLEXPREFILL_SPARSITIES", "PAPER_SPARSITIES", "TABLE", "Uncalibrated", "calibrate",
-    "entries", "fit_points", "lookup", "online", "resolving", "search_float", "search_int", "table_path",
+    "CALIBRATION_SPARSITIES",
+    "FLEXPREFILL_SPARSITIES",
+    "PAPER_SPARSITIES",
+    "TABLE",
+    "Uncalibrated",
+    "calibrate",
+    "entries",
+    "fit_points",
+    "lookup",
+    "online",
+    "resolving",
+    "search_float",
+    "search_int",
+    "table_path",
     "write_entries",
-]  # fmt: skip
+]
 
 
 def calibrate(method, samples: Iterable[tuple[Any, Any]], length: int, sparsities: Iterable[float]) -> list[dict]:

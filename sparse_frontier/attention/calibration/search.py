@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 
 def search_int(density: Callable[[int], float], target: float, lo: int, hi: int) -> int:

@@ -13,16 +13,17 @@ import contextvars
 import json
 import logging
 import os
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Optional, TypeVar
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
 TABLE = Path(__file__).parent.parent / "calibration_table.json"
 _warned: set = set()
 #: within :func:`resolving`: (entries to read, or None for the table file; list noting each lookup)
-_RESOLVING: contextvars.ContextVar[Optional[tuple]] = contextvars.ContextVar("calibration_resolving", default=None)
+_RESOLVING: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("calibration_resolving", default=None)
 T = TypeVar("T")
 
 
@@ -55,7 +56,7 @@ class Uncalibrated(LookupError):
 
 
 @contextlib.contextmanager
-def resolving(given: Optional[list] = None, consulted: Optional[list] = None):
+def resolving(given: list | None = None, consulted: list | None = None):
     """Within (this thread or task): lookups read ``given`` entries (None: the table file) and append
     to ``consulted``; a method that finds no entry raises :class:`Uncalibrated` instead of
     calibrating on the call (:func:`online`)."""
@@ -66,12 +67,13 @@ def resolving(given: Optional[list] = None, consulted: Optional[list] = None):
         _RESOLVING.reset(token)
 
 
-def lookup(model: Optional[str], method: str, t: int, sparsity: float, key: dict) -> Optional[dict]:
+def lookup(model: str | None, method: str, t: int, sparsity: float, key: dict) -> dict | None:
     """Tabulated parameters for (model, method, length containing ``t``, fixed ``key``), or None."""
     if model is None:
         return None
     rows = [
-        e for e in entries()
+        e
+        for e in entries()
         if e["model"] == model and e["method"] == method and e["fixed"] == key and 0.9 * e["length"] <= t <= e["length"]
     ]
     if not rows:

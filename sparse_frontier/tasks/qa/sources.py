@@ -90,14 +90,18 @@ def raw_data_file(dataset: str, local_path: str | None = None, cache_dir: str | 
     source = get_source(dataset)
     default = Path(RAW_DIR) / source.filename
     if local_path and local_path.startswith("file://"):
-        local_path = local_path[len("file://"):]
+        local_path = local_path[len("file://") :]
     if local_path or default.exists():
         path = Path(local_path or default)
         if not path.exists():
             raise FileNotFoundError(f"QA source {dataset!r}: the configured file {path} does not exist")
         if git_blob_sha1(path.read_bytes()) != source.git_blob_sha1:
-            log.warning("%s differs from the pinned upstream %s (git blob %s); using it as given",
-                        path, source.filename, source.git_blob_sha1)
+            log.warning(
+                "%s differs from the pinned upstream %s (git blob %s); using it as given",
+                path,
+                source.filename,
+                source.git_blob_sha1,
+            )
         return str(path)
     from datasets import DownloadConfig
     from datasets.utils.file_utils import cached_path
@@ -108,8 +112,11 @@ def raw_data_file(dataset: str, local_path: str | None = None, cache_dir: str | 
     try:
         cached = cached_path(source.url, download_config=download)
     except Exception as err:  # offline mode, no network, HTTP errors: all end here
-        why = ("offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE) and it is not in the datasets "
-               f"cache {downloads}" if _offline_mode() else "this machine may be offline")
+        why = (
+            f"offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE) and it is not in the datasets cache {downloads}"
+            if _offline_mode()
+            else "this machine may be offline"
+        )
         raise RuntimeError(
             f"cannot fetch the {dataset!r} QA source from {source.url} ({type(err).__name__}: {err}); "
             f"{why}. Download {source.url} by hand and put it at {default} (or set qa_sources.{dataset} "
@@ -136,8 +143,13 @@ def load_raw(dataset: str, local_path: str | None = None, cache_dir: str | Path 
     from datasets import load_dataset  # ~1 s to import: only when a source is loaded
 
     field = "data" if source.layout == "squad" else None
-    records = load_dataset("json", data_files=data_file, field=field, split="train",
-                           cache_dir=None if cache_dir is None else str(cache_dir))
+    records = load_dataset(
+        "json",
+        data_files=data_file,
+        field=field,
+        split="train",
+        cache_dir=None if cache_dir is None else str(cache_dir),
+    )
     return records.to_list()
 
 
@@ -152,8 +164,14 @@ def normalise_squad(data: dict) -> list[dict]:
                 if qa.get("is_impossible") or not answers or key in seen:
                     continue
                 seen.add(key)
-                rows.append({"document": paragraph["context"], "question": qa["question"].strip(),
-                             "options": [], "answers": answers})
+                rows.append(
+                    {
+                        "document": paragraph["context"],
+                        "question": qa["question"].strip(),
+                        "options": [],
+                        "answers": answers,
+                    }
+                )
     return rows
 
 
@@ -161,7 +179,7 @@ _OPTION = re.compile(r"(?:^|\s)([A-H])\.")
 
 
 def split_options(question: str) -> tuple[str, list[str]]:
-    """"Question: why? Options: A.one B.two" -> ("why?", ["one", "two"])."""
+    """ "Question: why? Options: A.one B.two" -> ("why?", ["one", "two"])."""
     question = re.sub(r"^\s*Question:\s*", "", question)
     head, sep, tail = question.partition("Options:")
     if not sep:
@@ -186,8 +204,7 @@ def normalise_lc_vs_rag(lines: list[dict]) -> list[dict]:
                 continue
             seen.add(key)
             answers = list(answer.strip()) if options else [answer]
-            rows.append({"document": item["context"], "question": text, "options": options,
-                         "answers": answers})
+            rows.append({"document": item["context"], "question": text, "options": options, "answers": answers})
     return rows
 
 
@@ -198,23 +215,22 @@ def normalise(dataset: str, records: list[dict]) -> list[dict]:
     return normalise_lc_vs_rag(records)
 
 
-def fetch_qa_source(dataset: str, output: str, local_path: str | None = None,
-                    cache_dir: str | Path | None = None) -> None:
+def fetch_qa_source(
+    dataset: str, output: str, local_path: str | None = None, cache_dir: str | Path | None = None
+) -> None:
     """Write the normalised JSONL of ``dataset`` to ``output``."""
     rows = normalise(dataset, load_raw(dataset, local_path, cache_dir))
     if not rows:
         raise ValueError(f"QA source {dataset!r} has no usable questions")
     write_jsonl_atomic(output, rows)
-    log.info("%s: %d questions on %d documents -> %s", dataset, len(rows),
-             len({r["document"] for r in rows}), output)
+    log.info("%s: %d questions on %d documents -> %s", dataset, len(rows), len({r["document"] for r in rows}), output)
 
 
 def load_normalised(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
-            f"normalised QA file {path} is missing: build it with `snakemake {path}` (rule "
-            "fetch_qa_source)"
+            f"normalised QA file {path} is missing: build it with `snakemake {path}` (rule fetch_qa_source)"
         )
     rows = read_jsonl(path)
     for i, row in enumerate(rows):

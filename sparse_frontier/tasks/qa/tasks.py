@@ -83,15 +83,19 @@ class _QaTask(Task):
         kept = []
         for row in rows:
             draft = self._draft_for(row, random.Random(0), only_target=True)
-            if len(chat_prompt_ids(tokenizer, self.render(draft, 0), self.response_prefix)) <= self.single_document_limit:
+            if (
+                len(chat_prompt_ids(tokenizer, self.render(draft, 0), self.response_prefix))
+                <= self.single_document_limit
+            ):
                 kept.append(row)
         if not kept:
             raise ValueError(
                 f"task {self.name!r}: no question of {self.source} fits {self.single_document_limit} "
                 "tokens with its document alone"
             )
-        log.info("%s: %d of %d questions fit %d tokens alone", self.name, len(kept), len(rows),
-                 self.single_document_limit)
+        log.info(
+            "%s: %d of %d questions fit %d tokens alone", self.name, len(kept), len(rows), self.single_document_limit
+        )
         self._questions = kept
 
     def draft(self, rng: random.Random) -> Draft:

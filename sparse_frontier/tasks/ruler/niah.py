@@ -52,12 +52,15 @@ class RulerNiah(Task):
         self.check(isinstance(self.answer_prefill, bool), "answer_prefill", "true or false")
         self.check(self.value_format in ("code", "number"), "value_format", "one of: code, number")
         self.check(self.haystack in ("needles", "filler"), "haystack", "one of: needles, filler")
-        self.check(isinstance(self.num_queries, int) and 1 <= self.num_queries <= 64,
-                   "num_queries", "an integer in [1, 64]")
-        self.check(isinstance(self.code_parts, int) and 1 <= self.code_parts <= 8,
-                   "code_parts", "an integer in [1, 8]")
-        self.check(isinstance(self.code_part_length, int) and 2 <= self.code_part_length <= 16,
-                   "code_part_length", "an integer in [2, 16]")
+        self.check(
+            isinstance(self.num_queries, int) and 1 <= self.num_queries <= 64, "num_queries", "an integer in [1, 64]"
+        )
+        self.check(isinstance(self.code_parts, int) and 1 <= self.code_parts <= 8, "code_parts", "an integer in [1, 8]")
+        self.check(
+            isinstance(self.code_part_length, int) and 2 <= self.code_part_length <= 16,
+            "code_part_length",
+            "an integer in [2, 16]",
+        )
 
     @staticmethod
     def sentence(key: str, value: str) -> str:
@@ -111,9 +114,7 @@ class RulerNiah(Task):
         listed = ", ".join(keys[:-1]) + (" and " if len(keys) > 1 else "") + keys[-1]
         return Draft(
             question=f"What are the special magic values for {listed}?",
-            answer_format=(
-                f"Give the {self.num_queries} values in the order of the keys, separated by commas."
-            ),
+            answer_format=(f"Give the {self.num_queries} values in the order of the keys, separated by commas."),
             gold=[value for _, value in needles],
             context=filler_context if self.haystack == "filler" else context,
             max_units=max_units,

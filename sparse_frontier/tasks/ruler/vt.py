@@ -27,7 +27,7 @@ class RulerVt(Task):
     scope = "low"
     natural = False
     description = (
-        "The text below contains assignments of the form \"VAR NAME = VALUE.\", where VALUE is a "
+        'The text below contains assignments of the form "VAR NAME = VALUE.", where VALUE is a '
         "number or the name of another variable. A variable assigned another variable holds that "
         "variable's value."
     )

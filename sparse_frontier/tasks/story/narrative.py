@@ -18,33 +18,114 @@ from dataclasses import dataclass, field
 
 PROTAGONISTS = ("Elena", "Tobias", "Marisol", "Ivo", "Greta", "Anselm", "Noor", "Caspian")
 CHARACTERS = (
-    "Bruno, a ferryman", "Ada, a clockmaker", "Felix, a beekeeper", "Lotte, a cartographer",
-    "Omar, a glassblower", "Pia, a fisherwoman", "Rafael, a bookbinder", "Sanne, a shepherd",
-    "Tomas, a lamplighter", "Una, a botanist", "Viktor, a locksmith", "Wren, a street musician",
-    "Yara, a stonemason", "Zeno, a retired sailor", "Hilde, an innkeeper", "Jasper, a tailor",
-    "Katya, a potter", "Leon, a blacksmith", "Mina, a weaver", "Nils, a carpenter",
-    "Odile, a baker", "Pavel, a miller", "Quinn, a courier", "Rosa, a herbalist",
+    "Bruno, a ferryman",
+    "Ada, a clockmaker",
+    "Felix, a beekeeper",
+    "Lotte, a cartographer",
+    "Omar, a glassblower",
+    "Pia, a fisherwoman",
+    "Rafael, a bookbinder",
+    "Sanne, a shepherd",
+    "Tomas, a lamplighter",
+    "Una, a botanist",
+    "Viktor, a locksmith",
+    "Wren, a street musician",
+    "Yara, a stonemason",
+    "Zeno, a retired sailor",
+    "Hilde, an innkeeper",
+    "Jasper, a tailor",
+    "Katya, a potter",
+    "Leon, a blacksmith",
+    "Mina, a weaver",
+    "Nils, a carpenter",
+    "Odile, a baker",
+    "Pavel, a miller",
+    "Quinn, a courier",
+    "Rosa, a herbalist",
 )
 LOCATIONS = (
-    "the harbour market", "an abandoned lighthouse", "a mountain monastery", "the salt flats",
-    "a riverside tavern", "the old observatory", "a desert caravanserai", "the floating gardens",
-    "a snowed-in village", "the copper mines", "a lakeside chapel", "the royal archives",
-    "a crowded railway station", "the cliffside orchards", "a forgotten library", "the silk bazaar",
-    "a fishing hamlet", "the glass conservatory", "a windmill on the moor", "the canal district",
-    "a hilltop fortress", "the spice warehouses", "a birch forest camp", "the lantern festival grounds",
+    "the harbour market",
+    "an abandoned lighthouse",
+    "a mountain monastery",
+    "the salt flats",
+    "a riverside tavern",
+    "the old observatory",
+    "a desert caravanserai",
+    "the floating gardens",
+    "a snowed-in village",
+    "the copper mines",
+    "a lakeside chapel",
+    "the royal archives",
+    "a crowded railway station",
+    "the cliffside orchards",
+    "a forgotten library",
+    "the silk bazaar",
+    "a fishing hamlet",
+    "the glass conservatory",
+    "a windmill on the moor",
+    "the canal district",
+    "a hilltop fortress",
+    "the spice warehouses",
+    "a birch forest camp",
+    "the lantern festival grounds",
 )
 ADJECTIVES = (
-    "tiny", "ornate", "battered", "gleaming", "ancient", "folding", "polished", "heavy",
-    "delicate", "crooked", "painted", "engraved", "weathered", "miniature", "sturdy", "curious",
+    "tiny",
+    "ornate",
+    "battered",
+    "gleaming",
+    "ancient",
+    "folding",
+    "polished",
+    "heavy",
+    "delicate",
+    "crooked",
+    "painted",
+    "engraved",
+    "weathered",
+    "miniature",
+    "sturdy",
+    "curious",
 )
 MATERIALS = (
-    "brass", "oak", "silver", "porcelain", "leather", "copper", "glass", "ivory",
-    "iron", "walnut", "jade", "pewter", "bronze", "cedar", "marble", "tin",
+    "brass",
+    "oak",
+    "silver",
+    "porcelain",
+    "leather",
+    "copper",
+    "glass",
+    "ivory",
+    "iron",
+    "walnut",
+    "jade",
+    "pewter",
+    "bronze",
+    "cedar",
+    "marble",
+    "tin",
 )
 OBJECTS = (
-    "compass", "teapot", "music box", "lantern", "hourglass", "flute", "chess set", "mirror",
-    "inkwell", "telescope", "bell", "snuffbox", "candlestick", "locket", "spyglass", "dagger",
-    "jewellery box", "sundial", "kaleidoscope", "figurine",
+    "compass",
+    "teapot",
+    "music box",
+    "lantern",
+    "hourglass",
+    "flute",
+    "chess set",
+    "mirror",
+    "inkwell",
+    "telescope",
+    "bell",
+    "snuffbox",
+    "candlestick",
+    "locket",
+    "spyglass",
+    "dagger",
+    "jewellery box",
+    "sundial",
+    "kaleidoscope",
+    "figurine",
 )
 EVENTS = (
     "A sudden storm drove everyone indoors for the afternoon.",
@@ -60,13 +141,13 @@ EVENTS = (
 )
 TALK = (
     '"Have you come far?" {c} asked. "Far enough," {p} replied.',
-    '{c} said that the winters here were longer than anyone remembered.',
+    "{c} said that the winters here were longer than anyone remembered.",
     '"You look like someone who collects stories," {c} said with a grin.',
-    '{p} asked about the road ahead, and {c} shrugged without answering.',
+    "{p} asked about the road ahead, and {c} shrugged without answering.",
     '"Stay for supper if you like," {c} offered, and {p} gladly agreed.',
-    '{c} complained about the noise of the night before.',
+    "{c} complained about the noise of the night before.",
     '"Nothing here is what it seems," {c} whispered.',
-    '{p} and {c} talked for a long while about distant cities.',
+    "{p} and {c} talked for a long while about distant cities.",
 )
 SCENERY = (
     "The evening light turned the rooftops a pale orange.",
@@ -89,8 +170,13 @@ SELL = (
 )
 
 ITEM_PATTERN = re.compile(
-    r"\b(?:" + "|".join(ADJECTIVES) + r") (?:" + "|".join(MATERIALS) + r") (?:"
-    + "|".join(sorted(OBJECTS, key=len, reverse=True)) + r")\b"
+    r"\b(?:"
+    + "|".join(ADJECTIVES)
+    + r") (?:"
+    + "|".join(MATERIALS)
+    + r") (?:"
+    + "|".join(sorted(OBJECTS, key=len, reverse=True))
+    + r")\b"
 )
 
 
