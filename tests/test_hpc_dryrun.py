@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-@pytest.mark.slow  # a dry run of the paper grid, ~60 s
+@pytest.mark.slow  # a dry run of the paper grid, 1.5 min on 2 cores
 def test_full_grid_dry_run_lists_every_job_with_its_resources(tmp_path):
     cmd = [
         str(BIN / "snakemake"),
@@ -42,6 +42,7 @@ def test_full_grid_dry_run_lists_every_job_with_its_resources(tmp_path):
     assert stats["predict"] == stats["score"] == len(runs) > 10_000
     assert stats["generate_dataset"] == len({r.key.dataset for r in runs})
     assert stats["total"] == sum(v for k, v in stats.items() if k != "total")
+    assert stats["plot_accuracy_vs_length"] == 1  # the paper's figures are targets of the grid
     # each predict job asks for its model's tensor-parallel GPUs and the estimated memory and time
     seen = Counter()
     for block in out.split("rule predict:")[1:]:

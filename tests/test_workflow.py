@@ -41,9 +41,9 @@ def expected_jobs(config_name: str) -> dict[str, int]:
 @pytest.mark.parametrize(
     "args, config",
     [
-        # the paper grid: a minute or more each, so in the slow tier
-        pytest.param(["all_figures", "--configfile", "config/config.yaml"], "config.yaml", marks=pytest.mark.slow),
         (["demo", "--configfile", "config/demo.yaml"], "demo.yaml"),
+        # the paper grid through the SLURM profile: 1.5-2 min, so in the slow tier (its plain dry run,
+        # job by job with resources: tests/test_hpc_dryrun.py)
         pytest.param(
             ["--profile", "profiles/slurm", "all_figures", "--configfile", "config/config.yaml"],
             "config.yaml",
