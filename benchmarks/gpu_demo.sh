@@ -1,22 +1,34 @@
 #!/bin/bash
 # config/gpu-demo.yaml through Snakemake on the lent GPU machine, after benchmarks/device_pipeline.sh
-# install. Usage: bash benchmarks/gpu_demo.sh SECONDS OUT_DIR
+# install. Usage: bash benchmarks/gpu_demo.sh SECONDS OUT_DIR [RESULTS_TAR]
 # Runs `snakemake all` for at most SECONDS (resumable: a second call goes on where it stopped), then
 # draws the figures from whatever finished (figures.allow_missing) and copies the tables, figures,
 # per-run summaries, logs, the machine's description and results/ itself (to resume elsewhere) to OUT_DIR.
-# A results/ carried in from an earlier machine is kept: --rerun-triggers input, as its files are older
-# than the model the conversion rule writes again here, and mtime would recompute every one of them.
+# RESULTS_TAR: an earlier machine's results.tar.gz (carried in, e.g. .gpu/resume/), unpacked when this
+# machine has no results/ yet. The model is converted first and the unpacked files then all get one
+# later timestamp: otherwise the new model (and the new GGUF under it) would be newer than every
+# carried dataset, and Snakemake would recompute them all (checked with a dry run on the CPU).
+# Each Snakemake call gets SIGINT at its limit and SIGKILL 30 s later (a job that ignores the
+# interrupt once held a call past its limit), and a stale lock is cleared first.
 set -uo pipefail
-budget=${1:?seconds}; out=${2:?output folder}
+budget=${1:?seconds}; out=${2:?output folder}; resume=${3:-}
 source benchmarks/device_env.sh
 export PYTHONPATH=$PYTHONPATH:/root/sm-site PATH=/root/sm-bin:$PATH
 mkdir -p "$out"
+snakemake --unlock --configfile config/gpu-demo.yaml --cores 1 > /dev/null 2>&1
+if [ -n "$resume" ] && [ ! -d results/datasets ]; then
+  tar -xzf "$resume"
+  snakemake resources/models/smollm2-135m-instruct --configfile config/gpu-demo.yaml --cores 4 > "$out/convert.log" 2>&1
+  sleep 1; stamp=$(date +%s)
+  find results logs -exec touch -h -d "@$stamp" {} +
+fi
 start=$(date +%s)
-timeout --signal=INT "$budget" snakemake all --configfile config/gpu-demo.yaml --profile profiles/local \
-  --cores 16 --resources gpu=1 --rerun-triggers input > "$out/snakemake_all.log" 2>&1
+timeout -k 30 --signal=INT "$budget" snakemake all --configfile config/gpu-demo.yaml --profile profiles/local \
+  --cores 16 --resources gpu=1 > "$out/snakemake_all.log" 2>&1
 echo "snakemake all: exit $? after $(( $(date +%s) - start )) s" | tee -a "$out/wall_time.txt"
 tar -czf "$out/logs.tar.gz" logs benchmarks/runs 2>/dev/null
-timeout --signal=INT "${FIGURES_SECONDS:-150}" snakemake all_figures results/tables/scores.csv --configfile config/gpu-demo.yaml config/allow-missing.yaml \
+snakemake --unlock --configfile config/gpu-demo.yaml --cores 1 > /dev/null 2>&1
+timeout -k 15 --signal=INT "${FIGURES_SECONDS:-150}" snakemake all_figures results/tables/scores.csv --configfile config/gpu-demo.yaml config/allow-missing.yaml \
   --profile profiles/local --cores 16 --resources gpu=1 > "$out/snakemake_figures.log" 2>&1
 echo "figures: exit $? at $(( $(date +%s) - start )) s" | tee -a "$out/wall_time.txt"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
