@@ -160,3 +160,15 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._classes)
+
+    def classes(self) -> list[type]:
+        """The registered classes in registration order (:meth:`names` is sorted)."""
+        return list(self._classes.values())
+
+    def snapshot(self) -> dict[str, type]:
+        return dict(self._classes)
+
+    def restore(self, snapshot: dict[str, type]) -> None:
+        """Back to a :meth:`snapshot`: classes registered since are forgotten (tests that register their own)."""
+        self._classes.clear()  # in place: a test's monkeypatch may hold this dict
+        self._classes.update(snapshot)

@@ -75,8 +75,7 @@ def _registries_restored():
     from sparse_frontier.attention.registry import METHODS
     from sparse_frontier.tasks.registry import TASKS
 
-    saved = [(registry, dict(registry._classes)) for registry in (METHODS, TASKS)]
+    saved = [(registry, registry.snapshot()) for registry in (METHODS, TASKS)]
     yield
-    for registry, classes in saved:
-        registry._classes.clear()
-        registry._classes.update(classes)
+    for registry, snapshot in saved:
+        registry.restore(snapshot)

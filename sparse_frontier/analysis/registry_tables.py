@@ -42,9 +42,8 @@ PAPER_METHOD_ORDER = ("vertical_slash", "flexprefill", "block_sparse", "snapkv",
 
 
 def _registered(registry) -> list[type]:
-    # registration order (the import order of the package), which the paper's order follows
-    # within a family; Registry.names() is sorted, so read the mapping itself
-    return list(registry._classes.values())
+    # registration order (the import order of the package), which the paper's order follows within a family
+    return registry.classes()
 
 
 def _paper_rank(cls) -> int:
