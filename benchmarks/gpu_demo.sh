@@ -3,7 +3,8 @@
 # install. Usage: bash benchmarks/gpu_demo.sh SECONDS OUT_DIR [RESULTS_TAR]
 # Runs `snakemake all` for at most SECONDS (resumable: a second call goes on where it stopped), then
 # draws the figures from whatever finished (figures.allow_missing) and copies the tables, figures,
-# per-run summaries, logs, the machine's description and results/ itself (to resume elsewhere) to OUT_DIR.
+# the machine's description, and results/ with the logs in one tarball (summaries included; it also
+# lets another machine resume) to OUT_DIR.
 # RESULTS_TAR: an earlier machine's results.tar.gz (carried in, e.g. .gpu/resume/), unpacked when this
 # machine has no results/ yet. The model is converted first and the unpacked files then all get one
 # later timestamp: otherwise the new model (and the new GGUF under it) would be newer than every
@@ -26,7 +27,6 @@ start=$(date +%s)
 timeout -k 30 --signal=INT "$budget" snakemake all --configfile config/gpu-demo.yaml --profile profiles/local \
   --cores 16 --resources gpu=1 > "$out/snakemake_all.log" 2>&1
 echo "snakemake all: exit $? after $(( $(date +%s) - start )) s" | tee -a "$out/wall_time.txt"
-tar -czf "$out/logs.tar.gz" logs benchmarks/runs 2>/dev/null
 snakemake --unlock --configfile config/gpu-demo.yaml --cores 1 > /dev/null 2>&1
 timeout -k 15 --signal=INT "${FIGURES_SECONDS:-150}" snakemake all_figures results/tables/scores.csv --configfile config/gpu-demo.yaml config/allow-missing.yaml \
   --profile profiles/local --cores 16 --resources gpu=1 > "$out/snakemake_figures.log" 2>&1
@@ -35,9 +35,8 @@ echo "figures: exit $? at $(( $(date +%s) - start )) s" | tee -a "$out/wall_time
   python -c "import vllm, torch, triton, transformers; print('vllm', vllm.__version__, 'torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
   python -m snakemake --version; } > "$out/machine.txt" 2>&1
 cp -r results/tables results/figures "$out"/ 2>/dev/null
-find results/scores -name summary.json | tar -cf "$out/summaries.tar" -T - 2>/dev/null
 # Everything computed so far (datasets, predictions, scores, calibration, captured head; not the model,
 # which the conversion rule rebuilds in seconds): carried back to a later machine (`run`'s carry), it
 # lets `snakemake all` resume there instead of starting over.
-tar -czf "$out/results.tar.gz" results logs 2>/dev/null
+tar -czf "$out/results.tar.gz" results logs benchmarks/runs 2>/dev/null
 ls "$out"
