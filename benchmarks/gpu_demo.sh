@@ -9,6 +9,8 @@
 # machine has no results/ yet. The model is converted first and the unpacked files then all get one
 # later timestamp: otherwise the new model (and the new GGUF under it) would be newer than every
 # carried dataset, and Snakemake would recompute them all (checked with a dry run on the CPU).
+# SNAKEMAKE_ARGS: more arguments for `snakemake all`, e.g. --prioritize with the sweeps to run first.
+# FIGURES_SECONDS=0 skips the figures (draw them on another machine from results.tar.gz).
 # Each Snakemake call gets SIGINT at its limit and SIGKILL 30 s later (a job that ignores the
 # interrupt once held a call past its limit), and a stale lock is cleared first.
 set -uo pipefail
@@ -25,10 +27,10 @@ if [ -n "$resume" ] && [ ! -d results/datasets ]; then
 fi
 start=$(date +%s)
 timeout -k 30 --signal=INT "$budget" snakemake all --configfile config/gpu-demo.yaml --profile profiles/local \
-  --cores 16 --resources gpu=1 > "$out/snakemake_all.log" 2>&1
+  --cores 16 --resources gpu=1 ${SNAKEMAKE_ARGS:-} > "$out/snakemake_all.log" 2>&1
 echo "snakemake all: exit $? after $(( $(date +%s) - start )) s" | tee -a "$out/wall_time.txt"
 snakemake --unlock --configfile config/gpu-demo.yaml --cores 1 > /dev/null 2>&1
-timeout -k 15 --signal=INT "${FIGURES_SECONDS:-150}" snakemake all_figures results/tables/scores.csv --configfile config/gpu-demo.yaml config/allow-missing.yaml \
+[ "${FIGURES_SECONDS:-150}" -gt 0 ] && timeout -k 15 --signal=INT "${FIGURES_SECONDS:-150}" snakemake all_figures results/tables/scores.csv --configfile config/gpu-demo.yaml config/allow-missing.yaml \
   --profile profiles/local --cores 16 --resources gpu=1 > "$out/snakemake_figures.log" 2>&1
 echo "figures: exit $? at $(( $(date +%s) - start )) s" | tee -a "$out/wall_time.txt"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
