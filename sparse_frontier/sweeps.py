@@ -47,11 +47,12 @@ class Sweep:
 
 
 def plan_sweeps(runs: Iterable[Run], methods_per_job: int) -> list[Sweep]:
-    """Chunks of at most ``methods_per_job`` runs of each group, keeping the order of ``runs``. The
-    runs whose methods share cached prompts (dense-prefill methods: dense, Quest) are chunked apart
-    from the others, so that in their chunks every prompt's KV is computed once (the engine turns
-    prefix caching on for such a chunk; both decided by the method registry: ``attention.shares_prompts``,
-    ``attention.chunk_shares_prompts``).
+    """Chunks of at most ``methods_per_job`` runs of each group (one dataset and output budget). In
+    each group, the runs whose methods share cached prompts (dense-prefill methods: dense, Quest) come
+    first, then the others, each part in the order of ``runs``: a chunk holding two or more of the
+    first turns prefix caching on, so each prompt's KV is computed once for all of them, while the
+    other methods' requests in it get a cache of their own (``attention.chunk_shares_prompts``,
+    ``vllm_plugin.engine.Engine``). One chunk may so hold every method of a dataset: one engine start.
 
     ``expand_runs`` lists a group's runs in its experiment's method order (a run shared by several
     experiments keeps its first place), so chunks otherwise follow the config's method order.
@@ -61,14 +62,16 @@ def plan_sweeps(runs: Iterable[Run], methods_per_job: int) -> list[Sweep]:
     from sparse_frontier.attention import shares_prompts
 
     groups: dict[tuple, list[Run]] = {}
-    for run in runs:  # per dataset: runs sharing cached prompts, the others
-        shares = methods_per_job > 1 and shares_prompts([run.key.method])
-        groups.setdefault(run.key.group_key() + (not shares,), []).append(run)
-    return [
-        Sweep(tuple(members[start : start + methods_per_job]))
-        for members in groups.values()
-        for start in range(0, len(members), methods_per_job)
-    ]
+    for run in runs:
+        groups.setdefault(run.key.group_key(), []).append(run)
+    chunks = []
+    for members in groups.values():
+        if methods_per_job > 1:  # sharing runs first (a stable sort keeps each part's order)
+            members = sorted(members, key=lambda run: not shares_prompts([run.key.method]))
+        chunks += [
+            Sweep(tuple(members[start : start + methods_per_job])) for start in range(0, len(members), methods_per_job)
+        ]
+    return chunks
 
 
 class SweepIndex:

@@ -90,8 +90,12 @@ def run_handler(model, specs, prompts, max_tokens, results, after_stock=False):
 
 
 def run_shared(model, specs, prompts, max_tokens, results):
-    """One engine for several dense-prefill settings (prefix caching on): each prompt handed over for
-    every setting in turn, as a sweep of them runs; tokens per setting and the cached prompt tokens."""
+    """One engine for several settings, two or more of them dense-prefill ones (prefix caching on, the
+    others salted apart): each prompt handed over for every setting in turn, as a sweep of them runs;
+    tokens per setting and the cached prompt tokens."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import plugin_methods  # noqa: F401  (registers the test methods)
+
     from sparse_frontier.vllm_plugin.engine import Engine
     from sparse_frontier.vllm_plugin.handler import HANDLER
 

@@ -103,7 +103,8 @@ def test_stream_answers_every_request_once_with_at_most_pending_in_vllm(tiny_run
 
 @pytest.fixture(scope="module")
 def shared_run(tiny_model):
-    specs = {"dense": SPECS["dense"], "quest": SPECS["quest"], "quest_unshared": SPECS["quest_unshared"]}
+    names = ("dense", "quest", "quest_unshared", "local_window", "keep_recent")
+    specs = {name: SPECS[name] for name in names}
     return probe(tiny_model, "shared", specs, prompts(500))
 
 
@@ -111,10 +112,12 @@ def shared_run(tiny_model):
 def test_dense_prefill_methods_share_cached_prompts_with_unchanged_answers(tiny_runs, shared_run):
     """A sweep of dense and Quest settings turns vLLM's prefix caching on: every prompt after its
     first request starts from the cached KV (all but its last block), and each setting's tokens equal
-    those of an engine that computes every prompt (Quest's page summaries then come from the cache)."""
+    those of an engine that computes every prompt (Quest's page summaries then come from the cache).
+    A sparse prefill and a KV compression in the same engine get caches of their own (a salt per
+    request): their tokens too equal those of an engine without prefix caching."""
     ours = tiny_runs[1]
     assert shared_run["shares_prompts"] and shared_run["prefix_caching"]
-    for name in ("dense", "quest", "quest_unshared"):
+    for name in ("dense", "quest", "quest_unshared", "local_window", "keep_recent"):
         assert shared_run["tokens"][name] == ours[name]["batch"], name
     # two of the three requests of each prompt reuse at least its first 2 x 16 x floor(L / 32) tokens
     assert shared_run["cached_prompt_tokens"] >= 2 * sum(n // 32 * 16 for n in LENGTHS)

@@ -195,7 +195,7 @@ def test_batch_size_is_vllms_sequences_at_once_and_quest_jobs_leave_room_for_sum
     assert not keeps_page_summaries([{"method": "dense"}, {"method": "snapkv", "params": {"sparsity": 0.9}}])
 
 
-def test_only_sweeps_of_dense_prefill_methods_share_cached_prompts():
+def test_only_dense_prefill_settings_share_cached_prompts():
     from sparse_frontier.attention import chunk_shares_prompts, shares_prompts
     from sparse_frontier.vllm_plugin.engine import engine_arguments
 
@@ -206,7 +206,9 @@ def test_only_sweeps_of_dense_prefill_methods_share_cached_prompts():
     assert not chunk_shares_prompts([dense]) and not chunk_shares_prompts(
         [quest, dict(quest)]
     )  # one setting: nothing to share
-    assert not chunk_shares_prompts([dense, {"method": "snapkv", "params": {"sparsity": 0.9}}])  # rewrites the cache
+    snapkv = {"method": "snapkv", "params": {"sparsity": 0.9}}
+    assert not chunk_shares_prompts([dense, snapkv])  # rewrites the cache: only one setting shares
+    assert chunk_shares_prompts([dense, snapkv, quest])  # dense and Quest share; SnapKV is salted apart
     assert not chunk_shares_prompts(
         [dense, {"method": "vertical_slash", "params": {"sparsity": 0.9}}]
     )  # sparse prefill

@@ -16,6 +16,7 @@ from sparse_frontier.attention.registry import (
     METHODS,
     chunk_shares_prompts,
     get_method_class,
+    prompt_sharing_settings,
     register_method,
     shares_prompts,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "KVSelection",
     "chunk_shares_prompts",
     "get_method_class",
+    "prompt_sharing_settings",
     "register_method",
     "shares_prompts",
 ]

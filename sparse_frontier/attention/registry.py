@@ -33,15 +33,19 @@ def get_method_class(name: str) -> type[AttentionMethod]:
 def shares_prompts(methods: Iterable[str]) -> bool:
     """Whether requests of these methods may share a prompt's cached KV (vLLM's prefix caching): every
     one has a dense prefill that leaves the cache as it is (``AttentionMethod.shares_prompt_cache``).
-    The sweeps chunk runs of such methods apart from the others (``sweeps.plan_sweeps``)."""
+    The sweeps put such runs first in a dataset's chunks (``sweeps.plan_sweeps``)."""
     return all(get_method_class(name).shares_prompt_cache() for name in methods)
 
 
 def chunk_shares_prompts(specs: Iterable[Mapping[str, Any]]) -> bool:
     """Whether one job of these method settings (``{"method": name, "params": {...}}``) shares each
-    prompt's cached KV between its requests: two or more distinct settings, all of methods that
-    :func:`shares_prompts`. The engine turns prefix caching on for such a job
-    (``vllm_plugin.engine.Engine``); the GPU-hours estimate pays its prefill once (``planning.jobs``)."""
-    specs = list(specs)
-    settings = {json.dumps(dict(s), sort_keys=True) for s in specs}
-    return len(settings) > 1 and shares_prompts(s["method"] for s in specs)
+    prompt's cached KV between some of its requests: two or more distinct settings of methods that
+    :func:`shares_prompts`. The engine turns prefix caching on for such a job and gives each request
+    of the job's other methods a cache of its own (``vllm_plugin.engine.Engine``: a unique
+    ``cache_salt``); the GPU-hours estimate pays the sharing settings' prefill once (``planning.jobs``)."""
+    return len(prompt_sharing_settings(specs)) > 1
+
+
+def prompt_sharing_settings(specs: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The distinct settings among ``specs`` whose requests may share cached prompts (as JSON)."""
+    return {json.dumps(dict(s), sort_keys=True) for s in specs if shares_prompts([s["method"]])}

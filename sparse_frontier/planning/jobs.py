@@ -3,27 +3,34 @@ start, and how many runs share each of its prompts' prefill.
 
 One job per run, or with ``engine.methods_per_job`` N > 1 one job per chunk of at most N runs that
 differ only in their method (``sweeps.plan_sweeps``): the chunk starts one engine, and where its
-methods share cached prompts (``attention.chunk_shares_prompts``: dense-prefill methods, vLLM's prefix
-caching) each prompt's prefill is paid once for the chunk.
+dense-prefill methods share cached prompts (``attention.chunk_shares_prompts``, vLLM's prefix
+caching) each prompt's prefill is paid once for those runs of the chunk.
 """
 
 from __future__ import annotations
+
+import json
 
 
 def prediction_jobs(runs: list, methods_per_job: int = 1) -> dict:
     """Per run key: (its share of an engine start, how many runs share each of its prompts' prefill).
     One job per run: (1, 1). With ``methods_per_job`` N > 1, chunks of k <= N runs: 1/k of the chunk's
-    start, and k runs sharing each prefill where the chunk shares prompts, else 1."""
+    start, and for the chunk's j runs of prompt-sharing settings j each where j >= 2 (one prefill
+    for all j), else 1."""
     if methods_per_job <= 1:
         return {r.key: (1.0, 1) for r in runs}
-    from sparse_frontier.attention import chunk_shares_prompts
+    from sparse_frontier.attention import prompt_sharing_settings
     from sparse_frontier.sweeps import plan_sweeps
 
     jobs = {}
     for sweep in plan_sweeps(runs, methods_per_job):
         k = len(sweep.runs)
-        shared = chunk_shares_prompts([{"method": r.key.method, "params": dict(r.method_params)} for r in sweep.runs])
-        jobs.update({r.key: (1.0 / k, k if shared else 1) for r in sweep.runs})
+        specs = {r.key: {"method": r.key.method, "params": dict(r.method_params)} for r in sweep.runs}
+        sharing = prompt_sharing_settings(specs.values())
+        j = len([key for key, spec in specs.items() if json.dumps(spec, sort_keys=True) in sharing])
+        for key, spec in specs.items():
+            shares = j > 1 and json.dumps(spec, sort_keys=True) in sharing
+            jobs[key] = (1.0 / k, j if shares else 1)
     return jobs
 
 

@@ -111,7 +111,8 @@ def engine_arguments(
     prefix_caching: bool = False,
 ) -> dict[str, Any]:
     """Arguments of ``vllm.LLM`` for an evaluation run (see docs/plugin.md for why each is set).
-    ``prefix_caching``: only for jobs whose methods all share dense prompts (``attention.chunk_shares_prompts``)."""
+    ``prefix_caching``: for jobs of two or more settings that share dense prompts (``attention.chunk_shares_prompts``;
+    the job's other requests then get a cache of their own, :meth:`Engine.stream`)."""
     args: dict[str, Any] = dict(
         model=model_location,
         dtype=engine["dtype"],
@@ -160,10 +161,11 @@ class Engine:
         """``request_methods``: the settings requests will ask for besides ``method`` (a sweep's), so
         that memory is left for what they keep beside the KV cache."""
         specs = [method, *request_methods]
-        #: requests of one prompt reuse its cached KV (a sweep of dense-prefill methods): hand them over together
+        #: requests of one prompt reuse its cached KV (two or more dense-prefill settings): hand them over together
         from sparse_frontier.attention import chunk_shares_prompts
 
         self.shares_prompts = chunk_shares_prompts(specs)
+        self.default_method = dict(method)
         os.environ.update(engine_environment(engine, method, self.shares_prompts))
         from vllm import LLM
 
@@ -253,7 +255,12 @@ class Engine:
                 index, (prompt, spec) = item
                 request_id = f"sf-{next(self._request_ids)}"
                 params = self._sampling(spec, max_tokens, seed, ignore_eos)
-                engine.add_request(request_id, TokensPrompt(prompt_token_ids=list(prompt)), params)
+                inputs = TokensPrompt(prompt_token_ids=list(prompt))
+                if self.shares_prompts and not self._shares_cache(spec):
+                    # A sparse prefill or a rewritten cache must neither use nor leave cached blocks:
+                    # a salt of its own keeps vLLM's prefix cache from matching them to any other request.
+                    inputs["cache_salt"] = request_id
+                engine.add_request(request_id, inputs, params)
                 position[request_id] = index
 
         try:
@@ -275,6 +282,11 @@ class Engine:
                 engine.abort_request(list(position))
         if position:
             raise RuntimeError(f"vLLM stopped without answering the requests at {sorted(position.values())}")
+
+    def _shares_cache(self, spec: Mapping[str, Any] | None) -> bool:
+        from sparse_frontier.attention import shares_prompts
+
+        return shares_prompts([(spec or self.default_method)["method"]])
 
     @staticmethod
     def _sampling(spec: Mapping[str, Any] | None, max_tokens: int, seed: int, ignore_eos: bool = False):
