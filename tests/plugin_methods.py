@@ -136,7 +136,9 @@ class QuestFullRead(Quest):
     the handler's page-reading path, which must select and attend the same tokens)."""
 
     name = "test_quest_full_read"
-    select_from_summaries = None
+
+    def page_selector(self):
+        return None  # no page-reading decode: its decode hook gets the whole cache
 
 
 @register_method

@@ -29,6 +29,11 @@ hyperparameters (0 / -1 = "derive from sparsity"; explicit values win). Methods 
 calibration look it up by model name: the handler calls ``method.bind(model=<config model name>)``
 once after construction (optional; unbound methods calibrate on each call, see ``calibration/``).
 
+What a method does is declared, not guessed from its attributes: :meth:`AttentionMethod.computes_prefill`,
+:meth:`~AttentionMethod.computes_decode` and :meth:`~AttentionMethod.compacts_kv` (by default: whether
+the class overrides that hook) and :meth:`~AttentionMethod.page_selector` (its page-selecting part,
+a :class:`PageSelector`: Quest). The vLLM handler routes each request by these declarations.
+
 Prefill x decode combinations: the method name ``"a+b"`` (e.g. ``vertical_slash+quest``,
 ``block_sparse+snapkv``) builds a ``Combined`` method (``combined.py``) from components of different phases;
 its parameters are the union of theirs, and a name both define gets the component's phase as a
@@ -39,7 +44,7 @@ of its phase (others fall back to dense).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import torch
 
@@ -60,6 +65,25 @@ class KVSelection:
 
     def lengths(self) -> torch.Tensor:
         return torch.tensor([len(i) for i in self.indices])
+
+
+class PageSelector(Protocol):
+    """A decode method that picks whole pages of the cache from per-page key summaries (Quest).
+
+    The vLLM handler keeps the element-wise min/max of every page's keys per (request, layer, kv
+    head) and, per decode step, reads only the pages the method selects from them."""
+
+    page_size: int
+    #: a GQA group reads the same pages (scores summed over the group)
+    share_pages: bool
+
+    def pages_to_select(self, s: int) -> int:
+        """Pages selected besides the current one when ``s`` tokens are cached."""
+        ...
+
+    def select_from_summaries(self, query, pmin, pmax, s: int) -> torch.Tensor:
+        """Pages ``[Hsel, N]`` (-1 = none) for ``query [Hq, D]`` from summaries ``[Hkv, >=P, D]``."""
+        ...
 
 
 @dataclass
@@ -86,16 +110,33 @@ class AttentionMethod(Parameterised):
     def compress_kv(self, query, key, value, *, layer_index: int, scale: float) -> KVSelection | None:
         return None
 
+    # -- what the method does (the handler routes by these; a method overriding a hook says so) --
+    @classmethod
+    def computes_prefill(cls) -> bool:
+        """Whether ``prefill`` may compute a prompt's output rows (else the backend's dense prefill)."""
+        return cls.prefill is not AttentionMethod.prefill
+
+    @classmethod
+    def computes_decode(cls) -> bool:
+        """Whether decode steps go through ``decode`` (it sees the tokens the request may read)."""
+        return cls.decode is not AttentionMethod.decode
+
+    @classmethod
+    def compacts_kv(cls) -> bool:
+        """Whether ``compress_kv`` may select the tokens kept in the cache after the prefill."""
+        return cls.compress_kv is not AttentionMethod.compress_kv
+
+    def page_selector(self) -> PageSelector | None:
+        """The part of this method that selects pages from summaries (Quest), or None."""
+        return None
+
     @classmethod
     def shares_prompt_cache(cls) -> bool:
         """Whether a request of this method may start from another request's cached prompt KV (vLLM's
         prefix caching): its prefill is the backend's dense attention and it never rewrites the
         cache, so its prompt's KV is exactly dense attention's (dense, Quest; not the sparse
         prefills, whose later layers' KV differ, nor KV compression, which rewrites the blocks)."""
-        return cls.prefill is AttentionMethod.prefill and cls.compress_kv is AttentionMethod.compress_kv
-
-    def overrides(self, hook: str) -> bool:
-        return getattr(type(self), hook) is not getattr(AttentionMethod, hook)
+        return not cls.computes_prefill() and not cls.compacts_kv()
 
     def bind(self, *, model: str | None = None) -> AttentionMethod:
         """Tell the method which model it serves (the config's model name), for calibration lookups."""

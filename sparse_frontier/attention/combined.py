@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sparse_frontier.attention.base import AttentionMethod, AttentionResult, KVSelection
+from sparse_frontier.attention.base import AttentionMethod, AttentionResult, KVSelection, PageSelector
 
 HOOK_OF_PHASE = {"prefill": "prefill", "decode": "decode", "kv": "compress_kv"}
 
@@ -39,10 +39,32 @@ class Combined(AttentionMethod):
             c.bind(model=model)
         return self
 
+    # -- declarations: those of the component of each phase --
     @classmethod
-    def shares_prompt_cache(cls) -> bool:
-        phases = {part.phase for part, _ in cls.parts}
-        return "prefill" not in phases and "kv" not in phases
+    def _part_class(cls, phase: str) -> type[AttentionMethod] | None:
+        return next((part for part, _ in cls.parts if part.phase == phase), None)
+
+    @classmethod
+    def computes_prefill(cls) -> bool:
+        part = cls._part_class("prefill")
+        return part is not None and part.computes_prefill()
+
+    @classmethod
+    def computes_decode(cls) -> bool:
+        # With a KV part too: the decode steps over its compacted cache go through this decode hook
+        # (dense over the kept tokens when there is no decode part), the handler's per-request path,
+        # as they always have (the batched compacted decode serves KV methods alone).
+        decode, kv = cls._part_class("decode"), cls._part_class("kv")
+        return (decode is not None and decode.computes_decode()) or (kv is not None and kv.compacts_kv())
+
+    @classmethod
+    def compacts_kv(cls) -> bool:
+        part = cls._part_class("kv")
+        return part is not None and part.compacts_kv()
+
+    def page_selector(self) -> PageSelector | None:
+        part = self._part("decode")
+        return part.page_selector() if part is not None else None
 
     def _part(self, phase):
         return self.components.get(phase)

@@ -72,6 +72,13 @@ class Quest(AttentionMethod):
         self.check(self.token_budget == 0 or self.sparsity == 0.0, "sparsity", "0 when token_budget is given")
         self.check(isinstance(self.share_pages, bool), "share_pages", "true or false")
 
+    def page_selector(self) -> Quest:
+        return self  # the handler's page-reading decode (summaries + selected pages only)
+
+    def pages_to_select(self, s: int) -> int:
+        """Pages selected besides the current one when ``s`` tokens are cached."""
+        return budget_pages(self.sparsity, self.token_budget, s, self.page_size)
+
     def select(self, query, key, lengths):
         """Selected pages ``[B, Hsel, N]`` (-1 = none) for query ``[B, Hq, D]``, key ``[B, Hkv, S, D]``."""
         b, hkv, s, _ = key.shape
@@ -81,7 +88,7 @@ class Quest(AttentionMethod):
         scores = page_scores(query, pmin, pmax, npages, self.share_pages)
         group = query.shape[1] // hkv
         current = npages - 1 if self.share_pages else (npages - 1).repeat_interleave(group, 1)
-        return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page))
+        return select_pages(scores, current, self.pages_to_select(s))
 
     def select_from_summaries(self, query, pmin, pmax, s: int):
         """Pages ``[Hsel, N]`` (-1 = none) for ``query [Hq, D]`` from page summaries ``[Hkv, >=P, D]``.
@@ -94,7 +101,7 @@ class Quest(AttentionMethod):
         counts = torch.full((1, hkv), npages, device=query.device)
         scores = page_scores(query[None], pmin[None, :, :npages], pmax[None, :, :npages], counts, self.share_pages)
         current = counts - 1 if self.share_pages else (counts - 1).repeat_interleave(query.shape[0] // hkv, 1)
-        return select_pages(scores, current, budget_pages(self.sparsity, self.token_budget, s, page))[0]
+        return select_pages(scores, current, self.pages_to_select(s))[0]
 
     def decode(self, query, key, value, *, layer_index: int, scale: float, lengths=None) -> AttentionResult | None:
         hkv, s, _ = key.shape

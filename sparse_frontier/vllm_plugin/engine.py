@@ -95,9 +95,10 @@ SUMMARY_SHARE = 1 / 16
 def keeps_page_summaries(specs: Iterable[Mapping[str, Any]]) -> bool:
     """Whether any method setting selects pages from summaries (Quest, alone or as a decode part)."""
     from sparse_frontier.attention import get_method_class
-    from sparse_frontier.vllm_plugin.handler import page_selector
 
-    return any(page_selector(get_method_class(s["method"]).from_params(s.get("params", {}))) is not None for s in specs)
+    return any(
+        get_method_class(s["method"]).from_params(s.get("params", {})).page_selector() is not None for s in specs
+    )
 
 
 def engine_arguments(

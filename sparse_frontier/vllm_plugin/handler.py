@@ -6,13 +6,13 @@ up at call time, so replacing it on the class reaches every layer of every model
 Per call, the handler splits the batch into its requests (``query_start_loc``, ``seq_lens``,
 ``block_table``), tells prefill from decode per request, and calls the request's method hooks:
 
-1. a request whose method overrides ``prefill`` gets its rows of the output from the method;
+1. a request whose method computes its prefill (``computes_prefill``) gets its rows of the output from the method;
 2. the backend's own dense attention runs for the requests the handler does not compute (dense
    requests, dense prefills of decode-side methods, decode steps of prefill-only methods), exactly
    as stock vLLM computes them: on the whole batch when no request is handled, else on each
    contiguous run of unhandled requests (:meth:`BackendAdapter.sub_batch`), so a handled request
    never pays for dense attention it then discards;
-3. one overriding ``compress_kv`` gets its kept tokens compacted to the front of its cache blocks,
+3. one that compacts its KV (``compacts_kv``) gets its kept tokens compacted to the front of its cache blocks,
    per kv head, with the kept length recorded per (request, layer, kv head);
 4. a decode step of a request with a compressed cache or a ``decode`` hook is computed here from
    the tokens it may read (compacted prefix + tokens generated since), never the evicted ones.
@@ -59,8 +59,8 @@ class RequestState:
 
     def __init__(self, method):
         self.method = method
-        self.touches_attention = any(method.overrides(h) for h in ("prefill", "decode", "compress_kv"))
-        self.pager = page_selector(method)  # its page-selecting (Quest) part, or None
+        self.touches_attention = method.computes_prefill() or method.computes_decode() or method.compacts_kv()
+        self.pager = method.page_selector()  # its page-selecting (Quest) part, or None
         self.shares_prompt_cache = type(method).shares_prompt_cache()
         self.prompt_len: int | None = None
         self.decode_steps = 0
@@ -270,7 +270,7 @@ class AttentionHandler:
             method, pager, compacted = state.method, state.pager, state.kv_lengths.get(index) is not None
             if step.prefilling[row]:
                 res = None
-                if method.overrides("prefill"):
+                if method.computes_prefill():
                     res = method.prefill(
                         q[start : start + query_len],
                         k[start : start + query_len],
@@ -286,10 +286,10 @@ class AttentionHandler:
                 else:
                     decodes.append((self._decode_paged, row, state, start, seq_len))
                 handled[row] = True
-            elif views is not None and compacted and not method.overrides("decode"):
+            elif views is not None and compacted and not method.computes_decode():
                 compact_batch.append((row, state, start, seq_len))
                 handled[row] = True
-            elif compacted or method.overrides("decode"):
+            elif compacted or method.computes_decode():
                 decodes.append((self._decode, row, state, start, seq_len))
                 handled[row] = True
         self._run_backend(
@@ -377,7 +377,6 @@ class AttentionHandler:
 
     @staticmethod
     def _quest_plan(batch, dev, meta, page, impl):
-        from sparse_frontier.attention.quest import budget_pages
         from sparse_frontier.vllm_plugin.paged_decode import QuestStep
 
         tokens = _token_rows([b[3] for b in batch], dev)
@@ -387,7 +386,7 @@ class AttentionHandler:
         groups = []
         for share in sorted({b[2].share_pages for b in batch}):
             pick = [i for i, b in enumerate(batch) if b[2].share_pages == share]
-            n_select = [budget_pages(batch[i][2].sparsity, batch[i][2].token_budget, batch[i][4], page) for i in pick]
+            n_select = [batch[i][2].pages_to_select(batch[i][4]) for i in pick]
             idx = torch.tensor(pick, device=dev)
             quest = QuestStep(
                 tables[idx],
@@ -472,7 +471,7 @@ class AttentionHandler:
 
                 pmin, pmax = page_summaries(keys.transpose(0, 1)[None], pager.page_size)
                 state.pages[index] = [pmin[0].contiguous(), pmax[0].contiguous()]
-        if method.overrides("compress_kv"):
+        if method.compacts_kv():
             selection = method.compress_kv(
                 q[start:end], k[start:end], v[start:end], layer_index=index, scale=impl.scale
             )
@@ -512,7 +511,7 @@ class AttentionHandler:
             valid = (lengths + len(recent)).to(device)
         density = 1.0 if valid is None else float(valid.float().mean()) / seq_len
         res = None
-        if method.overrides("decode"):
+        if method.computes_decode():
             res = method.decode(q[token], keys, values, layer_index=index, scale=impl.scale, lengths=valid)
         if res is not None:
             out[token] = res.output.to(out.dtype)
@@ -578,16 +577,6 @@ def _write_rows(out: torch.Tensor, rows, compute) -> None:
         compute(out[rows])
     else:
         out[rows] = compute(None).to(out.dtype)
-
-
-def page_selector(method):
-    """The part of ``method`` that selects pages from summaries (Quest, alone or as the decode part
-    of a combination), which gets the page-reading decode path; else None."""
-    components = getattr(method, "components", None)  # a combination: its phases' methods
-    part = components.get("decode") if isinstance(components, dict) else method
-    if part is not None and callable(getattr(part, "select_from_summaries", None)) and hasattr(part, "page_size"):
-        return part
-    return None
 
 
 HANDLER = AttentionHandler()
