@@ -10,7 +10,7 @@ import copy
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -62,6 +62,18 @@ def _flash_attn_scheduler(meta, impl, layer, query):
     return None
 
 
+class RequestSpan(NamedTuple):
+    """One request of a step's batch: its query rows ``[start, stop)`` and its cached tokens after the step."""
+
+    start: int
+    query_len: int
+    seq_len: int
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.query_len
+
+
 @dataclass(frozen=True)
 class BackendAdapter:
     family: str
@@ -90,8 +102,8 @@ class BackendAdapter:
         return None if window is None or window < 0 else int(window)
 
     @staticmethod
-    def requests(attn_metadata) -> list[tuple[int, int, int]]:
-        """(query_start, query_len, seq_len) per request of the batch, from the step's metadata.
+    def requests(attn_metadata) -> list[RequestSpan]:
+        """(query start, query length, sequence length) per request of the batch, from the step's metadata.
 
         Both families expose ``query_start_loc`` (cumulative query offsets, one more than the
         number of requests) and ``seq_lens`` (tokens in the cache after this step, per request).
@@ -99,9 +111,9 @@ class BackendAdapter:
         starts = attn_metadata.query_start_loc.tolist()
         seq_lens = attn_metadata.seq_lens.tolist()
         n = len(starts) - 1
-        return [(starts[i], starts[i + 1] - starts[i], int(seq_lens[i])) for i in range(n)]
+        return [RequestSpan(starts[i], starts[i + 1] - starts[i], int(seq_lens[i])) for i in range(n)]
 
-    def sub_batch(self, meta, requests, first: int, stop: int, impl, layer, query):
+    def sub_batch(self, meta, requests: list[RequestSpan], first: int, stop: int, impl, layer, query):
         """Metadata for requests ``first .. stop-1`` of the step alone (their query rows are
         contiguous), so the backend computes only the requests the handler does not; None where the
         batch cannot be split (cascade attention, which prefix caching would bring: it is off).
@@ -112,13 +124,13 @@ class BackendAdapter:
         if getattr(meta, "use_cascade", False) or getattr(meta, "dynamic_causal", None) is not None:
             return None
         sub = copy.copy(meta)
-        q0 = requests[first][0]
-        sub.num_actual_tokens = requests[stop - 1][0] + requests[stop - 1][1] - q0
+        q0 = requests[first].start
+        sub.num_actual_tokens = requests[stop - 1].stop - q0
         sub.query_start_loc = meta.query_start_loc[first : stop + 1] - q0
         sub.seq_lens = meta.seq_lens[first:stop]
         sub.block_table = meta.block_table[first:stop]
-        sub.max_query_len = max(r[1] for r in requests[first:stop])
-        sub.max_seq_len = max(r[2] for r in requests[first:stop])
+        sub.max_query_len = max(r.query_len for r in requests[first:stop])
+        sub.max_seq_len = max(r.seq_len for r in requests[first:stop])
         if getattr(meta, "scheduler_metadata", None) is not None:
             sub.scheduler_metadata = self.scheduler(sub, impl, layer, query)
         return sub
