@@ -1,5 +1,8 @@
 """The vLLM plugin: entry point, attention handler, per-backend adapters, engine runner, run environment (env).
 
+The handler (``handler``) builds each scheduler step once (``step``, ``state``) and routes each layer's
+call (``layer_call``, ``router``) through the decode paths (``decode_paths``, ``quest_paths``, ``compacted``).
+
 vLLM calls :func:`register` (entry point group ``vllm.general_plugins``) once in every process it
 starts (main, engine core, workers). The run's attention method reaches those processes through the
 environment variable :data:`ENV_METHOD`, set before the engine starts and inherited by every child
