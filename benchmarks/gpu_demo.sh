@@ -21,9 +21,9 @@ mkdir -p "$out"
 snakemake --unlock --configfile config/gpu-demo.yaml --cores 1 > /dev/null 2>&1
 if [ -n "$resume" ] && [ ! -d results/datasets ]; then
   tar -xzf "$resume"
-  # Tables and figures drawn from a partial run (allow_missing) would pass for complete: Snakemake
-  # does not rebuild an existing output for missing intermediate files (the unscored runs), so it
-  # would schedule none of them. They are redrawn from the scores in seconds.
+  # Tables and figures drawn from a partial run (allow_missing) would pass for complete once the
+  # stamp below dates their missing-runs records (sparse_frontier/analysis/partial.py) with them:
+  # Snakemake would schedule none of the unscored runs. They are redrawn from the scores in seconds.
   rm -rf results/tables results/figures
   snakemake resources/models/smollm2-135m-instruct --configfile config/gpu-demo.yaml --cores 4 > "$out/convert.log" 2>&1
   sleep 1; stamp=$(date +%s)

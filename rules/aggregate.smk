@@ -14,6 +14,8 @@ rule collect_scores:
     input:
         # with figures.allow_missing: only the runs already scored (the rest become "missing" rows)
         summaries=lambda wildcards: ([s for s in SUMMARIES if os.path.exists(s)] if ALLOW_MISSING else SUMMARIES),
+        # a table drawn before from part of the runs is drawn again (sparse_frontier/analysis/partial.py)
+        partial=lambda wildcards: records_to_check(paths.SCORES_TABLE, ALLOW_MISSING),
     output:
         table=paths.SCORES_TABLE,
         samples=paths.SAMPLE_SCORES_TABLE,

@@ -7,6 +7,7 @@ from snakemake.common import overwrite_function_params
 
 from sparse_frontier import paths
 from sparse_frontier.analysis.figures import FIGURES, TABLES, runs_per_figure, spec
+from sparse_frontier.analysis.partial import records_to_check
 from sparse_frontier.config import RunIndex, check_config, expand_runs, model_location
 from sparse_frontier.logs import failures_logged
 from sparse_frontier.predict import copy_sweep_predictions
@@ -244,9 +245,10 @@ FIGURE_RUNS = runs_per_figure(config, RUNS.runs, list(FIGURES) + list(TABLES) + 
 ALLOW_MISSING = config.get("figures", {}).get("allow_missing", False)
 
 
-def figure_input(name):
+def figure_input(name, output):
     """The summaries a figure reads (with figures.allow_missing: those already scored), the
-    per-sample scores beside them if it needs those, and the captured calibration tables.
+    per-sample scores beside them if it needs those, the captured calibration tables, and the
+    missing-runs record of an ``output`` drawn before from part of its runs (sparse_frontier/analysis/partial.py).
     """
     wanted = FIGURE_RUNS[name]
     needs = spec(name)
@@ -261,6 +263,7 @@ def figure_input(name):
             out["calibration"] = [paths.CALIBRATION.format(model=m) for m in CALIBRATION_PLAN]
         if needs.attention and PATTERN_SOURCE:
             out["attention"] = PATTERN_SOURCE["path"]
+        out["partial"] = records_to_check(output, ALLOW_MISSING)
         return out
 
     return get

@@ -14,7 +14,7 @@ for _name in list(FIGURES) + ABLATIONS:
         name:
             f"plot_{_name}"
         input:
-            unpack(figure_input(_name)),
+            unpack(figure_input(_name, paths.FIGURE.format(figure=_name))),
         output:
             pdf=report(
                 paths.FIGURE.format(figure=_name),
@@ -50,7 +50,7 @@ for _name in TABLES:
         name:
             f"make_table_{_name}"
         input:
-            unpack(figure_input(_name)),
+            unpack(figure_input(_name, paths.TABLE.format(table=_name))),
         output:
             data=report(
                 paths.TABLE.format(table=_name),

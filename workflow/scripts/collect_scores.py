@@ -7,6 +7,7 @@ from sparse_frontier.analysis.aggregate import (
     with_missing,
     write_table,
 )
+from sparse_frontier.analysis.partial import record_missing_runs
 from sparse_frontier.logs import setup_logging
 
 setup_logging(snakemake.log[0])
@@ -16,3 +17,4 @@ if snakemake.params.allow_missing:  # runs not done yet become visible "missing"
     table = with_missing(table, snakemake.params.expected)
 write_table(table, snakemake.output.table)
 write_table(collect_sample_scores(summaries), snakemake.output.samples)
+record_missing_runs(snakemake.output.table, snakemake.params.expected, summaries)

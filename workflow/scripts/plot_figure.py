@@ -2,6 +2,7 @@
 
 from sparse_frontier import paths
 from sparse_frontier.analysis.figures import build, load_inputs, save
+from sparse_frontier.analysis.partial import record_missing_runs
 from sparse_frontier.io import read_json
 from sparse_frontier.logs import setup_logging
 
@@ -30,4 +31,9 @@ save(
     pdf_path=snakemake.output.get("pdf"),
     png_path=snakemake.output.get("png"),
     md_path=snakemake.output.get("md"),
+)
+record_missing_runs(
+    snakemake.output.get("pdf") or snakemake.output.data,
+    snakemake.params.expected,
+    snakemake.input.get("summaries", []),
 )
