@@ -226,3 +226,59 @@ def test_snapkv_window_scores_on_gpu(launched, reduce, dtype, tol):
     want = window_scores_torch(q[-256:], k, 128**-0.5, reduce)
     assert rel_err(got, want) < tol
     assert_compiled(launched, {"_window_lse", "_window_scores"})
+
+
+@pytest.mark.parametrize("lengths", [[1, 17, 300], [4096, 4099]])
+def test_vllm_fa3_baselines_match_the_paged_reference(lengths):
+    """The benchmarks' dense baselines (benchmarks/kernels.py): vLLM 0.20's FA3, paged decode eager
+    and replayed from a CUDA graph (split cap 32), paged and contiguous causal prefill, vs the float32
+    reference read through the same block table (skipped without vLLM's FA3, saying why)."""
+    from sparse_frontier.vllm_plugin import fa3
+
+    reason = fa3.unavailable()
+    if reason:
+        pytest.skip(f"vLLM's FlashAttention 3: {reason}")
+    hq, hkv, d, scale = 28, 4, 128, 128**-0.5
+    g = torch.Generator(device="cuda").manual_seed(5)
+    keys = [torch.randn(s, hkv, d, generator=g, device="cuda").bfloat16() for s in lengths]
+    values = [torch.randn(s, hkv, d, generator=g, device="cuda").bfloat16() for s in lengths]
+    kv_cache, table = fa3.paged_cache(keys, values, generator=torch.Generator().manual_seed(5), spare=3)
+    args = fa3.decode_args(table, lengths)
+    q = torch.randn(len(lengths), hq, d, generator=g, device="cuda").bfloat16()
+    ref = fa3.paged_reference(q, kv_cache, args, scale)
+    out = fa3.paged(q, kv_cache, torch.empty_like(q), args, scale, fa3.schedule(args, hq, hkv, d, q.dtype))
+    assert rel_err(out, ref) < 1e-2
+    sched = fa3.schedule(args, hq, hkv, d, q.dtype, fa3.CUDA_GRAPH_SPLITS)
+    out = torch.zeros_like(q)
+    call = lambda: fa3.paged(q, kv_cache, out, args, scale, sched, fa3.CUDA_GRAPH_SPLITS)  # noqa: E731
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        call()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        call()
+    out.zero_()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert rel_err(out, ref) < 1e-2
+    # prefill: every token a query, causal; paged as vLLM runs it, and the varlen kernel on contiguous K/V
+    prefill = fa3.paged_args(table, lengths, lengths)
+    q = torch.randn(sum(lengths), hq, d, generator=g, device="cuda").bfloat16()
+    ref = fa3.paged_reference(q, kv_cache, prefill, scale)
+    out = fa3.paged(q, kv_cache, torch.empty_like(q), prefill, scale, fa3.schedule(prefill, hq, hkv, d, q.dtype))
+    assert rel_err(out, ref) < 1e-2
+    cu = prefill.cu_seqlens_q
+    out = fa3.varlen(
+        q,
+        torch.cat(keys),
+        torch.cat(values),
+        torch.empty_like(q),
+        cu_seqlens_q=cu,
+        max_seqlen_q=max(lengths),
+        cu_seqlens_k=cu,
+        max_seqlen_k=max(lengths),
+        scale=scale,
+    )
+    assert rel_err(out, ref) < 1e-2

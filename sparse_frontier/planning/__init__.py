@@ -1,6 +1,7 @@
 """Planning GPU work: what a predict job needs, and the GPU-hours of a config's grid.
 
-- ``cards``: the GPUs planned for (memory, decode bandwidth, prefill FLOP rate).
+- ``cards``: the GPUs planned for (memory, decode bandwidth, prefill FLOP rate, data-sheet peaks).
+- ``roofline``: an attention kernel's FLOPs and bytes, its achieved rates, the least time a card allows.
 - ``resources``: the resource model of one predict job (memory plan, phases, Snakemake resources).
 - ``throughput_table``: the measured throughput table (columns, checks, reading and appending rows).
 - ``jobs``: how runs become GPU jobs (engine starts, shared prefills).

@@ -29,13 +29,17 @@ class Card:
     memory: float
     hbm_bytes_per_s: float
     prefill_flops: float
+    #: the data sheet's dense bf16 tensor-core rate and HBM bandwidth (the SXM cards): the limits a
+    #: kernel's achieved FLOP/s and bytes/s are compared with (``planning.roofline``)
+    peak_flops: float
+    peak_hbm_bytes_per_s: float
 
 
 #: The card the constants above were calibrated on.
-H100 = Card("H100", GPU_MEMORY, HBM_BYTES_PER_S, PREFILL_FLOPS)
+H100 = Card("H100", GPU_MEMORY, HBM_BYTES_PER_S, PREFILL_FLOPS, 989e12, 3.35e12)
 #: Same tensor cores as the H100 (989 dense bf16 TFLOP/s on both data sheets; cuDNN's 128k prefill
 #: took 217 / 221-225 ms on the two cards here), HBM 4.8 vs 3.35 TB/s, 141 GB.
-H200 = Card("H200", 139.8 * GIB, HBM_BYTES_PER_S * 4.8 / 3.35, PREFILL_FLOPS)
+H200 = Card("H200", 139.8 * GIB, HBM_BYTES_PER_S * 4.8 / 3.35, PREFILL_FLOPS, 989e12, 4.8e12)
 CARDS = {card.name: card for card in (H100, H200)}
 
 
