@@ -201,9 +201,11 @@ def _predict_sweep(runs, stores, samples, digest: str, model_location: str, mani
     if todo:
         engine = _start_engine(runs[0], samples, model_location, runs[1:])
         specs = [method_spec(run) for run in runs]
-        if engine.shares_prompts:  # sample by sample: each prompt's KV is computed once for every run
-            order = {s["id"]: i for i, s in enumerate(samples)}
-            todo.sort(key=lambda item: (order[item[1]["id"]], item[0]))
+        if engine.shares_prompts:  # each prompt's KV computed once for every run sharing it
+            longest = max(s["prompt_tokens"] for s in samples)
+            window = engine.prompts_cached_beside_batch(longest, first["max_tokens"])
+            log.info("shared prompts: windows of %d samples (prompts the KV cache holds beside a batch)", window)
+            todo = shared_prompt_order(todo, samples, window)
         progress = tqdm(total=len(todo), desc="sweep", disable=None)
         start = time.perf_counter()
         requests = ((s["input_ids"], specs[i]) for i, s in todo)
@@ -215,6 +217,18 @@ def _predict_sweep(runs, stores, samples, digest: str, model_location: str, mani
                 _finalise(runs[index], stores[index], ids, manifest, digest)
             progress.update(1)
         progress.close()
+
+
+def shared_prompt_order(todo: list[tuple[int, dict]], samples: list[dict], window: int) -> list[tuple[int, dict]]:
+    """The order of a sweep's ``(run index, sample)`` requests when its runs share cached prompts:
+    windows of ``window`` samples, in each all of a run's requests, run by run (the sweep lists the
+    prompt-sharing runs first). A window's prompts stay in vLLM's prefix cache while its runs pass over
+    them, and a batch then holds few methods: the handler splits a batch into one backend call per
+    contiguous run of requests it leaves to the backend, so requests interleaved sample by sample
+    (every method of a sample in turn) cost tens of calls per layer. A killed job also leaves whole
+    runs done rather than every run part-done."""
+    order = {s["id"]: i for i, s in enumerate(samples)}
+    return sorted(todo, key=lambda item: (order[item[1]["id"]] // window, item[0], order[item[1]["id"]]))
 
 
 def _finalise(run: Mapping[str, Any], store: ResumableJsonl, ids: list, manifest: str, digest: str) -> None:

@@ -302,3 +302,32 @@ def test_grouped_run_equals_ungrouped_and_starts_one_engine(tmp_path, tiny_model
     logs = [(plain_dir / paths.log_path(paths.SWEEP).format(**s.wildcards())).read_text() for s in sweeps]
     assert not any("starting vLLM" in text for text in logs) and sum(t.count("adopted the finished") for t in logs) == 3
     assert {t: (plain_dir / t).read_text() for t in targets} == before
+
+
+def test_shared_prompt_order_goes_run_by_run_in_windows_of_cached_samples():
+    from sparse_frontier.predict import shared_prompt_order
+
+    samples = [{"id": i} for i in (7, 3, 5, 1)]  # the dataset's order, not the ids' order
+    todo = [(run, s) for s in samples for run in range(3)]  # as a sample-by-sample feed would come
+    order = lambda window: [(run, s["id"]) for run, s in shared_prompt_order(todo, samples, window)]  # noqa: E731
+    assert order(4) == [(r, i) for r in range(3) for i in (7, 3, 5, 1)]  # every sample cached: run by run
+    assert order(2) == [(r, i) for r in range(3) for i in (7, 3)] + [(r, i) for r in range(3) for i in (5, 1)]
+    assert order(1) == [(r, i) for i in (7, 3, 5, 1) for r in range(3)]  # one prompt at a time: sample by sample
+
+
+def test_prompt_window_is_what_half_the_kv_cache_holds_beside_a_batch():
+    from types import SimpleNamespace
+
+    from sparse_frontier.vllm_plugin.engine import Engine
+
+    def engine(blocks, seqs=8):
+        cache = SimpleNamespace(num_gpu_blocks=blocks, block_size=16)
+        config = SimpleNamespace(cache_config=cache)
+        stub = Engine.__new__(Engine)  # no vLLM: only the cache's size is read
+        stub.llm, stub.max_num_seqs = SimpleNamespace(llm_engine=SimpleNamespace(vllm_config=config)), seqs
+        return stub
+
+    # 2 x 100,000 tokens of cache: 100,000 - 8 x (1,000 + 48) = 91,616 spare -> 91 prompts of 1,000
+    assert engine(12_500).prompts_cached_beside_batch(1000, 48) == 91
+    assert engine(100).prompts_cached_beside_batch(1000, 48) == 1  # a batch fills it: one sample at a time
+    assert engine(None).prompts_cached_beside_batch(1000, 48) == 1  # size unknown

@@ -186,6 +186,16 @@ class Engine:
         self._request_ids = itertools.count()
         self._check_handler_active()
 
+    def prompts_cached_beside_batch(self, prompt_tokens: int, output_tokens: int) -> int:
+        """How many prompts of ``prompt_tokens`` half of the KV cache holds beside a full batch of
+        requests (at least 1): a window of samples whose shared prompts stay in vLLM's prefix cache
+        while every setting of a sweep runs on them (``predict.shared_prompt_order``). Half: blocks
+        of salted requests and of other cache groups (hybrid models) share the cache too."""
+        cache = self.llm.llm_engine.vllm_config.cache_config  # num_gpu_blocks: set after start-up, CPU too
+        capacity = int(cache.num_gpu_blocks or 0) * int(cache.block_size)
+        spare = capacity // 2 - self.max_num_seqs * (prompt_tokens + output_tokens)
+        return max(1, spare // max(1, prompt_tokens))
+
     def _check_handler_active(self) -> None:
         """Attach the handler to each worker's model runner; fail early if it is not installed."""
         from sparse_frontier.vllm_plugin.handler import attach_runner_rpc
