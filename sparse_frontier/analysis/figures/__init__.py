@@ -30,7 +30,15 @@ from sparse_frontier.analysis.figures import (
     scaling_law,
     tables,
 )
-from sparse_frontier.analysis.figures.common import DEFAULTS, Inputs, Output, plan_table, prepare, run_name  # noqa: F401
+from sparse_frontier.analysis.figures.common import (  # noqa: F401
+    DEFAULTS,
+    Inputs,
+    Output,
+    fit_width,
+    plan_table,
+    prepare,
+    run_name,
+)
 from sparse_frontier.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -156,9 +164,11 @@ def save(
             text += "\n\nNotes:\n" + "\n".join(f"- {n}" for n in out.notes) + "\n"
         write_text_atomic(md_path, text + "\n")
     if out.fig is not None:
-        note = footnote(out)
+        note = fit_width(out.fig, footnote(out), 5)
         if out.fig.get_layout_engine() is None:
-            bottom = min(0.3, 0.012 * (note.count("\n") + 1) * 6 / max(out.fig.get_size_inches()[1], 1)) if note else 0
+            # the note's lines (5 pt type, 1.3 line spacing) plus the x labels' clearance, in figure heights
+            height = (note.count("\n") + 1) * 5 * 1.3 / 72 + 0.1
+            bottom = min(0.35, height / max(out.fig.get_size_inches()[1], 1)) if note else 0
             out.fig.tight_layout(rect=(0, bottom, 1, 1))
         if note:  # constrained layouts: the figure's bottom-left corner (their own rectangle is fixed)
             out.fig.text(0.01, 0.002, note, fontsize=5, color="firebrick", va="bottom")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import colorsys
 import math
 import re
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -338,6 +339,17 @@ def ordered_models(inputs: Inputs, models) -> list[str]:
         set(models),
         key=lambda m: (inputs.families.get(m) or family_of(m), inputs.models[m].params if m in inputs.models else 0, m),
     )
+
+
+def fit_width(fig, text: str, fontsize: float) -> str:
+    """``text`` wrapped to the figure's width (a character ~0.55 em wide), line by line: a title or
+    note of a narrow figure (one task column) otherwise runs off both edges."""
+    chars = max(20, int(fig.get_size_inches()[0] * 72 / (0.55 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) if line else line for line in text.split("\n"))
+
+
+def suptitle(fig, text: str, fontsize: float = 9) -> None:
+    fig.suptitle(fit_width(fig, text, fontsize), fontsize=fontsize)
 
 
 def log_ticks(ax, values: Sequence[float]) -> None:

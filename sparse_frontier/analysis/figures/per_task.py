@@ -25,6 +25,7 @@ from sparse_frontier.analysis.figures.common import (
     need,
     palette,
     prepare,
+    suptitle,
 )
 
 ROWS = {"prefill": "prefill methods", "decode": "decode methods", "combined": "prefill + decode"}
@@ -116,5 +117,5 @@ def draw(out: Output, inputs: Inputs):
         axes[r][0].set_ylabel(f"{ROWS[row]}\nscore (mean ± SE)", fontsize=8)
         axes[r][-1].legend(fontsize=6)
     lengths = d["lengths"].iloc[0].replace(" ", ", ")
-    fig.suptitle(f"Per-task comparison, main grid at {lengths}, mean over models and lengths", fontsize=9)
+    suptitle(fig, f"Per-task comparison, main grid at {lengths}, mean over models and lengths")
     return fig

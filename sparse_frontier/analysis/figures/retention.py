@@ -24,6 +24,7 @@ from sparse_frontier.analysis.figures.common import (
     ordered_models,
     palette,
     prepare,
+    suptitle,
 )
 
 runs = iso.phase_method_runs  # every panel: figures.iso_panels only thins the iso figures
@@ -95,5 +96,5 @@ def draw(out: Output, inputs: Inputs):
             ax.grid(alpha=0.3, axis="y")
             ax.legend(fontsize=6)
         axes[r][0].set_ylabel("max compression retained", fontsize=8)
-    fig.suptitle(f"{s['test']} paired one-sided test (H1: sparse worse than dense), alpha = {s['alpha']}", fontsize=9)
+    suptitle(fig, f"{s['test']} paired one-sided test (H1: sparse worse than dense), alpha = {s['alpha']}")
     return fig
