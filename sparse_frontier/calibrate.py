@@ -126,10 +126,13 @@ def load_captured(folder: Path, tag: str) -> list[tuple[Any, Any]]:
     holds the heads of its shard; every rank's files are used: each is a set of heads)."""
     import torch
 
+    # The fit evaluates each candidate setting on every (prompt, layer): thousands of small top-k and
+    # index builds, minutes on a CPU at 8k (the capture engine has exited: the GPU is free for them).
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     files = sorted(folder.glob(f"{tag}-layer*.pt"))
     out = []
     for f in files:
-        rec = torch.load(f)
+        rec = torch.load(f, map_location=device)
         out.append((rec["vert"], rec["slash"]))
     return out
 
