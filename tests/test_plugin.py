@@ -216,6 +216,9 @@ def test_only_dense_prefill_settings_share_cached_prompts():
     assert not chunk_shares_prompts([dense, combo])
     assert shares_prompts(["dense", "quest"]) and not shares_prompts(["dense", "snapkv"])  # per method (sweeps)
     cpu = {"device": "cpu", "dtype": "float32", "cuda_graphs": "none"}
+    # a step holds at least the longest prompt; more only where the config asks for it
+    steps = [engine_arguments("m", 1072, dict(cpu, max_num_batched_tokens=n), 1, 0) for n in (0, 1024, 16384)]
+    assert [a["max_num_batched_tokens"] for a in steps] == [2048, 2048, 16384]
     assert engine_arguments("m", 4096, cpu, 1, 0)["enable_prefix_caching"] is False
     assert engine_arguments("m", 4096, cpu, 1, 0, prefix_caching=True)["enable_prefix_caching"] is True
 

@@ -118,8 +118,8 @@ def engine_arguments(
         model=model_location,
         dtype=engine["dtype"],
         max_model_len=max_model_len,
-        # The whole prompt in one forward pass: the method sees the complete prefill.
-        max_num_batched_tokens=max(max_model_len, 2048),
+        # The whole prompt in one forward pass: the method sees the complete prefill (more: several prompts).
+        max_num_batched_tokens=max(max_model_len, 2048, int(engine.get("max_num_batched_tokens") or 0)),
         enable_chunked_prefill=False,
         enable_prefix_caching=prefix_caching,
         tensor_parallel_size=tensor_parallel_size,
