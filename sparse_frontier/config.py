@@ -339,6 +339,16 @@ def resolve_task(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return entry["task"], cls.resolve_params(entry.get("params", {}))
 
 
+def task_entry_names(config: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+    """(registered task, task_args as in the run paths) -> the config's name for that tasks entry,
+    e.g. ``("ruler_niah", "...num_queries~2...") -> "niah_2q"``: what tells two entries of one task apart."""
+    names = {}
+    for name, entry in config.get("tasks", {}).items():
+        task, params = resolve_task(entry)
+        names.setdefault((task, paths.format_args(params)), name)
+    return names
+
+
 def resolve_method(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """One method setting (scalar parameters; :func:`method_settings` expands list-valued ones)."""
     from sparse_frontier.attention import get_method_class

@@ -220,3 +220,30 @@ def test_ablation_lines_per_parameter_value(data):
 def test_unknown_figure_names_the_choices(data):
     with pytest.raises(ValueError, match="unknown figure or table 'isoflop'.*isoflops"):
         figures.build("isoflop", inputs(data))
+
+
+def test_entries_of_one_task_are_drawn_apart(data):
+    """Two tasks entries of one registered task (the demo's one- and two-needle NIAH) stay two tasks
+    in the figures, under their config names, with their task's retrieval type."""
+    from sparse_frontier import paths
+    from sparse_frontier.config import resolve_task
+
+    entries = {
+        "niah": {"task": "ruler_niah", "params": {"num_queries": 1}},
+        "niah_2q": {"task": "ruler_niah", "params": {"num_queries": 2}},
+    }
+    args = {name: paths.format_args(resolve_task(entry)[1]) for name, entry in entries.items()}
+    as_variants = {"ruler_niah": args["niah"], "ruler_vt": args["niah_2q"]}  # the synthetic tasks become the two
+    table, samples = (f.assign(task_args=f["task"].map(as_variants), task="ruler_niah") for f in data)
+    config = copy.deepcopy(CONFIG)
+    config["tasks"] = entries
+    config["figures"] = {**config.get("figures", {}), "phase_methods": {}}
+    per_task = figures.build("task_comparison", figures.Inputs.from_config(config, table, samples)).data
+    assert set(per_task["task"]) == {"niah", "niah_2q"}
+    assert per_task.groupby("task")["group"].first().tolist() == ["retrieval", "retrieval"]
+    main = figures.build("main_results", figures.Inputs.from_config(config, table, samples)).data
+    assert {"niah", "niah_2q"} <= set(main.columns)
+    # one entry of the task alone keeps the registered name (the paper grid's figures are unchanged)
+    alone = table[table["task_args"] == args["niah"]]
+    one = figures.build("task_comparison", figures.Inputs.from_config(config, alone, samples)).data
+    assert set(one["task"]) == {"ruler_niah"}

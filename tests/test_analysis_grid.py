@@ -108,7 +108,7 @@ def test_per_task_figure_as_the_paper(built):
     assert set(d["cells"]) == {27}
     bs = d[d["method"] == "block_sparse"]
     assert sorted(bs["target"].unique()) == pytest.approx([0.5, 0.6667, 0.8, 0.8667, 0.9, 0.9333, 0.95])
-    groups = [g for g, _ in per_task.ordered_tasks(d["task"])]
+    groups = [g for g, _ in per_task.ordered_tasks(dict(zip(d["task"], d["group"])))]
     assert groups == sorted(groups, key=groups.index)  # tasks of a retrieval type side by side
     assert len(set(groups)) >= 2
 

@@ -151,7 +151,30 @@ def prepare(inputs: Inputs, table: pd.DataFrame | None = None) -> tuple[pd.DataF
     experiments = table["experiments"].fillna("") if "experiments" in table else pd.Series("", index=table.index)
     table["main"] = experiments.map(lambda e: not e or any(x not in ablations for x in e.split(",")))
     table["label"] = [m if m == "dense" else f"{m} {t:g}" for m, t in zip(table["method"], table["target"])]
+    table["task_kind"] = table["task"]
+    table["task"] = task_labels(table, inputs.config)
     return table, missing
+
+
+def task_labels(table: pd.DataFrame, config: dict) -> pd.Series:
+    """The task each run is drawn and averaged under: its registered task, or, where the table holds
+    that task with several argument sets (the demo's one- and two-needle NIAH), the config's name
+    for each entry (else ``task (args)``), so that figures keep the variants apart. ``task_kind``
+    keeps the registered task (retrieval type, easy / hard task lists)."""
+    variants = table.groupby("task")["task_args"].nunique()
+    several = set(variants[variants > 1].index)
+    if not several:
+        return table["task"]
+    from sparse_frontier.config import task_entry_names
+
+    try:
+        names = task_entry_names(config) if config.get("tasks") else {}
+    except ValueError:  # a config whose tasks no longer resolve: fall back to the arguments
+        names = {}
+    return pd.Series(
+        [names.get((t, a), f"{t} ({a})") if t in several else t for t, a in zip(table["task"], table["task_args"])],
+        index=table.index,
+    )
 
 
 def main_runs(table: pd.DataFrame) -> pd.DataFrame:

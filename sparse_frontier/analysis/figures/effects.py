@@ -196,8 +196,9 @@ def model_size(inputs: Inputs) -> Output:
     c, missing = curves(inputs)
     c = c[c["phase"].isin(["prefill", "decode"])]
     groups = {"easy tasks": s["easy_tasks"], "hard tasks": s["hard_tasks"]}
-    views = {name: (lambda x, t=tasks: x["task"].isin(t)) for name, tasks in groups.items()}
-    if not any(c["task"].isin(t).any() for t in groups.values()):
+    kind = lambda x: x["task_kind"] if "task_kind" in x else x["task"]  # noqa: E731  (registered task)
+    views = {name: (lambda x, t=tasks: kind(x).isin(t)) for name, tasks in groups.items()}
+    if not any(kind(c).isin(t).any() for t in groups.values()):
         raise ValueError(
             f"no sparse runs on the easy tasks {groups['easy tasks']} or hard tasks {groups['hard tasks']} "
             "(config figures.easy_tasks / hard_tasks)"

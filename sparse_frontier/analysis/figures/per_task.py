@@ -39,12 +39,12 @@ def task_groups() -> dict[str, str]:
     return dict(zip(frame["task"], frame["group"]))
 
 
-def ordered_tasks(tasks) -> list[tuple[str, str]]:
-    """(group, task) in the paper's order of retrieval types, tasks of a group together."""
-    groups = task_groups()
-    order = list(dict.fromkeys(groups.values()))
+def ordered_tasks(groups_of: dict[str, str]) -> list[tuple[str, str]]:
+    """(group, task) in the paper's order of retrieval types, tasks of a group together
+    (``groups_of``: task as drawn -> its retrieval type)."""
+    order = list(dict.fromkeys(task_groups().values()))
     return sorted(
-        ((groups.get(t, "other"), t) for t in set(tasks)),
+        ((g, t) for t, g in groups_of.items()),
         key=lambda gt: (order.index(gt[0]) if gt[0] in order else len(order), gt[1]),
     )
 
@@ -83,8 +83,8 @@ def data(inputs: Inputs) -> Output:
         notes,
         "per-task",
     )
-    groups = task_groups()
-    mean["group"] = mean["task"].map(lambda t: groups.get(t, "other"))
+    groups, kinds = task_groups(), dict(zip(table["task"], table["task_kind"]))
+    mean["group"] = mean["task"].map(lambda t: groups.get(kinds.get(t, t), "other"))
     mean["lengths"] = " ".join(length_label(x) for x in lengths)
     return Output(mean, missing=missing, notes=notes)
 
@@ -92,7 +92,7 @@ def data(inputs: Inputs) -> Output:
 def draw(out: Output, inputs: Inputs):
     d = out.data
     rows = [r for r in ROWS if (d["row"] == r).any()]
-    tasks = ordered_tasks(d["task"])
+    tasks = ordered_tasks(dict(zip(d["task"], d["group"])))
     fig, axes = grid(len(rows), len(tasks), 3.0, 2.8, sharey=True)
     colours = palette(sorted(d["method"].unique()))
     for r, row in enumerate(rows):
