@@ -236,13 +236,18 @@ def test_entries_of_one_task_are_drawn_apart(data):
     as_variants = {"ruler_niah": args["niah"], "ruler_vt": args["niah_2q"]}  # the synthetic tasks become the two
     table, samples = (f.assign(task_args=f["task"].map(as_variants), task="ruler_niah") for f in data)
     config = copy.deepcopy(CONFIG)
-    config["tasks"] = entries
+    config["tasks"].update(entries)
     config["figures"] = {**config.get("figures", {}), "phase_methods": {}}
-    per_task = figures.build("task_comparison", figures.Inputs.from_config(config, table, samples)).data
+    built = {
+        name: figures.build(name, figures.Inputs.from_config(config, table.copy(), samples.copy())).data
+        for name in list(figures.FIGURES) + list(figures.TABLES)
+    }
+    per_task = built["task_comparison"]
     assert set(per_task["task"]) == {"niah", "niah_2q"}
     assert per_task.groupby("task")["group"].first().tolist() == ["retrieval", "retrieval"]
-    main = figures.build("main_results", figures.Inputs.from_config(config, table, samples)).data
-    assert {"niah", "niah_2q"} <= set(main.columns)
+    assert {"niah", "niah_2q"} <= set(built["main_results"].columns)
+    assert set(built["max_compression"]["task"]) == {"niah", "niah_2q"}  # paired per-sample tests per entry
+    assert set(built["prompt_lengths"]["task"]) == {"niah", "niah_2q"}
     # one entry of the task alone keeps the registered name (the paper grid's figures are unchanged)
     alone = table[table["task_args"] == args["niah"]]
     one = figures.build("task_comparison", figures.Inputs.from_config(config, alone, samples)).data

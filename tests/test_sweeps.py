@@ -205,8 +205,9 @@ SHARING = {
 
 @pytest.mark.slow  # engines killed and restarted, ~25 s
 def test_killed_sweep_resumes_under_another_chunking(tmp_path, tiny_model):
-    """Kill a sweep of three dense-prefill methods (prefix caching on, sample by sample) midway;
-    rerun as a 2-method chunk: what was done is kept, nothing is recomputed or written twice."""
+    """Kill a sweep of three dense-prefill methods (prefix caching on: run by run, the samples' prompts
+    held in the cache) midway through its second run; rerun as a 2-method chunk: what was done is
+    kept, nothing is recomputed or written twice."""
     kwargs = dict(lengths=[512], samples=SAMPLES, max_output_tokens=24, batch_size=1)
     config3 = grouped_config(tmp_path, tiny_model, 3, methods=SHARING, **kwargs)
     (sweep,) = chunks(config3).sweeps
@@ -215,10 +216,11 @@ def test_killed_sweep_resumes_under_another_chunking(tmp_path, tiny_model):
     assert prepare.wait(timeout=300) == 0, prepare.stdout.read()
 
     partials = [tmp_path / (r.key.sweep_predictions + ".partial") for r in sweep.runs]
+    finals = [tmp_path / r.key.sweep_predictions for r in sweep.runs]
     job = cli("sweep", "--config", str(config3), sweep.manifest, cwd=tmp_path, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and job.poll() is None:
-        if partials[2].exists() and len(partials[2].read_text().splitlines()) >= 2:
+        if partials[1].exists() and len(partials[1].read_text().splitlines()) >= 2:
             break
         time.sleep(0.05)
     assert job.poll() is None, "the sweep ended before it could be killed:\n" + job.stdout.read()[-3000:]
@@ -226,10 +228,11 @@ def test_killed_sweep_resumes_under_another_chunking(tmp_path, tiny_model):
     job.wait()
 
     assert not (tmp_path / sweep.manifest).exists()
-    assert not any((tmp_path / r.key.sweep_predictions).exists() for r in sweep.runs), "final only when complete"
-    before = [rows(p) for p in partials]
-    # sample by sample: every method got as far as the last (give or take the requests in flight)
-    assert all(2 <= len(b) < SAMPLES for b in before), [len(b) for b in before]
+    # run by run: the first run is final, the second part-done, the third not begun
+    assert finals[0].exists() and not finals[1].exists() and not finals[2].exists()
+    dense_rows, quest_rows = rows(finals[0]), rows(partials[1])
+    assert [r["id"] for r in dense_rows] == list(range(SAMPLES)) and 2 <= len(quest_rows) < SAMPLES
+    assert not partials[2].exists() or not partials[2].read_text().strip()
     with open(partials[1], "a") as f:
         f.write('{"id": 999, "predic')  # what a kill in the middle of a write leaves
 
@@ -241,17 +244,17 @@ def test_killed_sweep_resumes_under_another_chunking(tmp_path, tiny_model):
     rerun = cli("sweep", "--config", str(config2), first.manifest, cwd=tmp_path)
     log = rerun.communicate(timeout=600)[0]
     assert rerun.returncode == 0, log[-3000:]
-    for run, rows_before in zip((dense, quest), before):
-        assert f"{run.key.sweep_predictions}: {SAMPLES} samples, {len(rows_before)} already done" in log
+    assert f"{dense.key.sweep_predictions}: finished earlier" in log
+    assert f"{quest.key.sweep_predictions}: {SAMPLES} samples, {len(quest_rows)} already done" in log
     assert log.count("starting vLLM") == 1
 
-    for run, rows_before in zip((dense, quest), before):
-        done = rows(tmp_path / run.key.sweep_predictions)
-        assert [r["id"] for r in done] == list(range(SAMPLES))
-        assert all(done[r["id"]] == r for r in rows_before), "rows done before the kill are kept as they were"
+    assert rows(finals[0]) == dense_rows, "a finished run is not touched"
+    done = rows(finals[1])
+    assert [r["id"] for r in done] == list(range(SAMPLES))
+    assert all(done[r["id"]] == r for r in quest_rows), "rows done before the kill are kept as they were"
     manifest = json.loads((tmp_path / first.manifest).read_text())
     assert [e["predictions"] for e in manifest["runs"]] == [dense.key.sweep_predictions, quest.key.sweep_predictions]
-    assert not (tmp_path / half.key.sweep_predictions).exists()
+    assert not finals[2].exists()
 
 
 @pytest.mark.slow

@@ -177,6 +177,14 @@ def task_labels(table: pd.DataFrame, config: dict) -> pd.Series:
     )
 
 
+def labelled_samples(samples: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """The per-sample scores under the task names of the prepared ``table`` (:func:`task_labels`)."""
+    if "task_kind" not in table or (table["task"] == table["task_kind"]).all():
+        return samples
+    labels = dict(zip(zip(table["task_kind"], table["task_args"]), table["task"]))
+    return samples.assign(task=[labels.get(key, key[0]) for key in zip(samples["task"], samples["task_args"])])
+
+
 def main_runs(table: pd.DataFrame) -> pd.DataFrame:
     """Runs of the main grid: ablation-only settings never join the main method lines."""
     return table[table["main"]]

@@ -19,6 +19,7 @@ from sparse_frontier.analysis.figures.common import (
     Inputs,
     Output,
     grid,
+    labelled_samples,
     length_label,
     need,
     ordered_models,
@@ -38,7 +39,7 @@ def data(inputs: Inputs) -> Output:
     table = table[runs(table, inputs) & table["phase"].isin(["prefill", "decode", "none"])]
     need(table, "max_compression")
     keys = table[KEY_COLUMNS].drop_duplicates()
-    samples = inputs.samples.merge(keys, on=KEY_COLUMNS, how="inner")
+    samples = labelled_samples(inputs.samples, table).merge(keys, on=KEY_COLUMNS, how="inner")
     sig = stats.significance_table(samples, s["test"], s["alpha"], s["bootstrap_resamples"])
     need(sig, "max_compression (sparse runs with a dense twin)")
     info = table.drop_duplicates("method").set_index("method")

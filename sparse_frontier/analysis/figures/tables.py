@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sparse_frontier.analysis.figures.common import Inputs, Output, fixed, plan_table, prepare
+from sparse_frontier.analysis.figures.common import Inputs, Output, fixed, labelled_samples, plan_table, prepare
 
 
 @fixed
@@ -72,7 +72,8 @@ def prompt_lengths(inputs: Inputs) -> Output:
     if inputs.samples is None:
         raise ValueError("prompt_lengths needs the per-sample scores of the dense runs")
     table, missing = prepare(inputs)
-    s = inputs.samples[inputs.samples["method"] == "dense"].drop_duplicates(["task", "model", "length", "seed", "id"])
+    s = labelled_samples(inputs.samples, table)
+    s = s[s["method"] == "dense"].drop_duplicates(["task", "model", "length", "seed", "id"])
     notes = []
     if "question_tokens" not in s or s["question_tokens"].isna().all():
         s = s.assign(question_tokens=float("nan"))
