@@ -150,10 +150,16 @@ def test_end_to_end_on_the_vllm_cpu_engine(tmp_path, tiny_model):
     assert "rule plot_accuracy_vs_length:" in dry
     assert "rule score:" not in dry and "rule predict:" not in dry
 
-    # Drawn with figures.allow_missing while a run is unscored, the table and figure record it beside
-    # them; a later complete run takes the records as inputs, so it scores the run and draws both
-    # again (an existing output would otherwise hide the unscored run from Snakemake for good).
-    snakemake(*targets, "--cores", "1", *where)
+
+@pytest.mark.slow  # a tiny-model engine through Snakemake, then redrawing, ~2 min
+def test_a_partial_drawing_is_redrawn_by_a_complete_run(tmp_path, tiny_model):
+    """Drawn with figures.allow_missing while a run is unscored, the table and figure record it beside
+    them; a later complete run takes the records as inputs, so it scores the run and draws both again
+    (an existing output would otherwise hide the unscored run from Snakemake for good)."""
+    config = write_tiny_config(tmp_path, tiny_model)
+    targets = ["results/tables/scores.csv", "accuracy_vs_length"]
+    where = ("--directory", str(tmp_path), "--configfile", str(config))
+    snakemake(*targets, "--cores", "2", *where)
     unscored = next((tmp_path / "results/scores").rglob("summary.json")).parent
     shutil.rmtree(unscored)
     partial = (*where, str(REPO / "config/allow-missing.yaml"))
