@@ -16,7 +16,6 @@ from sparse_frontier.attention.registry import (
     METHODS,
     chunk_shares_prompts,
     get_method_class,
-    prompt_sharing_settings,
     register_method,
     shares_prompts,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "KVSelection",
     "chunk_shares_prompts",
     "get_method_class",
-    "prompt_sharing_settings",
     "register_method",
     "shares_prompts",
 ]

@@ -43,9 +43,5 @@ def chunk_shares_prompts(specs: Iterable[Mapping[str, Any]]) -> bool:
     :func:`shares_prompts`. The engine turns prefix caching on for such a job and gives each request
     of the job's other methods a cache of its own (``vllm_plugin.engine.Engine``: a unique
     ``cache_salt``); the GPU-hours estimate pays the sharing settings' prefill once (``planning.jobs``)."""
-    return len(prompt_sharing_settings(specs)) > 1
-
-
-def prompt_sharing_settings(specs: Iterable[Mapping[str, Any]]) -> set[str]:
-    """The distinct settings among ``specs`` whose requests may share cached prompts (as JSON)."""
-    return {json.dumps(dict(s), sort_keys=True) for s in specs if shares_prompts([s["method"]])}
+    sharing = {json.dumps(dict(s), sort_keys=True) for s in specs if shares_prompts([s["method"]])}
+    return len(sharing) > 1

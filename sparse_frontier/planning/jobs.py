@@ -9,8 +9,6 @@ caching) each prompt's prefill is paid once for those runs of the chunk.
 
 from __future__ import annotations
 
-import json
-
 
 def prediction_jobs(runs: list, methods_per_job: int = 1) -> dict:
     """Per run key: (its share of an engine start, how many runs share each of its prompts' prefill).
@@ -19,18 +17,15 @@ def prediction_jobs(runs: list, methods_per_job: int = 1) -> dict:
     for all j), else 1."""
     if methods_per_job <= 1:
         return {r.key: (1.0, 1) for r in runs}
-    from sparse_frontier.attention import prompt_sharing_settings
+    from sparse_frontier.attention import shares_prompts
     from sparse_frontier.sweeps import plan_sweeps
 
     jobs = {}
     for sweep in plan_sweeps(runs, methods_per_job):
-        k = len(sweep.runs)
-        specs = {r.key: {"method": r.key.method, "params": dict(r.method_params)} for r in sweep.runs}
-        sharing = prompt_sharing_settings(specs.values())
-        j = len([key for key, spec in specs.items() if json.dumps(spec, sort_keys=True) in sharing])
-        for key, spec in specs.items():
-            shares = j > 1 and json.dumps(spec, sort_keys=True) in sharing
-            jobs[key] = (1.0 / k, j if shares else 1)
+        k = len(sweep.runs)  # the runs of a chunk are distinct settings of one dataset
+        sharing = {r.key for r in sweep.runs if shares_prompts([r.key.method])}
+        j = len(sharing)
+        jobs.update({r.key: (1.0 / k, j if j > 1 and r.key in sharing else 1) for r in sweep.runs})
     return jobs
 
 
