@@ -7,7 +7,8 @@ generated later are written by vLLM at their logical positions (>= the prompt le
 step reads ``[0, kept)`` plus ``[prompt_len, seq_len)`` and nothing evicted: per request by
 :class:`~.decode_paths.GatherDecode` (CPU, or a method with a ``decode`` hook), or for every such
 request of the step at once by :class:`CompactedDecode` (CUDA: pages read through the block table,
-the evicted gap skipped).
+the evicted gap skipped; with ``engine.handler_graphs`` replayed from the handler's own CUDA graphs,
+:mod:`.decode_graphs`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import NamedTuple
 
 import torch
 
+from sparse_frontier.vllm_plugin.decode_graphs import DecodeGraphs
 from sparse_frontier.vllm_plugin.decode_paths import DecodePath, token_rows, write_rows
+from sparse_frontier.vllm_plugin.env import handler_graphs
 from sparse_frontier.vllm_plugin.layer_call import DecodeRow, LayerCall, PrefillRow
 from sparse_frontier.vllm_plugin.state import RequestState
 
@@ -58,14 +61,30 @@ class CompactedPlan(NamedTuple):
 class CompactedDecode(DecodePath):
     """Every decode request of the step whose cache was compacted and whose method has no decode hook, at once."""
 
+    def __init__(self, graphs: DecodeGraphs):
+        self.graphs = graphs
+        self.buckets: dict[tuple, object] = {}  # the graphs' static buffers, by bucket
+
     def claims(self, call: LayerCall, state: RequestState) -> bool:
         return call.views is not None and state.compacted(call.index) and not state.computes_decode
 
     def run(self, call: LayerCall, rows: list[DecodeRow]) -> None:
+        index = call.index
+        plan = call.step.cached(("compact", id(call.meta), tuple(r.row for r in rows)), lambda: self._plan(call, rows))
+        if isinstance(plan, CompactedPlan):
+            self._launch(call, rows, plan)
+        else:  # the handler's graphs
+            plan.run(call, rows, self.graphs)
+        for r in rows:  # tokens read: the kept prompt tokens + every generated one
+            state, seq_len = r.state, r.span.seq_len
+            kept_mean = state.kv_density[index] * state.prompt_len
+            state.record_decode(index, (kept_mean + seq_len - state.prompt_len) / seq_len)
+
+    @staticmethod
+    def _launch(call: LayerCall, rows: list[DecodeRow], plan: CompactedPlan) -> None:
         from sparse_frontier.vllm_plugin.paged_decode import compacted_attention
 
         page, index = call.page, call.index
-        plan = call.step.cached(("compact", id(call.meta), tuple(r.row for r in rows)), lambda: self._plan(call, rows))
         kept = torch.stack([r.state.kv_lengths_device[index] for r in rows])  # [R, Hkv], on the device
         longest = max(r.state.kv_longest[index] for r in rows)
         width = -(-longest // page) + max(-(-r.span.seq_len // page) - r.state.prompt_len // page for r in rows)
@@ -88,13 +107,13 @@ class CompactedDecode(DecodePath):
                 into,
             ),
         )
-        for r in rows:  # tokens read: the kept prompt tokens + every generated one
-            state, seq_len = r.state, r.span.seq_len
-            kept_mean = state.kv_density[index] * state.prompt_len
-            state.record_decode(index, (kept_mean + seq_len - state.prompt_len) / seq_len)
 
-    @staticmethod
-    def _plan(call: LayerCall, rows: list[DecodeRow]) -> CompactedPlan:
+    def _plan(self, call: LayerCall, rows: list[DecodeRow]):
+        """The step's :class:`CompactedPlan`, or with the handler's graphs its requests padded to a bucket."""
+        if handler_graphs():
+            from sparse_frontier.vllm_plugin.decode_graphs import GraphedCompacted
+
+            return GraphedCompacted(self.buckets, call, rows)
         dev = call.q.device
         seq = torch.tensor([r.span.seq_len for r in rows], device=dev, dtype=torch.int32)
         return CompactedPlan(

@@ -13,6 +13,14 @@ ENV_METHOD = "SPARSE_FRONTIER_ATTENTION"
 #: "1" when the engine's prefix caching is on (a sweep of dense-prefill methods): a request's first
 #: step may then be a single prompt token on top of cached ones (attention.chunk_shares_prompts)
 ENV_PREFIX_CACHING = "SPARSE_FRONTIER_PREFIX_CACHING"
+#: "1": the batched CUDA decode paths replay the handler's own CUDA graphs (``engine.handler_graphs``,
+#: :mod:`.decode_graphs`); unset or "0": they launch their kernels eagerly, unpadded
+ENV_HANDLER_GRAPHS = "SPARSE_FRONTIER_HANDLER_GRAPHS"
+
+
+def handler_graphs() -> bool:
+    """Whether this process's run asked for the handler's decode graphs (read per step: an engine may follow another)."""
+    return os.environ.get(ENV_HANDLER_GRAPHS) == "1"
 
 
 def requested_method() -> dict | None:

@@ -127,20 +127,33 @@ class QuestStep:
 
     def decode(self, query, key_cache, value_cache, pool, scale: float, out=None) -> torch.Tensor:
         """Quest attention rows ``[R, Hq, D]`` of this step's requests for one layer (into ``out``, if given)."""
-        scores = page_scores(query, pool[0], pool[1], self.npages, self.share, True, block_table=self.tables)
-        pages = select_pages(scores, self.current, self.widest, use_kernel=True, row_k=self.row_k)
-        return sparse_decode(
+        return quest_attention(
             query,
             key_cache,
             value_cache,
-            pages,
+            pool,
+            self.tables,
+            self.npages,
+            self.current,
             self.lengths,
+            self.row_k,
+            self.widest,
             self.page,
-            scale,
             self.share,
-            block_table=self.tables,
-            out=out,
+            scale,
+            out,
         )
+
+
+def quest_attention(
+    query, key_cache, value_cache, pool, tables, npages, current, lengths, row_k, widest, page, share, scale, out=None
+) -> torch.Tensor:
+    """Quest attention rows ``[R, Hq, D]`` from a step's index tensors (:class:`QuestStep`'s, int32 on the
+    device): page scores through the block tables, each row's top ``row_k`` pages (``widest + 1`` at most,
+    the output width), the sparse paged decode (into ``out``, if given)."""
+    scores = page_scores(query, pool[0], pool[1], npages, share, True, block_table=tables)
+    pages = select_pages(scores, current, widest, use_kernel=True, row_k=row_k)
+    return sparse_decode(query, key_cache, value_cache, pages, lengths, page, scale, share, block_table=tables, out=out)
 
 
 def quest_decode(

@@ -10,7 +10,8 @@ decode step reads these summaries, asks the method which pages to attend, and re
 - :class:`BatchedQuestDecode` (CUDA, pages = cache blocks): every such request of the step in one
   set of Triton launches per layer (:mod:`.paged_decode`: summaries in a per-layer pool indexed like
   the cache blocks; page scores, per-request top-k, sparse paged decode), its index tensors made
-  once per step.
+  once per step; with ``engine.handler_graphs`` replayed from the handler's own CUDA graphs
+  (:mod:`.decode_graphs`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import torch
 
 from sparse_frontier.attention.ops import decode_attention
 from sparse_frontier.kernels.torch_paths import page_summaries
+from sparse_frontier.vllm_plugin.decode_graphs import DecodeGraphs
 from sparse_frontier.vllm_plugin.decode_paths import DecodePath, PerRequestPath, token_rows, write_rows
+from sparse_frontier.vllm_plugin.env import handler_graphs
 from sparse_frontier.vllm_plugin.layer_call import DecodeRow, LayerCall, PrefillRow
 from sparse_frontier.vllm_plugin.state import RequestState
 
@@ -122,8 +125,9 @@ class QuestPlan(NamedTuple):
 class BatchedQuestDecode(DecodePath):
     """Every Quest decode request of the step at once (pages read through the block table)."""
 
-    def __init__(self, summaries: QuestSummaries):
-        self.summaries = summaries
+    def __init__(self, summaries: QuestSummaries, graphs: DecodeGraphs):
+        self.summaries, self.graphs = summaries, graphs
+        self.buckets: dict[tuple, object] = {}  # the graphs' static buffers, by bucket
 
     def claims(self, call: LayerCall, state: RequestState) -> bool:
         return state.pager is not None and not state.compacted(call.index) and self.summaries.pooled(call, state)
@@ -134,6 +138,12 @@ class BatchedQuestDecode(DecodePath):
         pool = self.summaries.pool(call)
         # The same requests on every global layer of the step: their index tensors are made once.
         plan = call.step.cached(("quest", id(call.meta), tuple(r.row for r in rows)), lambda: self._plan(call, rows))
+        if isinstance(plan, list):  # the handler's graphs: one replay per page-sharing mode
+            for group in plan:
+                group.run(call, pool, self.graphs)
+                for state, density in zip(group.states, group.density):
+                    state.record_decode(call.index, density)
+            return
         SummaryPool.add_keys(pool, call.k[plan.tokens], plan.last_blocks, plan.fresh)
         key_cache, value_cache = call.views
         for group in plan.groups:  # one set of launches per page-sharing mode
@@ -147,8 +157,16 @@ class BatchedQuestDecode(DecodePath):
             for state, density in zip(group.states, group.quest.density):
                 state.record_decode(call.index, density)
 
-    @staticmethod
-    def _plan(call: LayerCall, rows: list[DecodeRow]) -> QuestPlan:
+    def _plan(self, call: LayerCall, rows: list[DecodeRow]):
+        """The step's :class:`QuestPlan`, or with the handler's graphs one padded group per page-sharing mode."""
+        if handler_graphs():
+            from sparse_frontier.vllm_plugin.decode_graphs import GraphedQuestGroup
+
+            shares = sorted({r.state.pager.share_pages for r in rows})
+            return [
+                GraphedQuestGroup(self.buckets, call, [r for r in rows if r.state.pager.share_pages == s], s)
+                for s in shares
+            ]
         from sparse_frontier.vllm_plugin.paged_decode import QuestStep
 
         dev, page, impl = call.q.device, call.page, call.impl
