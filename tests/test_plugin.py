@@ -174,6 +174,18 @@ def test_engine_arguments_follow_the_evaluation_protocol():
     assert engine_arguments("m", 4096, cpu, 1, 0)["enforce_eager"] is True
 
 
+def test_handler_graphs_are_on_by_default_on_cuda_only():
+    from sparse_frontier.vllm_plugin import ENV_HANDLER_GRAPHS
+    from sparse_frontier.vllm_plugin.engine import engine_environment
+
+    quest = {"method": "quest", "params": {"sparsity": 0.9}}
+    cuda = {"device": "cuda"}
+    cpu = {"device": "cpu", "cpu_kvcache_space_gib": 1, "cpu_threads": 1}
+    assert engine_environment(cuda, quest)[ENV_HANDLER_GRAPHS] == "1"
+    assert engine_environment(dict(cuda, handler_graphs=False), quest)[ENV_HANDLER_GRAPHS] == "0"
+    assert engine_environment(dict(cpu, handler_graphs=True), quest)[ENV_HANDLER_GRAPHS] == "0"
+
+
 def test_batch_size_is_vllms_sequences_at_once_and_quest_jobs_leave_room_for_summaries():
     from sparse_frontier.vllm_plugin.engine import SUMMARY_SHARE, engine_arguments, keeps_page_summaries
 

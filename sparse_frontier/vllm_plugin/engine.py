@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sparse_frontier.vllm_plugin import ENV_METHOD, ENV_PREFIX_CACHING
+from sparse_frontier.vllm_plugin import ENV_HANDLER_GRAPHS, ENV_METHOD, ENV_PREFIX_CACHING
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ def engine_environment(
 ) -> dict[str, str]:
     """Environment the engine's processes need; set before vLLM is imported so children inherit it."""
     env = {ENV_METHOD: json.dumps(dict(method)), ENV_PREFIX_CACHING: "1" if prefix_caching else "0"}
+    # The handler's own decode graphs (vllm_plugin/decode_graphs.py): CUDA only, on unless the config says no.
+    graphs = engine["device"] == "cuda" and engine.get("handler_graphs", True)
+    env[ENV_HANDLER_GRAPHS] = "1" if graphs else "0"
     if engine["device"] == "cpu":
         env.update(
             VLLM_CPU_KVCACHE_SPACE=str(engine["cpu_kvcache_space_gib"]),
