@@ -6,16 +6,20 @@ requests of ``--length`` tokens of a Qwen2.5-7B-shaped layer stack: one prefill 
 dense prefill stubbed out; Quest writes its page summaries, SnapKV compacts the cache), then
 ``--steps`` decode steps through ``--layers`` layers. Reported per layer call: wall time on the host
 (what the launch queue sees when nothing waits for the GPU), GPU time (CUDA events around the step),
-and the profiler's top operators of one step. Needs no vLLM (the handler only sees the adapter), so it
-runs on the GPU machine in seconds.
+and the profiler's top operators of one step. Each method runs twice on the same shapes: with the
+handler's decode graphs off (its kernels launched eagerly, unpadded) and on (``engine.handler_graphs``:
+captured in the first, untimed step, then replayed; vllm_plugin/decode_graphs.py). Needs no vLLM (the
+handler only sees the adapter), so it runs on the GPU machine in seconds.
 
-    python benchmarks/handler_overhead.py --methods quest snapkv --out benchmarks/results/handler_overhead.md
+    python benchmarks/handler_overhead.py --methods quest snapkv ada_snapkv --layers 28 \
+        --out benchmarks/results/handler_overhead.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,10 +27,11 @@ from types import SimpleNamespace
 import torch
 
 
-def run(method: dict, length: int, batch: int, layers: int, steps: int, hq=28, hkv=4, d=128, page=16):
-    from sparse_frontier.vllm_plugin import adapters
+def run(method: dict, length: int, batch: int, layers: int, steps: int, graphs: bool, hq=28, hkv=4, d=128, page=16):
+    from sparse_frontier.vllm_plugin import ENV_HANDLER_GRAPHS, adapters
     from sparse_frontier.vllm_plugin.handler import AttentionHandler
 
+    os.environ[ENV_HANDLER_GRAPHS] = "1" if graphs else "0"  # read per step, as the engine sets it
     dev = torch.device("cuda")
     handler = AttentionHandler()
     handler.configure(method, adapters.CUDA_FLASH_ATTN)
@@ -37,7 +42,8 @@ def run(method: dict, length: int, batch: int, layers: int, steps: int, hq=28, h
     per_req = -(-(length + steps + 1) // page)
     blocks = batch * per_req + 8
     caches = [torch.randn(2, blocks, page, hkv, d, device=dev, dtype=torch.bfloat16) for _ in range(layers)]
-    tables = torch.randperm(blocks - 8, device=dev)[: batch * per_req].reshape(batch, per_req).int()
+    # block 0 is vLLM's null block, never a request's (the graphs' padding rows read it)
+    tables = (1 + torch.randperm(blocks - 8, device=dev)[: batch * per_req]).reshape(batch, per_req).int()
     backend = lambda impl, layer, q, k, v, cache, meta, out, *a, **kw: out  # noqa: E731  (stub)
 
     def meta(qlens, seqs):
@@ -82,7 +88,7 @@ def run(method: dict, length: int, batch: int, layers: int, steps: int, hq=28, h
         for i, layer in enumerate(mods):
             handler.attention(backend, impl, layer, q, k, k, caches[i], m, out)
 
-    step(0)  # compile / warm up
+    step(0)  # compile / warm up / capture the handler's graphs
     torch.cuda.synchronize()
     host, gpu = [], []
     for s in range(1, steps):
@@ -104,6 +110,8 @@ def run(method: dict, length: int, batch: int, layers: int, steps: int, hq=28, h
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     return {
         "method": method["method"],
+        "handler_graphs": graphs,
+        "graphs_captured": len(handler.router.graphs.graphs),
         "length": length,
         "batch": batch,
         "layers": layers,
@@ -125,7 +133,9 @@ def main():
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
     rows = [
-        run({"method": m, "params": {"sparsity": a.sparsity}}, a.length, a.batch, a.layers, a.steps) for m in a.methods
+        run({"method": m, "params": {"sparsity": a.sparsity}}, a.length, a.batch, a.layers, a.steps, graphs)
+        for m in a.methods
+        for graphs in (False, True)
     ]
     card = torch.cuda.get_device_name(0)
     md = [
@@ -134,14 +144,22 @@ def main():
         f"`benchmarks/handler_overhead.py`: Qwen2.5-7B-shaped layers (28/4 heads, d 128, bf16), {a.batch} requests of "
         f"{a.length} tokens, sparsity {a.sparsity}, backend stubbed (handler work only).",
         "",
-        "| method | host ms / layer | GPU ms / layer | decode sparsity |",
-        "|---|---|---|---|",
+        "| method | handler graphs | host ms / layer | GPU ms / layer | decode sparsity |",
+        "|---|---|---|---|---|",
     ]
+    graphs = lambda r: f"on ({r['graphs_captured']} captured)" if r["handler_graphs"] else "off"  # noqa: E731
     md += [
-        f"| {r['method']} | {r['host_ms_per_layer']} | {r['gpu_ms_per_layer']} | {r['decode_sparsity']} |" for r in rows
+        f"| {r['method']} | {graphs(r)} | {r['host_ms_per_layer']} | {r['gpu_ms_per_layer']} | {r['decode_sparsity']} |"
+        for r in rows
     ]
     for r in rows:
-        md += ["", f"## {r['method']}: one decode step ({a.layers} layers), profiler", "", "```", r["profile"], "```"]
+        md += [
+            "",
+            f"## {r['method']}, handler graphs {graphs(r)}: one decode step ({a.layers} layers), profiler",
+            "",
+            "```",
+        ]
+        md += [r["profile"], "```"]
     a.out.write_text("\n".join(md) + "\n")
     a.out.with_suffix(".json").write_text(
         json.dumps([{k: v for k, v in r.items() if k != "profile"} for r in rows], indent=1)

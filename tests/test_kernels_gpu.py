@@ -282,3 +282,26 @@ def test_vllm_fa3_baselines_match_the_paged_reference(lengths):
         scale=scale,
     )
     assert rel_err(out, ref) < 1e-2
+
+
+@pytest.mark.parametrize("name", ["quest", "quest_unshared", "snapkv", "ada_snapkv"])
+def test_handler_decode_graphs_replay_the_eager_bits(monkeypatch, launched, name):
+    """The handler's decode graphs on Qwen2.5-7B's heads in bf16: captured on each bucket's first use and
+    replayed over steps of growing sequences (summary folds, a page opened mid-run) and a request count
+    going 5 -> 3 -> 2 (buckets 8, 4, 2), they give bitwise the rows of the same bucketed work run eagerly,
+    the same densities, and the unpadded path's rows up to bf16 rounding (its splits differ)."""
+    from paged_fixtures import DECODE_SPECS, handler_decode_steps
+
+    prompts = [4095, 2000, 3001, 1024, 777]  # the first opens a page on its second decode step
+    schedule = [[0, 1, 2, 3, 4]] * 3 + [[0, 2, 3]] * 3 + [[1, 3]] * 2
+    spec, shape = DECODE_SPECS[name], dict(device="cuda", heads=(28, 4, 128), dtype=torch.bfloat16)
+    replayed, stats_r, handler, cache_r = handler_decode_steps(monkeypatch, prompts, spec, schedule, "replay", **shape)
+    assert len(handler.router.graphs.graphs) >= 3  # one per bucket at least (a width bucket may add some)
+    assert_compiled(launched, HANDLER_KERNELS[name])
+    eager, stats_e, _, cache_e = handler_decode_steps(monkeypatch, prompts, spec, schedule, "eager", **shape)
+    unpadded, stats_u, _, _ = handler_decode_steps(monkeypatch, prompts, spec, schedule, "off", **shape)
+    for got, want, plain in zip(replayed, eager, unpadded):
+        assert torch.equal(got, want)
+        assert rel_err(got, plain) < 1e-2
+    assert stats_r == stats_e == stats_u
+    assert torch.equal(cache_r, cache_e)
