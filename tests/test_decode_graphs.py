@@ -18,8 +18,9 @@ needs_interpreter = pytest.mark.skipif(
 )
 
 PROMPTS = [128, 47, 200, 63, 95]  # the first opens a page on its first decode step, the fourth fills one
-#: requests decoding per step: 5, 3, 2, 1 and 4 of them (buckets 8, 4, 2, 1, 4: padded, exact, reused)
-SCHEDULE = [[0, 1, 2, 3, 4], [0, 2, 3], [0, 3], [3], [0, 1, 2, 3]]
+#: requests decoding per step: 5, 3, 2, 1, 4 and 3 of them (buckets 8, 4, 2, 1, 4, 4: padded, exact, reused
+#: full, then reused with a padding row that held a real request's row the step before)
+SCHEDULE = [[0, 1, 2, 3, 4], [0, 2, 3], [0, 3], [3], [0, 1, 2, 3], [1, 2, 4]]
 
 
 def test_buckets_cover_their_sizes_with_little_padding():
