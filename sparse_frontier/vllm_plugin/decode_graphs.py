@@ -29,6 +29,7 @@ import logging
 import math
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -112,17 +113,22 @@ class DecodeGraphs:
         with torch.cuda.stream(side):
             work()
         stream.wait_stream(side)
-        # torch.cuda.graph synchronizes the device and frees the caching allocator's unused blocks
-        # (never a live tensor of vLLM's, nor its graphs' pool), then captures on its own stream into
-        # our pool. Mid-forward that only waits for the queued work. thread_local: a CUDA call of
-        # another thread of vLLM's during the capture neither fails it nor is recorded.
+        # The capture synchronizes the device (mid-forward that only waits for the queued work), then
+        # records on its own stream into our pool. thread_local: a CUDA call of another thread of
+        # vLLM's during the capture neither fails it nor is recorded.
         torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
         before = torch.cuda.memory_reserved(device)
         if self._pool is None:
             self._pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+        # torch.cuda.graph's entry runs gc.collect() and empty_cache(): in a vLLM worker's heap a
+        # collection takes long, and a capture happens per (layer, bucket); vLLM skips both for
+        # its own captures the same way.
+        with (
+            mock.patch("gc.collect", lambda *a: 0),
+            mock.patch("torch.cuda.empty_cache", lambda: None),
+            torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"),
+        ):
             work()
         self.pool_bytes += max(0, torch.cuda.memory_reserved(device) - before)
         self.graphs[key] = graph
