@@ -103,6 +103,40 @@ def test_block_sparse_kernel_matches_reference(monkeypatch, t, hq, hkv, d, block
     assert rel_err(out, masked_attention(q, k, v, block_list_mask(t, blocks, counts, block), 0.1)) < 1e-5
 
 
+def full_square_block_index(q, k, block, top):
+    """Block-Sparse's selection stated plainly: every query block scored against every key block."""
+    t, hq, d = q.shape
+    nb, g = -(-t // block), hq // k.shape[1]
+    pad = nb * block - t
+    n = torch.full((nb,), float(block))
+    n[-1] = block - pad
+    pq = torch.nn.functional.pad(q, (0, 0, 0, 0, 0, pad)).reshape(nb, block, hq, d).sum(1) / n[:, None, None]
+    pk = torch.nn.functional.pad(k, (0, 0, 0, 0, 0, pad)).reshape(nb, block, -1, d).sum(1) / n[:, None, None]
+    pk = pk.repeat_interleave(g, 1)
+    i = torch.arange(nb)
+    s = torch.einsum("bhd,chd->hbc", pq, pk)
+    s = s.masked_fill((i[None] == 0) | (i[None] == i[:, None]) | (i[None] == i[:, None] - 1), float("inf"))
+    s = s.masked_fill(i[None] > i[:, None], float("-inf"))
+    chosen = s.topk(min(top, nb), -1).indices
+    return torch.where(chosen <= i[:, None], chosen, nb).sort(-1).values.int()
+
+
+@pytest.mark.parametrize("row_chunk", [1024, 5])
+@pytest.mark.parametrize(
+    "t,hq,hkv,block,top", [(17, 4, 2, 16, 3), (1000, 6, 2, 16, 5), (1000, 4, 1, 16, 40), (700, 4, 4, 32, 3)]
+)
+def test_block_index_equals_the_full_square_selection(monkeypatch, row_chunk, t, hq, hkv, block, top):
+    """The index scores the causal triangle in row chunks and skips rows that keep everything: the same
+    blocks as scoring the whole square (chunks of 5 rows: many chunk edges, rows below and above ``top``)."""
+    from sparse_frontier.attention import block_sparse
+
+    monkeypatch.setattr(block_sparse, "ROW_CHUNK", row_chunk)
+    q, k, _ = qkv(t, hq, hkv, 32, seed=4)
+    blocks, counts = block_index(q, k, block, top)
+    assert torch.equal(blocks, full_square_block_index(q, k, block, top))
+    assert torch.equal(counts[0], torch.clamp(torch.arange(-(-t // block)) + 1, max=top).int())
+
+
 def test_sparse_prefill_fp16_close_to_fp32_reference():
     q, k, v = qkv(128, 2, 1, 64, seed=2)
     blocks, counts = block_index(q, k, 16, 3)

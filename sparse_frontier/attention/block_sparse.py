@@ -41,8 +41,16 @@ def top_chunks_for(t: int, block: int, sparsity: float) -> int:
     return max(3, search_int(lambda k: block_density(t, block, k), 1.0 - sparsity, 1, nb))
 
 
+#: query blocks scored at once: bounds the score tensor to ROW_CHUNK x NB floats per query head
+ROW_CHUNK = 1024
+
+
 def block_index(query, key, block: int, top: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``blocks [Hq, NB, K]`` (kept key blocks, valid first, sorted; padding NB) and ``counts [Hq, NB]``."""
+    """``blocks [Hq, NB, K]`` (kept key blocks, valid first, sorted; padding NB) and ``counts [Hq, NB]``.
+
+    Query blocks go in row chunks, each scored only against the key blocks up to its last row (the
+    causal lower triangle: half the scores, masks and top-k width of the full square), and the
+    chunks whose every row keeps all its blocks (row ``i < top``) need no scores at all."""
     t, hq, d = query.shape
     hkv = key.shape[1]
     g = hq // hkv
@@ -52,18 +60,24 @@ def block_index(query, key, block: int, top: int) -> tuple[torch.Tensor, torch.T
     n[-1] = block - pad
     pq = F.pad(query.float(), (0, 0, 0, 0, 0, pad)).reshape(nb, block, hq, d).sum(1) / n[:, None, None]
     pk = F.pad(key.float(), (0, 0, 0, 0, 0, pad)).reshape(nb, block, hkv, d).sum(1) / n[:, None, None]
+    pq = pq.view(nb, hkv, g, d).permute(1, 2, 0, 3)  # [Hkv, g, NB, D]
+    pk = pk.permute(1, 2, 0)[:, None]  # [Hkv, 1, D, NB]
     k = min(top, nb)
     qi = torch.arange(nb, device=query.device)
-    above = qi[None, :] > qi[:, None]
-    forced = (qi[None, :] == 0) | (qi[None, :] == qi[:, None]) | (qi[None, :] == qi[:, None] - 1)
-    blocks = torch.empty(hq, nb, k, dtype=torch.int32, device=query.device)
-    for h in range(hkv):  # one kv group at a time bounds memory to g * NB^2 floats
-        s = torch.einsum("bgd,cd->gbc", pq[:, h * g : (h + 1) * g], pk[:, h])
-        s = s.masked_fill(forced, float("inf")).masked_fill(above, float("-inf"))
-        top_idx = s.topk(k, -1).indices
-        blocks[h * g : (h + 1) * g] = torch.where(top_idx <= qi[:, None], top_idx, nb).sort(-1).values.int()
+    blocks = torch.empty(hkv, g, nb, k, dtype=torch.int32, device=query.device)
+    # rows i < k keep blocks 0..i (then padding)
+    first = min(k, nb)
+    blocks[:, :, :first] = torch.where(qi[None, :k] <= qi[:first, None], qi[None, :k], nb).int()
+    for r0 in range(first, nb, ROW_CHUNK):
+        r1 = min(r0 + ROW_CHUNK, nb)
+        rows, cols = qi[r0:r1, None], qi[None, :r1]
+        s = torch.matmul(pq[:, :, r0:r1], pk[..., :r1])  # [Hkv, g, rows, r1]
+        # sink, diagonal and the block below it always; blocks above the diagonal never
+        s.masked_fill_((cols == 0) | (cols == rows) | (cols == rows - 1), float("inf"))
+        s.masked_fill_(cols > rows, float("-inf"))
+        blocks[:, :, r0:r1] = s.topk(k, -1).indices.sort(-1).values.int()  # every row here has >= k blocks
     counts = torch.clamp(qi + 1, max=k).expand(hq, nb).int()
-    return blocks, counts
+    return blocks.view(hq, nb, k), counts
 
 
 def run_blocks(query, key, value, scale, blocks, counts, block) -> torch.Tensor:
