@@ -13,7 +13,11 @@ def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> Non
     traceback), so the rule log Snakemake points to after a failure says what went wrong."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
-        handlers.append(logging.FileHandler(log_file, mode="w"))
+        # A fresh log per run, then appended to: logging.config.dictConfig (vLLM calls it when it is
+        # imported) closes every existing handler, and a closed handler in mode "w" drops every
+        # later record rather than reopen and truncate its file; in mode "a" it reopens.
+        open(log_file, "w").close()
+        handlers.append(logging.FileHandler(log_file, mode="a"))
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -228,3 +228,34 @@ def test_a_failing_job_writes_its_exception_to_the_rule_log(tmp_path):
     assert result.returncode == 1 and "FileNotFoundError" in result.stderr
     text = log.read_text()
     assert "job failed: FileNotFoundError" in text and "missing.jsonl" in text and "Traceback" in text
+
+
+def test_the_job_log_keeps_logging_after_a_library_reconfigures_logging(tmp_path):
+    """vLLM calls logging.config.dictConfig when it is imported, which closes every existing handler:
+    the job's log must go on (on the GPU machine the sweep logs stopped after their first lines), and
+    a rerun of the job still starts a fresh log."""
+    import logging
+    import logging.config
+
+    from sparse_frontier.logs import setup_logging
+
+    log = tmp_path / "job.log"
+    log.write_text("an earlier run's log\n")
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        setup_logging(str(log))
+        logging.getLogger("job").info("engine starting")
+        logging.config.dictConfig({"version": 1, "disable_existing_loggers": False, "loggers": {"vllm": {}}})
+        logging.getLogger("job").info("run 1 of 26 done")
+        for handler in root.handlers:
+            handler.flush()
+    finally:
+        for handler in root.handlers:
+            if handler not in saved_handlers:
+                handler.close()
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    text = log.read_text()
+    assert "earlier run" not in text
+    assert "engine starting" in text and "run 1 of 26 done" in text
