@@ -1,7 +1,7 @@
 """End-to-end throughput through the sparse_frontier handler -> the throughput table of the GPU-hours rule.
 
-For each model: ONE vLLM engine (``sparse_frontier.vllm_plugin.engine.Engine``, so the attention handler
-is active, with the config's engine settings) with ``max_model_len`` = longest length + most output
+For each model and engine (below): ONE vLLM engine (``sparse_frontier.vllm_plugin.engine.Engine``, so the
+attention handler is active unless it is the stock one, with the config's engine settings) with ``max_model_len`` = longest length + most output
 tokens; then for every length x output tokens x concurrency x method setting: a warm-up request, and
 ``concurrency x waves`` prompts of random token ids of exactly that length, ``concurrency`` of them
 in vLLM at a time, the next handed over as one finishes (``Engine.stream``, as a predict job runs
@@ -11,12 +11,25 @@ answer has exactly ``output_tokens`` tokens. Vertical-Slash / FlexPrefill first 
 table fitted on the model's own attention captured from a few random prompts per length (as a grid
 run gets one from rule calibrate_attention; ``--no-calibrate``: they calibrate on every call, which
 a grid run never does). Wall time -> samples/hour, one row per setting appended
-to the table (format: ``sparse_frontier/planning/throughput_table.py``), flushed at once. Resumable: settings already
-in the table (same model, TP, CUDA graphs, length, method, sparsity, output tokens, concurrency and
-card) are skipped, and a model with nothing left starts no engine. ``--time-budget`` seconds: no new
-measurement starts when the time is up (nor one whose previous measurement at that length would not
-fit); it exits 0 with what it wrote. With several models, each runs in its own process (one engine per
-process), one after the other.
+to the table (format: ``sparse_frontier/planning/throughput_table.py``), flushed at once.
+
+Engines (one per process, one after the other): per model, the handler with each ``--handler-graphs``
+value (``on``: the handler's decode replays its own CUDA graphs, ``engine.handler_graphs``; ``off``:
+eager; CUDA only, on CPU always ``off``), then with ``--stock`` stock vLLM: dense, the plugin inactive
+(no method in the engine's environment, checked in every worker), rows with ``handler`` off and
+``handler_graphs`` blank. Every engine of a run gets the same arguments and memory plan (Quest's page
+summaries beside the KV cache if any method of ``--methods`` keeps them), so they hold the same
+sequences. ``--concurrency max``: per length, as many sequences of length + output tokens as the
+started engine's KV cache holds (``Engine.sequences_that_fit``), at most ``--max-concurrency``
+(default: the config's ``engine.batch_size``, what a grid job runs at most); the number is the row's
+``concurrency`` and its ``source`` says "as many as fit in the KV cache (N tokens)".
+
+Resumable: settings already in the table (same model, TP, CUDA graphs, handler, handler graphs,
+length, method, sparsity, output tokens, concurrency - for ``max`` any row so marked - and card) are
+skipped, and an engine with nothing left is not started. ``--time-budget`` seconds: no engine starts
+with less than ``ENGINE_START_ALLOWANCE_S`` (120 s) left, no calibration length either, and no
+measurement starts when the time is up or when the previous one at that length (else the slowest so
+far, scaled by length) would not fit; it exits 0 with what it wrote, and the same command continues.
 
 Models: ``NAME`` = a model of ``--config`` with dummy weights of its architecture (``load_format=dummy``,
 a config.json written from the architecture numbers: Qwen 2.5 and Llama 3.1 families; Qwen beyond 32k
@@ -24,17 +37,32 @@ gets YaRN as in the grid); ``NAME=FOLDER`` = a checkpoint folder (real weights i
 weights from its config.json: the way to run Gemma 3 or any other shape). NAME is what the table
 calls the model: the GPU-hours rule accepts only models of its config.
 
-On the GPU machine (H100; vLLM 0.20 unpacked as in ``benchmarks/device_env.sh``)::
+Issue #18's table on a GPU (H100 or H200; vLLM 0.20 unpacked as in ``benchmarks/device_env.sh``).
+Lengths longest first, so the targets' 128k and 64k come first. ``--out`` and ``--workdir`` outside
+the working tree, where a machine keeps them between calls (the calibration tables live in the
+workdir); copy the CSV back after each call::
 
     source benchmarks/device_env.sh
-    python benchmarks/throughput.py --model qwen2.5-7b \\
-        --lengths 16384 32768 65536 128000 --output-tokens 256 --concurrency 8 --waves 2 \\
-        --methods dense vertical_slash=0.9 quest=0.9 snapkv=0.9 block_sparse=0.9 flexprefill=0.9 ada_snapkv=0.9 \\
-        --out benchmarks/results/throughput.csv --time-budget 540
+    W=/tmp/sf_throughput; mkdir -p $W; [ -f $W/throughput.csv ] || cp benchmarks/results/throughput.csv $W/
+    python benchmarks/throughput.py --model qwen2.5-7b --lengths 128000 65536 32768 16384 \
+        --output-tokens 256 --concurrency max --waves 1 --stock --handler-graphs on \
+        --methods dense vertical_slash=0.9 quest=0.9 snapkv=0.9 \
+        --out $W/throughput.csv --workdir $W --time-budget 420
+    cp $W/throughput.csv benchmarks/results/throughput.csv   # (or to wherever results come back from)
+    python benchmarks/throughput_report.py   # benchmarks/results/throughput.md and .png
 
-(block_sparse and flexprefill are not part of the 128k grid; measuring them there is harmless.) Run the
-same command again to continue where a time budget stopped it. More shapes: ``--model qwen2.5-7b
-qwen2.5-14b llama3.1-8b`` (TP from the config; ``--tp`` overrides).
+How long (from the committed rows' samples/h, the resource model's sequences that fit, engine starts
+of 60-90 s): as many as fit is 32 / 29 / 13 / 6 at 16k / 32k / 64k / 128k on an H100 (32 / 32 / 29 /
+14 on an H200). The handler engine's 16 measurements take about 9 min on an H100 (16 min on an H200),
+64k and 128k 6 min (12.5); stock vLLM 2.5 min (4.5); a warm-up prompt per setting ~1 min in all; two
+engine starts 2.5 min; Vertical-Slash's calibration one capture engine per length, ~1-2 min each
+(4-8 min for four lengths, none if the workdir already has them). In all **~20-25 min on an H100
+(3-4 calls of --time-budget 420 in a 600 s limit), ~30 min on an H200**. In a 15-minute slot:
+``--lengths 128000 65536`` first (the targets: ~13-15 min on an H100, 2 calls; on an H200 about
+21 min, or ``--max-concurrency 16`` for ~15), and the same command with all four lengths later
+resumes with 32k and 16k. ``--handler-graphs on off`` adds the eager handler for comparison (another
+~9 min on an H100). Other shapes: ``--model qwen2.5-7b qwen2.5-14b llama3.1-8b`` (TP from the config;
+``--tp`` overrides).
 
 On CPU (tests/test_benchmark_throughput.py, the tiny random-weight model of tests/helpers.py)::
 
