@@ -1,7 +1,7 @@
 """End-to-end throughput through the sparse_frontier handler -> the throughput table of the GPU-hours rule.
 
-For each model: ONE vLLM engine (``sparse_frontier.vllm_plugin.engine.Engine``, so the attention handler
-is active, with the config's engine settings) with ``max_model_len`` = longest length + most output
+For each model and engine (below): ONE vLLM engine (``sparse_frontier.vllm_plugin.engine.Engine``, so the
+attention handler is active unless it is the stock one, with the config's engine settings) with ``max_model_len`` = longest length + most output
 tokens; then for every length x output tokens x concurrency x method setting: a warm-up request, and
 ``concurrency x waves`` prompts of random token ids of exactly that length, ``concurrency`` of them
 in vLLM at a time, the next handed over as one finishes (``Engine.stream``, as a predict job runs
@@ -11,12 +11,25 @@ answer has exactly ``output_tokens`` tokens. Vertical-Slash / FlexPrefill first 
 table fitted on the model's own attention captured from a few random prompts per length (as a grid
 run gets one from rule calibrate_attention; ``--no-calibrate``: they calibrate on every call, which
 a grid run never does). Wall time -> samples/hour, one row per setting appended
-to the table (format: ``sparse_frontier/planning/throughput_table.py``), flushed at once. Resumable: settings already
-in the table (same model, TP, CUDA graphs, length, method, sparsity, output tokens, concurrency and
-card) are skipped, and a model with nothing left starts no engine. ``--time-budget`` seconds: no new
-measurement starts when the time is up (nor one whose previous measurement at that length would not
-fit); it exits 0 with what it wrote. With several models, each runs in its own process (one engine per
-process), one after the other.
+to the table (format: ``sparse_frontier/planning/throughput_table.py``), flushed at once.
+
+Engines (one per process, one after the other): per model, the handler with each ``--handler-graphs``
+value (``on``: the handler's decode replays its own CUDA graphs, ``engine.handler_graphs``; ``off``:
+eager; CUDA only, on CPU always ``off``), then with ``--stock`` stock vLLM: dense, the plugin inactive
+(no method in the engine's environment, checked in every worker), rows with ``handler`` off and
+``handler_graphs`` blank. Every engine of a run gets the same arguments and memory plan (Quest's page
+summaries beside the KV cache if any method of ``--methods`` keeps them), so they hold the same
+sequences. ``--concurrency max``: per length, as many sequences of length + output tokens as the
+started engine's KV cache holds (``Engine.sequences_that_fit``), at most ``--max-concurrency``
+(default: the config's ``engine.batch_size``, what a grid job runs at most); the number is the row's
+``concurrency`` and its ``source`` says "as many as fit in the KV cache (N tokens)".
+
+Resumable: settings already in the table (same model, TP, CUDA graphs, handler, handler graphs,
+length, method, sparsity, output tokens, concurrency - for ``max`` any row so marked - and card) are
+skipped, and an engine with nothing left is not started. ``--time-budget`` seconds: no engine starts
+with less than ``ENGINE_START_ALLOWANCE_S`` (120 s) left, no calibration length either, and no
+measurement starts when the time is up or when the previous one at that length (else the slowest so
+far, scaled by length) would not fit; it exits 0 with what it wrote, and the same command continues.
 
 Models: ``NAME`` = a model of ``--config`` with dummy weights of its architecture (``load_format=dummy``,
 a config.json written from the architecture numbers: Qwen 2.5 and Llama 3.1 families; Qwen beyond 32k
@@ -24,17 +37,32 @@ gets YaRN as in the grid); ``NAME=FOLDER`` = a checkpoint folder (real weights i
 weights from its config.json: the way to run Gemma 3 or any other shape). NAME is what the table
 calls the model: the GPU-hours rule accepts only models of its config.
 
-On the GPU machine (H100; vLLM 0.20 unpacked as in ``benchmarks/device_env.sh``)::
+Issue #18's table on a GPU (H100 or H200; vLLM 0.20 unpacked as in ``benchmarks/device_env.sh``).
+Lengths longest first, so the targets' 128k and 64k come first. ``--out`` and ``--workdir`` outside
+the working tree, where a machine keeps them between calls (the calibration tables live in the
+workdir); copy the CSV back after each call::
 
     source benchmarks/device_env.sh
-    python benchmarks/throughput.py --model qwen2.5-7b \\
-        --lengths 16384 32768 65536 128000 --output-tokens 256 --concurrency 8 --waves 2 \\
-        --methods dense vertical_slash=0.9 quest=0.9 snapkv=0.9 block_sparse=0.9 flexprefill=0.9 ada_snapkv=0.9 \\
-        --out benchmarks/results/throughput.csv --time-budget 540
+    W=/tmp/sf_throughput; mkdir -p $W; [ -f $W/throughput.csv ] || cp benchmarks/results/throughput.csv $W/
+    python benchmarks/throughput.py --model qwen2.5-7b --lengths 128000 65536 32768 16384 \
+        --output-tokens 256 --concurrency max --waves 1 --stock --handler-graphs on \
+        --methods dense vertical_slash=0.9 quest=0.9 snapkv=0.9 \
+        --out $W/throughput.csv --workdir $W --time-budget 420
+    cp $W/throughput.csv benchmarks/results/throughput.csv   # (or to wherever results come back from)
+    python benchmarks/throughput_report.py   # benchmarks/results/throughput.md and .png
 
-(block_sparse and flexprefill are not part of the 128k grid; measuring them there is harmless.) Run the
-same command again to continue where a time budget stopped it. More shapes: ``--model qwen2.5-7b
-qwen2.5-14b llama3.1-8b`` (TP from the config; ``--tp`` overrides).
+How long (from the committed rows' samples/h, the resource model's sequences that fit, engine starts
+of 60-90 s): as many as fit is 32 / 29 / 13 / 6 at 16k / 32k / 64k / 128k on an H100 (32 / 32 / 29 /
+14 on an H200). The handler engine's 16 measurements take about 9 min on an H100 (16 min on an H200),
+64k and 128k 6 min (12.5); stock vLLM 2.5 min (4.5); a warm-up prompt per setting ~1 min in all; two
+engine starts 2.5 min; Vertical-Slash's calibration one capture engine per length, ~1-2 min each
+(4-8 min for four lengths, none if the workdir already has them). In all **~20-25 min on an H100
+(3-4 calls of --time-budget 420 in a 600 s limit), ~30 min on an H200**. In a 15-minute slot:
+``--lengths 128000 65536`` first (the targets: ~13-15 min on an H100, 2 calls; on an H200 about
+21 min, or ``--max-concurrency 16`` for ~15), and the same command with all four lengths later
+resumes with 32k and 16k. ``--handler-graphs on off`` adds the eager handler for comparison (another
+~9 min on an H100). Other shapes: ``--model qwen2.5-7b qwen2.5-14b llama3.1-8b`` (TP from the config;
+``--tp`` overrides).
 
 On CPU (tests/test_benchmark_throughput.py, the tiny random-weight model of tests/helpers.py)::
 
@@ -53,6 +81,7 @@ import random
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,7 +90,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from plugin_gpu import QWEN25_7B, random_prompts, write_dummy_model  # noqa: E402
 
-from sparse_frontier.planning.throughput_table import CALIBRATED_SOURCE, append_rows, key_of, read_table  # noqa: E402
+from sparse_frontier.planning.throughput_table import (  # noqa: E402
+    CALIBRATED_SOURCE,
+    MAX_CONCURRENCY_SOURCE,
+    append_rows,
+    key_of,
+    read_table,
+)
 
 log = logging.getLogger("throughput")
 DEFAULT_METHODS = [
@@ -92,6 +127,49 @@ LLAMA31 = {
     "bos_token_id": 128000,
     "eos_token_id": 128009,
 }
+
+
+#: an engine is not started with less time than this left of ``--time-budget`` (a start and a first measurement)
+ENGINE_START_ALLOWANCE_S = 120.0
+#: what ``--stock`` measures: dense, with the plugin inactive (no method reaches the engine)
+STOCK = ("dense", 0.0)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One engine of a model: through the handler with its decode graphs ``on`` / ``off`` (``graphs``:
+    what the rows record, always ``off`` on CPU), or stock vLLM (``handler`` False, ``graphs`` None)."""
+
+    handler: bool
+    graphs: str | None
+
+    @property
+    def label(self) -> str:
+        return f"handler, graphs {self.graphs}" if self.handler else "stock vLLM"
+
+
+def variants(args, device: str) -> list[Variant]:
+    """The engines each model runs, in order: the handler with each ``--handler-graphs`` value (the
+    graphs exist on CUDA only: on CPU every value is ``off``), then stock vLLM if ``--stock``."""
+    out: list[Variant] = []
+    for graphs in args.handler_graphs:
+        v = Variant(True, graphs if device == "cuda" else "off")
+        if v not in out:
+            out.append(v)
+    return out + ([Variant(False, None)] if args.stock else [])
+
+
+def parse_concurrency(text: str) -> int | str:
+    """``8`` -> 8; ``max`` -> "max" (as many sequences as the engine's KV cache holds, up to ``--max-concurrency``)."""
+    if text == "max":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a positive integer nor 'max'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer (or 'max')")
+    return value
 
 
 def parse_method(text: str) -> tuple[str, float]:
@@ -174,8 +252,8 @@ def has_weights(folder: Path) -> bool:
     return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin")) or any(folder.glob("*.pt"))
 
 
-def measure_model(args, name: str, where: str | None, config: dict, deadline: float) -> int:
-    """Every missing setting of one model with one engine; returns the rows written."""
+def measure_model(args, name: str, where: str | None, config: dict, deadline: float, variant: Variant) -> int:
+    """Every missing setting of one model and engine variant with one engine; returns the rows written."""
     model = dict(config["models"].get(name, {}))
     if where is None and name not in config["models"]:
         raise ValueError(
@@ -185,10 +263,14 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
     engine = dict(config["engine"], device=device)
     engine["dtype"] = args.dtype or ("float32" if device == "cpu" else engine["dtype"])
     engine["cuda_graphs"] = args.cuda_graphs or engine["cuda_graphs"]
+    engine["handler_graphs"] = variant.graphs == "on"
     cuda_graphs = engine["cuda_graphs"] if device == "cuda" else "none"
+    handler = "on" if variant.handler else "off"
     tp = args.tp or int(model.get("tensor_parallel_size", 1))
     card = card_name(device)
-    methods = [parse_method(m) for m in args.methods]
+    all_methods = [parse_method(m) for m in args.methods]
+    methods = all_methods if variant.handler else [STOCK]
+    cap = args.max_concurrency or int(engine["batch_size"])
     plan = [
         (length, out, conc, method, sparsity)
         for length in args.lengths
@@ -203,24 +285,27 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
                 "model": name,
                 "tensor_parallel_size": tp,
                 "cuda_graphs": cuda_graphs,
-                "handler": "on",
+                "handler": handler,
+                "handler_graphs": variant.graphs,
                 "length": length,
                 "method": method,
                 "sparsity": sparsity,
                 "output_tokens": out,
-                "concurrency": conc,
+                "concurrency": 1 if conc == "max" else conc,
                 "card": card,
             }
         )
 
-    done = (
-        {key_of(r) for r in read_table(args.out)}
-        if Path(args.out).exists() and Path(args.out).stat().st_size
-        else set()
-    )
-    todo = [p for p in plan if row_key(*p) not in done]
-    log.info("%s: %d of %d settings to measure on %s", name, len(todo), len(plan), card)
-    if not todo or time.time() >= deadline:
+    rows = read_table(args.out) if Path(args.out).exists() and Path(args.out).stat().st_size else []
+    done = {key_of(r) for r in rows}
+    # "max": done if a row of the setting says its concurrency was as many as fit (whatever number that was)
+    done_max = {key_of(dict(r, concurrency=1)) for r in rows if MAX_CONCURRENCY_SOURCE in str(r["source"])}
+    todo = [p for p in plan if row_key(*p) not in (done_max if p[2] == "max" else done)]
+    log.info("%s (%s): %d of %d settings to measure on %s", name, variant.label, len(todo), len(plan), card)
+    if not todo:
+        return 0
+    if time.time() + ENGINE_START_ALLOWANCE_S > deadline:
+        log.warning("%s (%s): time budget reached before the engine start (run again to continue)", name, variant.label)
         return 0
 
     # the model: dummy weights of a config shape, or a folder (dummy weights if it holds none)
@@ -231,17 +316,21 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         folder = Path(where)
         dummy = not has_weights(folder)
     vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
+    from sparse_frontier.calibrate import needs_calibration
     from sparse_frontier.vllm_plugin.engine import Engine
 
     if dummy:
         engine["load_format"] = "dummy"
     calibrated = set()
-    if args.calibrate:
-        calibrated = calibrate(args, name, folder, model, engine, tp, vocab, todo)
+    if args.calibrate and variant.handler:
+        calibrated = calibrate(args, name, folder, model, engine, tp, vocab, todo, deadline)
     max_model_len = max(args.lengths) + max(args.output_tokens)
-    engine["batch_size"] = max(args.concurrency)  # vLLM's max_num_seqs; each setting keeps `concurrency` in flight
+    # vLLM's max_num_seqs; each setting keeps `concurrency` in flight
+    engine["batch_size"] = max(cap if c == "max" else c for c in args.concurrency)
     start = time.perf_counter()
-    specs = [setting_spec(m, s) for *_, m, s in todo]
+    # Every method of the run (not only those left): the same memory plan (Quest's summaries beside
+    # the KV cache) in every engine of the run, stock included, so "max" resolves alike in each.
+    specs = [setting_spec(m, s) for m, s in all_methods]
     eng = Engine(
         str(folder),
         max_model_len,
@@ -251,11 +340,28 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         seed=0,
         yarn_original=model.get("yarn_original_max_position_embeddings"),
         request_methods=specs,
+        handler=variant.handler,
     )
     engine_start = time.perf_counter() - start
+    kv_tokens = eng.kv_cache_tokens()
     log.info(
-        "%s: engine started in %.1f s (max_model_len %d, TP %d, %s)", name, engine_start, max_model_len, tp, engine
+        "%s (%s): engine started in %.1f s (max_model_len %d, TP %d, KV cache %d tokens, %s)",
+        name,
+        variant.label,
+        engine_start,
+        max_model_len,
+        tp,
+        kv_tokens,
+        engine,
     )
+
+    def resolve(length: int, out: int, conc: int | str) -> int:
+        if conc != "max":
+            return conc
+        fit = eng.sequences_that_fit(length + out)
+        if fit < 1:
+            raise RuntimeError(f"no sequence of {length} + {out} tokens fits the KV cache ({kv_tokens} tokens)")
+        return min(cap, fit)
 
     def generate(prompts, out, spec, conc):
         """Wall seconds and mean measured sparsity of ``prompts``, ``conc`` of them in vLLM at a time
@@ -277,11 +383,22 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
     )
     last: dict[int, float] = {}
     written = 0
-    for i, (length, out, conc, method, sparsity) in enumerate(todo):
-        if time.time() + last.get(length, 0.0) > deadline:
-            log.warning("%s: time budget reached, %d settings left (run again to continue)", name, len(todo) - i)
+    for i, (length, out, conc_arg, method, sparsity) in enumerate(todo):
+        if time.time() + expected_seconds(last, length) > deadline:
+            log.warning(
+                "%s (%s): time budget reached, %d settings left (run again to continue)",
+                name,
+                variant.label,
+                len(todo) - i,
+            )
             break
-        spec = dict(setting_spec(method, sparsity), model=name)
+        if args.calibrate and variant.handler and needs_calibration(method) and (method, length) not in calibrated:
+            log.warning(
+                "%s: %s at %d has no calibration table yet (time budget): left for the next run", name, method, length
+            )
+            continue
+        conc = resolve(length, out, conc_arg)
+        spec = dict(setting_spec(method, sparsity), model=name) if variant.handler else None
         t0 = time.perf_counter()
         rng = random.Random(f"{name}/{length}/{method}/{sparsity}/{out}/{conc}")
         if not args.no_warmup:  # compile/autotune this method's kernels at this length before timing
@@ -290,13 +407,16 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         wall, measured = generate(prompts, out, spec, conc)
         measured = [] if measured is None else [measured]
         source = meta["source"] + (f", {CALIBRATED_SOURCE}" if (method, length) in calibrated else "")
+        if conc_arg == "max":
+            source += f", {MAX_CONCURRENCY_SOURCE} ({kv_tokens} tokens)"
         row = dict(
             meta,
             source=source,
             model=name,
             tensor_parallel_size=tp,
             cuda_graphs=cuda_graphs,
-            handler="on",
+            handler=handler,
+            handler_graphs=variant.graphs,
             length=length,
             prompt_tokens=length,
             method=method,
@@ -313,8 +433,9 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         written += 1
         last[length] = time.perf_counter() - t0
         log.info(
-            "%s L=%d out=%d x%d %s@%g: %.1f samples/h (measured sparsity %s)",
+            "%s (%s) L=%d out=%d x%d %s@%g: %.1f samples/h (measured sparsity %s)",
             name,
+            variant.label,
             length,
             out,
             conc,
@@ -326,17 +447,27 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
     return written
 
 
-def calibrate(args, name, folder, model, engine, tp, vocab, todo) -> set[tuple[str, int]]:
+def expected_seconds(last: dict[int, float], length: int) -> float:
+    """What the next measurement at ``length`` is expected to take: the last one at that length, else
+    the slowest so far scaled by the length ratio (0 before the first)."""
+    if length in last:
+        return last[length]
+    return max((seconds * length / measured for measured, seconds in last.items()), default=0.0)
+
+
+def calibrate(args, name, folder, model, engine, tp, vocab, todo, deadline=float("inf")) -> set[tuple[str, int]]:
     """Vertical-Slash / FlexPrefill settings get a calibration table fitted on the model's own captured
     attention (:func:`sparse_frontier.calibrate.calibrate_model` on a few random prompts of each
     length), as a grid run has from rule calibrate_attention: without one the methods calibrate on
     every call, a binary search per layer and prompt that a grid run never pays. The table lives in
-    the work folder and is reused by later runs. Returns the (method, length) pairs it covers."""
+    the work folder and is reused by later runs. One length at a time, in the order of ``--lengths``,
+    none started past ``deadline`` (their settings are left for the next run). Returns the (method,
+    length) pairs the table covers."""
     from sparse_frontier.attention import calibration
     from sparse_frontier.calibrate import calibrate_model, needs_calibration, use_calibration_table
     from sparse_frontier.io import write_jsonl_atomic
 
-    wanted = sorted({length for length, _, _, method, _ in todo if needs_calibration(method)})
+    wanted = list(dict.fromkeys(length for length, _, _, method, _ in todo if needs_calibration(method)))
     methods = sorted({method for *_, method, _ in todo if needs_calibration(method)})
     if not wanted:
         return set()
@@ -347,19 +478,21 @@ def calibrate(args, name, folder, model, engine, tp, vocab, todo) -> set[tuple[s
     )
     missing = [length for length in wanted if any((m, length) not in have for m in methods)]
     if missing:
-        datasets = {}
-        for length in missing:
-            path = Path(args.workdir) / f"{name}-calibration-prompts-{length}.jsonl"
-            prompts = random_prompts(
-                args.calibration_prompts, length, vocab, random.Random(f"{name}/{length}").randrange(1 << 30)
-            )
-            write_jsonl_atomic(path, [{"id": i, "input_ids": p} for i, p in enumerate(prompts)])
-            datasets[length] = str(path)
         log.info("%s: calibrating %s at %s on its own captured attention", name, methods, missing)
+    covered = [length for length in wanted if length not in missing]
+    for length in missing:
+        if time.time() + ENGINE_START_ALLOWANCE_S > deadline:
+            log.warning("%s: time budget reached before calibrating at %d (run again to continue)", name, length)
+            break
+        path = Path(args.workdir) / f"{name}-calibration-prompts-{length}.jsonl"
+        prompts = random_prompts(
+            args.calibration_prompts, length, vocab, random.Random(f"{name}/{length}").randrange(1 << 30)
+        )
+        write_jsonl_atomic(path, [{"id": i, "input_ids": p} for i, p in enumerate(prompts)])
         calibrate_model(
             str(folder),
             name,
-            datasets,
+            {length: str(path)},
             str(table),
             engine,
             prompts_per_length=args.calibration_prompts,
@@ -368,7 +501,8 @@ def calibrate(args, name, folder, model, engine, tp, vocab, todo) -> set[tuple[s
             tensor_parallel_size=tp,
             yarn_original=model.get("yarn_original_max_position_embeddings"),
         )
-    return {(m, length) for m in methods for length in wanted}
+        covered.append(length)
+    return {(m, length) for m in methods for length in covered}
 
 
 def _cuda() -> bool:
@@ -387,11 +521,36 @@ def main(argv=None) -> None:
         epilog=__doc__.split("\n", 2)[2],
     )
     parser.add_argument("--model", nargs="+", required=True, help="NAME (a config model, dummy weights) or NAME=FOLDER")
-    parser.add_argument("--lengths", nargs="+", type=int, required=True, help="prompt lengths in tokens")
+    parser.add_argument("--lengths", nargs="+", type=int, required=True, help="prompt lengths in tokens, in order")
     parser.add_argument("--output-tokens", nargs="+", type=int, default=[256], help="tokens per answer (ignore_eos)")
-    parser.add_argument("--concurrency", nargs="+", type=int, default=[8], help="prompts handed to vLLM at once")
+    parser.add_argument(
+        "--concurrency",
+        nargs="+",
+        type=parse_concurrency,
+        default=[8],
+        help="prompts handed to vLLM at once; max: as many as the engine's KV cache holds (per length), "
+        "up to --max-concurrency",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        help="the most sequences --concurrency max runs at once (default: the config's engine.batch_size)",
+    )
     parser.add_argument("--waves", type=int, default=1, help="batches of `concurrency` prompts per measurement")
     parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="METHOD[=SPARSITY] ...")
+    parser.add_argument(
+        "--handler-graphs",
+        nargs="+",
+        choices=["on", "off"],
+        default=["on"],
+        help="the handler's decode graphs (engine.handler_graphs), one engine each; CUDA only (CPU: off)",
+    )
+    parser.add_argument(
+        "--stock",
+        action="store_true",
+        help="also measure stock vLLM (dense, plugin inactive, handler=off rows) in an engine of its own",
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/throughput.csv"))
     parser.add_argument("--config", default=str(REPO / "config/config.yaml"), help="models and engine settings")
     parser.add_argument("--time-budget", type=float, default=None, help="seconds; no measurement starts after it")
@@ -409,6 +568,7 @@ def main(argv=None) -> None:
     parser.add_argument("--calibration-prompts", type=int, default=2, help="random prompts per length to calibrate on")
     parser.add_argument("--workdir", default="/tmp/sparse_frontier_throughput", help="where dummy models are written")
     parser.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--only", type=int, default=None, help=argparse.SUPPRESS)  # a child: the engine of that index
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     deadline = args.deadline or (time.time() + args.time_budget if args.time_budget is not None else float("inf"))
@@ -417,24 +577,37 @@ def main(argv=None) -> None:
             parse_method(m)
         except ValueError as err:
             parser.error(f"--methods {m}: {err}")
-    if len(args.model) > 1:  # one engine per process: each model in its own child
+    if args.max_concurrency is not None and args.max_concurrency < 1:
+        parser.error(f"--max-concurrency must be 1 or more, got {args.max_concurrency}")
+    device = args.device or ("cuda" if _cuda() else "cpu")
+    engines = [(spec, v) for spec in args.model for v in variants(args, device)]
+    if len(engines) > 1 and args.only is None:  # one engine per process: each (model, variant) in its own child
         argv = list(sys.argv[1:] if argv is None else argv)
-        cut = argv.index("--model")
-        rest = argv[:cut] + [a for a in argv[cut + 1 + len(args.model) :]]
-        for spec in args.model:
+        for index, (spec, variant) in enumerate(engines):
             if time.time() >= deadline:
-                log.warning("time budget reached before %s", spec)
+                log.warning("time budget reached before %s (%s)", spec, variant.label)
                 break
-            cmd = [sys.executable, __file__, "--model", spec, *rest, "--deadline", repr(deadline)]
+            cmd = [
+                sys.executable,
+                __file__,
+                *argv,
+                "--device",
+                device,
+                "--only",
+                str(index),
+                "--deadline",
+                repr(deadline),
+            ]
             code = subprocess.run(cmd).returncode
             if code:
-                raise SystemExit(f"{spec}: the measurement process failed with exit code {code}")
+                raise SystemExit(f"{spec} ({variant.label}): the measurement process failed with exit code {code}")
         return
     from sparse_frontier.config import load_config
 
     config = load_config(args.config)
-    name, _, where = args.model[0].partition("=")
-    measure_model(args, name, where or None, config, deadline)
+    spec, variant = engines[args.only or 0]
+    name, _, where = spec.partition("=")
+    measure_model(args, name, where or None, config, deadline, variant)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sparse_frontier.planning.throughput_table import read_table
+from sparse_frontier.planning.throughput_report import write_report
+from sparse_frontier.planning.throughput_table import MAX_CONCURRENCY_SOURCE, append_rows, read_table
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_ARCH = {
@@ -78,7 +79,10 @@ def test_cpu_throughput_rows_resume_and_time_budget(tmp_path, tiny_model):
         256,
         *common[3:],
     )
-    assert "tiny: 0 of 1 settings" in log and "tiny2: 1 of 1 settings" in log and log.count("engine started") == 1
+    assert (
+        "tiny (handler, graphs off): 0 of 1 settings" in log and "tiny2 (handler, graphs off): 1 of 1 settings" in log
+    )
+    assert log.count("engine started") == 1
     rows = read_table(out)
     assert len(rows) == 5 and rows[-1]["model"] == "tiny2" and rows[-1]["length"] == 256
 
@@ -136,8 +140,8 @@ def _importable():
 
     spec = importlib.util.spec_from_file_location("benchmarks_throughput", REPO / "benchmarks/throughput.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["benchmarks_throughput"] = module  # before running it: its dataclasses look it up
     spec.loader.exec_module(module)
-    sys.modules["benchmarks_throughput"] = module
     yield
 
 
@@ -154,3 +158,218 @@ def test_dummy_shapes_follow_the_config_architecture():
     assert llama["model_type"] == "llama" and llama["rope_scaling"]["rope_type"] == "llama3"
     with pytest.raises(ValueError, match="gemma3-4b=FOLDER"):
         dummy_hf_config("gemma3-4b", config["models"]["gemma3-4b"])
+
+
+# -- stock vLLM, the handler's graphs, as many as fit -------------------------------------------------
+
+
+@pytest.mark.slow  # two tiny-model engines (handler, then stock vLLM), ~40 s on 2 cores
+def test_stock_rows_handler_graphs_and_as_many_as_fit(tmp_path, tiny_model):
+    """One run, two engines (each in its own process): the handler's rows (graphs off: CPU) and stock
+    vLLM's dense rows (handler off, plugin inactive: no statistics), each at as many sequences as
+    fit, capped; a rerun finds every setting done and starts nothing."""
+    out = tmp_path / "throughput.csv"
+    args = [
+        "--model",
+        f"tiny={tiny_model}",
+        "--lengths",
+        256,
+        "--output-tokens",
+        4,
+        "--concurrency",
+        "max",
+        "--max-concurrency",
+        3,
+        "--methods",
+        "dense",
+        "quest=0.9",
+        "--stock",
+        "--handler-graphs",
+        "on",
+        "off",
+        "--out",
+        out,
+        "--workdir",
+        tmp_path,
+        "--no-warmup",
+    ]
+    log = bench(*args)
+    assert log.count("engine started") == 2 and "(stock vLLM): engine started" in log
+    kv_tokens = int(log.split("(handler, graphs off): engine started")[1].split("KV cache ")[1].split(" tokens")[0])
+    assert kv_tokens // 272 > 3  # the cap binds: 256 + 4 tokens take 17 blocks of 16
+    rows = read_table(out)
+    handler = [r for r in rows if r["handler"] == "on"]
+    stock = [r for r in rows if r["handler"] == "off"]
+    assert [(r["method"], r["handler_graphs"]) for r in handler] == [("dense", "off"), ("quest", "off")]
+    assert [(r["method"], r["handler_graphs"], r["measured_sparsity"]) for r in stock] == [("dense", None, None)]
+    for r in rows:
+        assert r["concurrency"] == 3 == r["samples"] and r["output_tokens"] == 4 and r["engine_start_s"] > 0
+        assert f"as many as fit in the KV cache ({kv_tokens} tokens)" in r["source"]
+    assert handler[1]["measured_sparsity"] > 0.5  # the handler saw Quest's requests; stock saw none
+
+    log = bench(*args)
+    assert "engine started" not in log
+    assert "(handler, graphs off): 0 of 2 settings" in log and "(stock vLLM): 0 of 1 settings" in log
+
+
+def _seed(path, **kw):
+    from benchmarks_throughput import card_name
+
+    row = dict(
+        model="tiny",
+        tensor_parallel_size=1,
+        cuda_graphs="none",
+        handler="on",
+        handler_graphs="off",
+        length=256,
+        method="dense",
+        sparsity=0.0,
+        output_tokens=4,
+        concurrency=7,
+        samples_per_hour=1000,
+        card=card_name("cpu"),
+        source="benchmarks/throughput.py",
+    )
+    append_rows(path, [{**row, **kw}])
+
+
+@pytest.mark.parametrize(
+    ("seeded", "concurrency", "left"),
+    [
+        ({}, "7", 0),
+        ({"handler_graphs": "on"}, "7", 1),  # graphs on (a GPU row) is another setting than the CPU's off
+        ({"handler_graphs": None}, "7", 1),  # blank (before the graphs) too
+        ({}, "max", 1),  # 7 at once, not marked as many as fit
+        ({"source": "benchmarks/throughput.py, as many as fit in the KV cache (999 tokens)"}, "max", 0),
+    ],
+)
+def test_resume_key_has_the_graphs_and_max_resumes_marked_rows(tmp_path, seeded, concurrency, left):
+    out = tmp_path / "t.csv"
+    _seed(out, **seeded)
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks/throughput.py"),
+        "--model",
+        "tiny=/nonexistent",
+        "--lengths",
+        "256",
+        "--output-tokens",
+        "4",
+        "--concurrency",
+        concurrency,
+        "--methods",
+        "dense",
+        "--device",
+        "cpu",
+        "--time-budget",
+        "0",
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"tiny (handler, graphs off): {left} of 1 settings" in result.stderr
+    assert "engine started" not in result.stderr
+
+
+def test_concurrency_argument_names_the_bad_value(tmp_path):
+    cmd = [sys.executable, str(REPO / "benchmarks/throughput.py"), "--model", "tiny=/x", "--lengths", "256"]
+    result = subprocess.run([*cmd, "--concurrency", "most"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "'most' is neither a positive integer nor 'max'" in result.stderr
+
+
+def test_sequences_that_fit_take_whole_blocks():
+    from types import SimpleNamespace
+
+    from sparse_frontier.vllm_plugin.engine import Engine
+
+    eng = object.__new__(Engine)
+    cache = SimpleNamespace(num_gpu_blocks=1000, block_size=16)
+    eng.llm = SimpleNamespace(llm_engine=SimpleNamespace(vllm_config=SimpleNamespace(cache_config=cache)))
+    assert eng.kv_cache_tokens() == 16000
+    assert eng.sequences_that_fit(160) == 100 and eng.sequences_that_fit(161) == 90  # 11 blocks each
+    assert eng.sequences_that_fit(16001) == 0
+
+
+def test_variants_one_engine_each_graphs_only_on_cuda():
+    from argparse import Namespace
+
+    from benchmarks_throughput import Variant, variants
+
+    args = Namespace(handler_graphs=["on", "off"], stock=True)
+    assert variants(args, "cuda") == [Variant(True, "on"), Variant(True, "off"), Variant(False, None)]
+    assert variants(args, "cpu") == [Variant(True, "off"), Variant(False, None)]
+    assert variants(Namespace(handler_graphs=["on"], stock=False), "cuda") == [Variant(True, "on")]
+
+
+# -- the report: issue #18's table, targets and plot -------------------------------------------------
+
+
+def trow(**kw):
+    """A 7B-shape H100 row, handler graphs on, as many as fit (issue #18's table)."""
+    base = dict(
+        model="qwen2.5-7b",
+        tensor_parallel_size=1,
+        cuda_graphs="piecewise",
+        handler="on",
+        handler_graphs="on",
+        length=65536,
+        method="dense",
+        sparsity=0.0,
+        output_tokens=256,
+        concurrency=14,
+        samples_per_hour=1000,
+        card="NVIDIA H100 80GB HBM3",
+        source=f"bench, {MAX_CONCURRENCY_SOURCE} (1000000 tokens)",
+    )
+    return {**base, **kw}
+
+
+def table_rows():
+    """H100, graphs on, as many as fit: 64k at 14 at once, 128k at 7; stock at 64k only, at 14."""
+    rows = [
+        trow(handler="off", handler_graphs=None, samples_per_hour=1000),
+        trow(samples_per_hour=990),
+        trow(method="quest", sparsity=0.9, samples_per_hour=1600),
+        trow(method="snapkv", sparsity=0.9, samples_per_hour=1400),
+        trow(length=128000, concurrency=7, samples_per_hour=400),
+        trow(
+            length=128000,
+            concurrency=7,
+            method="vertical_slash",
+            sparsity=0.9,
+            samples_per_hour=900,
+            source=f"bench, calibration table captured on its own attention, {MAX_CONCURRENCY_SOURCE} (1 tokens)",
+        ),
+        trow(length=128000, concurrency=7, method="quest", sparsity=0.9, samples_per_hour=500),
+        trow(handler_graphs="off", samples_per_hour=950),  # another group: graphs off
+    ]
+    return rows
+
+
+def test_report_writes_the_table_the_targets_and_the_plot(tmp_path):
+    path = tmp_path / "throughput.csv"
+    append_rows(path, table_rows())
+    md = write_report(path, tmp_path / "out").read_text()
+    assert (tmp_path / "out/throughput.png").stat().st_size > 10_000
+    on = md.split("handler graphs on")[1].split("## ")[0]
+    assert "| setting | 64k | 128k |" in on and "| at once | 14 | 7 |" in on
+    assert "| stock vLLM (dense) | 1,000 | - |" in on and "| dense (handler) | 990 | 400 |" in on
+    assert "| quest 0.9 | 1.62x / 1.60x | 1.25x / - |" in on
+    assert "| quest 0.9 >= 1.5x dense (handler) at 64k | 1.62x | pass |" in on
+    assert "| quest 0.9 >= 1.5x dense (handler) at 128k | 1.25x | miss |" in on
+    assert "| snapkv 0.9 >= 1.5x dense (handler) at 64k | 1.41x | miss |" in on
+    assert "| snapkv 0.9 >= 1.5x dense (handler) at 128k | - | not evaluated (no row: snapkv 0.9 at 128k) |" in on
+    assert "| vertical_slash 0.9 >= 2x dense (handler) at 128k | 2.25x | pass |" in on
+    assert "| dense (handler) >= 0.95x stock vLLM at 64k | 0.99x | pass |" in on
+    assert "at 128k | - | not evaluated (no row: stock vLLM (dense) at 128k) |" in on
+    off = md.split("handler graphs off")[1]
+    assert "| dense (handler) >= 0.95x stock vLLM at 64k | 0.95x | pass |" in off  # stock compared in each group
+    assert "quest 0.9 >= 1.5x dense (handler) at 64k | - | not evaluated (no row: quest 0.9 at 64k) |" in off
+
+
+def test_report_of_a_table_without_handler_rows(tmp_path):
+    path = tmp_path / "throughput.csv"
+    append_rows(path, [trow(handler="off", handler_graphs=None)])
+    md = write_report(path, tmp_path).read_text()
+    assert "No handler rows" in md and (tmp_path / "throughput.png").exists()

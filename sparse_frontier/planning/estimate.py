@@ -2,9 +2,13 @@
 
 Every run of the grid takes the time per sample of the *nearest* measured row (:func:`nearest`).
 Nearest = same model, then same tensor-parallel size, same CUDA-graph mode, same method (else dense,
-else any), nearest sparsity, concurrency, length, output tokens, with the handler preferred over stock
+else any), then the handler's decode graphs as the grid runs them (``engine.handler_graphs``: with
+graphs on, a row measured with them is preferred, whatever its length; rows without them - graphs off,
+blank as in the rows from before the graphs, or stock vLLM - are the fallback where a method has no
+such row), nearest sparsity, concurrency, length, output tokens, with the handler preferred over stock
 vLLM and later rows over earlier ones. If that row is the run's own setting (all of these equal; the
-handler may differ, its overhead was measured at 0.98-1.09x) the run is **measured**; otherwise it is
+handler may differ, its overhead was measured at 0.98-1.09x, and so may its graphs: a graph-off row of
+the run's own setting still counts as measured) the run is **measured**; otherwise it is
 **extrapolated**: the resource model's time per sample for the run (``planning.resources.predict_phases``,
 dense, engine start left out) times the ratio measured / modelled at that row. So a sparse method
 measured at one length carries its measured speed-up to the others, and a method never measured runs
@@ -30,7 +34,7 @@ from typing import Any
 from sparse_frontier.planning.cards import H100, Card, card_named
 from sparse_frontier.planning.jobs import prediction_jobs
 from sparse_frontier.planning.resources import engine_start_seconds, memory_plan, predict_phases
-from sparse_frontier.planning.throughput_table import CALIBRATED_SOURCE
+from sparse_frontier.planning.throughput_table import CALIBRATED_SOURCE, graphs_of
 
 TYPICAL_OUTPUT_TOKENS = 256
 #: the summed numbers of a group of runs
@@ -63,10 +67,12 @@ def _log_gap(a: float, b: float) -> float:
     return abs(math.log2(a / b))
 
 
-def nearest(setting: Setting, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], bool]:
-    """The measured row closest to ``setting`` and whether it *is* that setting (see the module doc)."""
+def nearest(setting: Setting, rows: list[dict[str, Any]], handler_graphs: bool = True) -> tuple[dict[str, Any], bool]:
+    """The measured row closest to ``setting`` and whether it *is* that setting (see the module doc);
+    ``handler_graphs``: whether the grid's handler replays its decode graphs (``engine.handler_graphs``)."""
     if not rows:
         raise ValueError("the throughput table has no rows: nothing to extrapolate from")
+    graphs = "on" if handler_graphs else "off"
 
     def distance(indexed):
         i, r = indexed
@@ -76,6 +82,7 @@ def nearest(setting: Setting, rows: list[dict[str, Any]]) -> tuple[dict[str, Any
             r["tensor_parallel_size"] != setting.tensor_parallel_size,
             r["cuda_graphs"] != setting.cuda_graphs,
             method_rank,
+            graphs_of(r) != graphs,
             abs(r["sparsity"] - setting.sparsity),
             _log_gap(r["concurrency"], setting.concurrency),
             _log_gap(r["length"], setting.length),
@@ -140,9 +147,10 @@ def row_setting(row: Mapping[str, Any]) -> Setting:
 
 
 def describe(row: Mapping[str, Any]) -> str:
+    graphs = f" graphs {row['handler_graphs']}" if row.get("handler_graphs") else ""
     return (
         f"{row['model']} TP{row['tensor_parallel_size']} {row['cuda_graphs']} {row['method']}@{row['sparsity']:g} "
-        f"L{row['length']} out{row['output_tokens']} x{row['concurrency']} handler {row['handler']}"
+        f"L{row['length']} out{row['output_tokens']} x{row['concurrency']} handler {row['handler']}{graphs}"
     )
 
 
@@ -159,6 +167,7 @@ class Estimator:
         self, rows: list[dict[str, Any]], models: Mapping[str, Any], engine: Mapping[str, Any], card: Card = H100
     ):
         self.rows, self.models, self.engine, self.card = rows, models, engine, card
+        self.handler_graphs = bool(engine.get("handler_graphs", True))  # the schema's default
         self._cache: dict[Setting, tuple[float, str, dict]] = {}
         self._prefill: dict[Setting, float] = {}
 
@@ -170,7 +179,7 @@ class Estimator:
     def seconds_per_sample(self, setting: Setting) -> tuple[float, str, dict]:
         """(seconds, "measured" or "extrapolated", the row used)."""
         if setting not in self._cache:
-            row, exact = nearest(setting, self.rows)
+            row, exact = nearest(setting, self.rows, self.handler_graphs)
             measured = 3600.0 / row["samples_per_hour"]
             measured_on = row_card(row, self.card)
             if exact and measured_on == self.card:

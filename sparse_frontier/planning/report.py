@@ -140,6 +140,11 @@ def _csv_text(records: list[dict], fields: list[str]) -> str:
     return buf.getvalue()
 
 
+def _handler(row: Mapping[str, Any]) -> str:
+    """``on`` / ``off``, with the handler's decode graphs where the row says (``on (graphs on)``)."""
+    return row["handler"] + (f" (graphs {row['handler_graphs']})" if row.get("handler_graphs") else "")
+
+
 def _fmt(value) -> str:
     if value is None:
         return ""
@@ -185,7 +190,7 @@ def markdown(
     ]
     for r in measured_vs_modelled(rows, config["models"], engine, target):
         lines.append(
-            f"| {r['model']} | {r['tensor_parallel_size']} | {r['cuda_graphs']} | {r['handler']} | {r['length']} | "
+            f"| {r['model']} | {r['tensor_parallel_size']} | {r['cuda_graphs']} | {_handler(r)} | {r['length']} | "
             f"{r['method']} | {r['sparsity']:g} | {r['output_tokens']} | {r['concurrency']} | "
             f"{r['samples_per_hour']:,.0f} | {r['modelled_samples_per_hour']:,.0f} | "
             f"{r['measured_over_modelled']:.2f} | {r['card']} | {r['source']} |"

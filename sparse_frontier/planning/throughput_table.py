@@ -1,14 +1,20 @@
 """The throughput table: one measured setting a row (``benchmarks/results/throughput.csv``, written by
 ``benchmarks/throughput.py``, seeded with the earlier measurements); its columns, checks and I/O.
 
-A setting is (model shape, tensor_parallel_size, cuda_graphs, handler, length, method, sparsity,
-output_tokens, concurrency): ``model`` names a model of the config (its ``architecture`` is the shape;
+A setting is (model shape, tensor_parallel_size, cuda_graphs, handler, handler_graphs, length, method,
+sparsity, output_tokens, concurrency): ``model`` names a model of the config (its ``architecture`` is the shape;
 the benchmark runs dummy weights of that shape), ``length`` the grid length the prompts belong to
 (``prompt_tokens`` the actual count, may be blank), ``method`` a registered method at ``sparsity``
 (dense: 0; ``measured_sparsity`` what the handler measured, mean over the requests), ``output_tokens``
 exactly that many per answer (ignore_eos), ``concurrency`` prompts handed to vLLM at once (the grid's
 ``engine.batch_size``), ``cuda_graphs`` ``piecewise`` or ``none`` (eager), ``handler`` ``on`` (through
-the sparse_frontier handler, as the grid runs) or ``off`` (stock vLLM). Measured: ``samples_per_hour``
+the sparse_frontier handler, as the grid runs) or ``off`` (stock vLLM: the plugin inactive),
+``handler_graphs`` ``on`` / ``off``: whether the handler's batched decode replayed its own CUDA graphs
+(``engine.handler_graphs``, ``sparse_frontier/vllm_plugin/decode_graphs.py``; always ``off`` on CPU).
+Blank ``handler_graphs``: stock vLLM (no handler), or a handler row measured before the graphs existed
+(up to 2026-12-01), whose decode was eager, i.e. ``off`` (:func:`graphs_of` reads it so). A
+``concurrency`` resolved by ``benchmarks/throughput.py --concurrency max`` (as many sequences as the
+engine's KV cache holds) says so in ``source`` (:data:`MAX_CONCURRENCY_SOURCE`). Measured: ``samples_per_hour``
 (= samples / wall_s x 3600), optionally ``engine_start_s`` (the engine's start-up, once per engine).
 ``card``, ``torch``, ``vllm``, ``triton``, ``date`` and ``source`` (where the number comes from)
 record provenance; blank where the source did not say.
@@ -17,6 +23,7 @@ record provenance; blank where the source did not say.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,6 +35,7 @@ COLUMNS = [
     "tensor_parallel_size",
     "cuda_graphs",
     "handler",
+    "handler_graphs",
     "length",
     "prompt_tokens",
     "method",
@@ -67,6 +75,7 @@ KEY = [
     "tensor_parallel_size",
     "cuda_graphs",
     "handler",
+    "handler_graphs",
     "length",
     "method",
     "sparsity",
@@ -78,9 +87,13 @@ _INT = ("tensor_parallel_size", "length", "prompt_tokens", "output_tokens", "con
 _FLOAT = ("sparsity", "measured_sparsity", "wall_s", "samples_per_hour", "engine_start_s")
 CUDA_GRAPHS = ("piecewise", "none")
 HANDLER = ("on", "off")
+HANDLER_GRAPHS = ("on", "off")
 #: What benchmarks/throughput.py adds to ``source`` when a Vertical-Slash / FlexPrefill row read a
 #: calibration table fitted on the model's own attention, as every grid run does.
 CALIBRATED_SOURCE = "calibration table captured on its own attention"
+#: What benchmarks/throughput.py adds to ``source`` when ``concurrency`` is as many sequences as the
+#: engine's KV cache held (``--concurrency max``); followed by the cache's size in tokens.
+MAX_CONCURRENCY_SOURCE = "as many as fit in the KV cache"
 
 
 def parse_row(raw: Mapping[str, str], where: str) -> dict[str, Any]:
@@ -102,6 +115,12 @@ def parse_row(raw: Mapping[str, str], where: str) -> dict[str, Any]:
         raise ValueError(f"{where}: cuda_graphs {row['cuda_graphs']!r} is not one of {', '.join(CUDA_GRAPHS)}")
     if row["handler"] not in HANDLER:
         raise ValueError(f"{where}: handler {row['handler']!r} is not one of {', '.join(HANDLER)}")
+    if row["handler_graphs"] is not None and row["handler_graphs"] not in HANDLER_GRAPHS:
+        raise ValueError(
+            f"{where}: handler_graphs {row['handler_graphs']!r} is not one of {', '.join(HANDLER_GRAPHS)} (or blank)"
+        )
+    if row["handler"] == "off" and row["handler_graphs"] is not None:
+        raise ValueError(f"{where}: handler_graphs must be blank where handler is off (stock vLLM has no handler)")
     for name in ("samples_per_hour", "tensor_parallel_size", "length", "output_tokens", "concurrency"):
         if row[name] <= 0:
             raise ValueError(f"{where}: {name} must be > 0, got {row[name]!r}")
@@ -143,14 +162,52 @@ def read_table(path: str | os.PathLike, models: Mapping[str, Any] | None = None)
 
 
 def key_of(row: Mapping[str, Any]) -> tuple:
-    """The identity of a measurement, typed (so a row read back equals the row written)."""
-    return tuple(float(row[k]) if k == "sparsity" else int(row[k]) if k in _INT else str(row[k]) for k in KEY)
+    """The identity of a measurement, typed (so a row read back equals the row written; blank is "")."""
+    return tuple(
+        float(row[k]) if k == "sparsity" else int(row[k]) if k in _INT else "" if row.get(k) is None else str(row[k])
+        for k in KEY
+    )
+
+
+def graphs_of(row: Mapping[str, Any]) -> str:
+    """Whether a row's handler decode replayed the handler's graphs: ``on`` or ``off`` (blank: ``off``,
+    the handler rows from before the graphs were eager; stock rows have no handler decode)."""
+    return row.get("handler_graphs") or "off"
+
+
+def _header(path: Path) -> list[str]:
+    with open(path, newline="") as f:
+        return next(csv.reader(f), [])
+
+
+def upgrade_table(path: str | os.PathLike) -> None:
+    """Rewrite a table written with fewer columns (an older COLUMNS) with the current ones, new cells
+    blank (atomically). Appending to it is refused until then: its rows would shift."""
+    from sparse_frontier.io import write_text_atomic
+
+    path = Path(path)
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        unknown = sorted(set(reader.fieldnames or []) - set(COLUMNS))
+        if unknown:
+            raise ValueError(f"{path}: unknown column(s) {unknown}; a throughput table has: {', '.join(COLUMNS)}")
+        rows = list(reader)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows({k: row.get(k) or "" for k in COLUMNS} for row in rows)
+    write_text_atomic(path, buf.getvalue())
 
 
 def append_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
     """Append rows (header first if the file is new); each line is flushed, so a killed run loses none."""
     path = Path(path)
     new = not path.exists() or path.stat().st_size == 0
+    if not new and _header(path) != COLUMNS:
+        raise ValueError(
+            f"{path} has other columns than a throughput table now has ({', '.join(COLUMNS)}): rewrite it "
+            "with sparse_frontier.planning.throughput_table.upgrade_table(path) before appending"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)

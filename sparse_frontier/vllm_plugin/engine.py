@@ -149,7 +149,8 @@ def engine_arguments(
 
 
 class Engine:
-    """A vLLM ``LLM`` whose attention runs through the sparse_frontier handler."""
+    """A vLLM ``LLM`` whose attention runs through the sparse_frontier handler (``handler=False``: stock
+    vLLM, the plugin inactive in every process of the engine; for comparisons)."""
 
     def __init__(
         self,
@@ -161,16 +162,25 @@ class Engine:
         seed: int = 0,
         yarn_original: int | None = None,
         request_methods: Iterable[Mapping[str, Any]] = (),
+        handler: bool = True,
     ):
         """``request_methods``: the settings requests will ask for besides ``method`` (a sweep's), so
-        that memory is left for what they keep beside the KV cache."""
+        that memory is left for what they keep beside the KV cache. ``handler=False``: stock vLLM
+        with the same engine arguments (memory share included, so its KV cache is the same size):
+        no method reaches the engine's processes, so the plugin's entry point installs nothing
+        (checked after start-up); requests run dense and their ``attention`` statistics are empty."""
         specs = [method, *request_methods]
         #: requests of one prompt reuse its cached KV (two or more dense-prefill settings): hand them over together
         from sparse_frontier.attention import chunk_shares_prompts
 
         self.shares_prompts = chunk_shares_prompts(specs)
         self.default_method = dict(method)
-        os.environ.update(engine_environment(engine, method, self.shares_prompts))
+        self.handler = handler
+        env = engine_environment(engine, method, self.shares_prompts)
+        if not handler:  # without the method variable the entry point returns at once (vllm_plugin.register)
+            del env[ENV_METHOD]
+            os.environ.pop(ENV_METHOD, None)
+        os.environ.update(env)
         from vllm import LLM
 
         args = engine_arguments(
@@ -187,17 +197,47 @@ class Engine:
         self.llm = LLM(**args)
         self.max_num_seqs = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)
         self._request_ids = itertools.count()
-        self._check_handler_active()
+        self._stats: list[dict[str, dict[str, Any]]] = []
+        if handler:
+            self._check_handler_active()
+        else:
+            self._check_handler_inactive()
+
+    def kv_cache_blocks(self) -> tuple[int, int]:
+        """(blocks, tokens per block) of the engine's KV cache, as vLLM sized it at start-up
+        (``cache_config.num_gpu_blocks``, set after start-up on CPU too; vLLM 0.20 and 0.32)."""
+        cache = self.llm.llm_engine.vllm_config.cache_config
+        return int(cache.num_gpu_blocks or 0), int(cache.block_size)
+
+    def kv_cache_tokens(self) -> int:
+        """Tokens the engine's KV cache holds (for a hybrid model, a rough figure: its cache groups share the blocks)."""
+        blocks, size = self.kv_cache_blocks()
+        return blocks * size
+
+    def sequences_that_fit(self, tokens_per_sequence: int) -> int:
+        """How many sequences of ``tokens_per_sequence`` (prompt + output) the KV cache holds at once,
+        each taking whole blocks (0 if none fits)."""
+        blocks, size = self.kv_cache_blocks()
+        return blocks // max(1, -(-tokens_per_sequence // size))
 
     def prompts_cached_beside_batch(self, prompt_tokens: int, output_tokens: int) -> int:
         """How many prompts of ``prompt_tokens`` half of the KV cache holds beside a full batch of
         requests (at least 1): a window of samples whose shared prompts stay in vLLM's prefix cache
         while every setting of a sweep runs on them (``predict.shared_prompt_order``). Half: blocks
         of salted requests and of other cache groups (hybrid models) share the cache too."""
-        cache = self.llm.llm_engine.vllm_config.cache_config  # num_gpu_blocks: set after start-up, CPU too
-        capacity = int(cache.num_gpu_blocks or 0) * int(cache.block_size)
-        spare = capacity // 2 - self.max_num_seqs * (prompt_tokens + output_tokens)
+        spare = self.kv_cache_tokens() // 2 - self.max_num_seqs * (prompt_tokens + output_tokens)
         return max(1, spare // max(1, prompt_tokens))
+
+    def _check_handler_inactive(self) -> None:
+        """Stock vLLM: fail if any process of the engine has the handler installed."""
+        from sparse_frontier.vllm_plugin.handler import handler_installed_rpc
+
+        installed = self.llm.collective_rpc(handler_installed_rpc)
+        if any(installed):
+            raise RuntimeError(
+                f"stock vLLM asked for, but the sparse_frontier handler is installed in the engine's workers "
+                f"({installed}): was {ENV_METHOD} set in the environment of an earlier engine of this process?"
+            )
 
     def _check_handler_active(self) -> None:
         """Attach the handler to each worker's model runner; fail early if it is not installed."""
@@ -268,7 +308,7 @@ class Engine:
                     return
                 index, (prompt, spec) = item
                 request_id = f"sf-{next(self._request_ids)}"
-                params = self._sampling(spec, max_tokens, seed, ignore_eos)
+                params = self._sampling(spec if self.handler else None, max_tokens, seed, ignore_eos)
                 inputs = TokensPrompt(prompt_token_ids=list(prompt))
                 if self.shares_prompts and not self._shares_cache(spec):
                     # A sparse prefill or a rewritten cache must neither use nor leave cached blocks:
@@ -286,8 +326,9 @@ class Engine:
                 # Once per step that finished requests. vLLM's engine may run ahead of the outputs
                 # read here, so a request can leave the worker (its statistics handed out once, on
                 # that call) before its finished output arrives: keep each request's latest.
-                for seen, rank in zip(self._stats, self.llm.collective_rpc(take_stats_rpc)):
-                    seen.update(rank)
+                if self.handler:  # stock vLLM: no statistics
+                    for seen, rank in zip(self._stats, self.llm.collective_rpc(take_stats_rpc)):
+                        seen.update(rank)
                 for output in finished:
                     yield position.pop(output.request_id), self._generation(output, self._stats)
                 top_up()
@@ -319,10 +360,13 @@ class Engine:
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
 
-    @staticmethod
-    def _generation(output: Any, per_rank: list[dict[str, dict[str, Any]]]) -> Generation:
+    def _generation(self, output: Any, per_rank: list[dict[str, dict[str, Any]]]) -> Generation:
         """The answer with its statistics, taken out of ``per_rank`` (one dict of request id ->
-        statistics per TP rank; the latest seen, computed after the request's last forward pass)."""
+        statistics per TP rank; the latest seen, computed after the request's last forward pass);
+        stock vLLM: none."""
+        if not self.handler:
+            completion = output.outputs[0]
+            return Generation(completion.text, list(completion.token_ids), completion.finish_reason, {})
         ids = [next((rid for rid in rank if _matches(rid, output.request_id)), None) for rank in per_rank]
         stats = [rank.pop(rid) if rid is not None else None for rid, rank in zip(ids, per_rank)]
         if any(s is None for s in stats):

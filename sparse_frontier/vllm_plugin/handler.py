@@ -190,3 +190,9 @@ def attach_runner_rpc(worker) -> int:
 def take_stats_rpc(worker=None) -> dict[str, dict[str, Any]]:
     """``LLM.collective_rpc`` target: per-request statistics of this worker (one TP rank)."""
     return HANDLER.take_stats()
+
+
+def handler_installed_rpc(worker=None) -> bool:
+    """``LLM.collective_rpc`` target: whether this worker's process has the handler installed (stock
+    vLLM runs must answer False everywhere)."""
+    return HANDLER.default_spec is not None
