@@ -150,3 +150,26 @@ def write_tiny_config(
     path = Path(directory) / "tiny.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def throughput_row(**kw):
+    """A row of the throughput table: the 7B shape on an H100, handler graphs on, as many as fit (issue
+    #18's table); ``kw`` overrides any column."""
+    from sparse_frontier.planning.throughput_table import MAX_CONCURRENCY_SOURCE
+
+    base = dict(
+        model="qwen2.5-7b",
+        tensor_parallel_size=1,
+        cuda_graphs="piecewise",
+        handler="on",
+        handler_graphs="on",
+        length=65536,
+        method="dense",
+        sparsity=0.0,
+        output_tokens=256,
+        concurrency=14,
+        samples_per_hour=1000,
+        card="NVIDIA H100 80GB HBM3",
+        source=f"bench, {MAX_CONCURRENCY_SOURCE} (1000000 tokens)",
+    )
+    return {**base, **kw}

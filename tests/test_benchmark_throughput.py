@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import throughput_row
 
 from sparse_frontier.planning.throughput_report import write_report
 from sparse_frontier.planning.throughput_table import MAX_CONCURRENCY_SOURCE, append_rows, read_table
@@ -305,35 +306,15 @@ def test_variants_one_engine_each_graphs_only_on_cuda():
 # -- the report: issue #18's table, targets and plot -------------------------------------------------
 
 
-def trow(**kw):
-    """A 7B-shape H100 row, handler graphs on, as many as fit (issue #18's table)."""
-    base = dict(
-        model="qwen2.5-7b",
-        tensor_parallel_size=1,
-        cuda_graphs="piecewise",
-        handler="on",
-        handler_graphs="on",
-        length=65536,
-        method="dense",
-        sparsity=0.0,
-        output_tokens=256,
-        concurrency=14,
-        samples_per_hour=1000,
-        card="NVIDIA H100 80GB HBM3",
-        source=f"bench, {MAX_CONCURRENCY_SOURCE} (1000000 tokens)",
-    )
-    return {**base, **kw}
-
-
 def table_rows():
     """H100, graphs on, as many as fit: 64k at 14 at once, 128k at 7; stock at 64k only, at 14."""
     rows = [
-        trow(handler="off", handler_graphs=None, samples_per_hour=1000),
-        trow(samples_per_hour=990),
-        trow(method="quest", sparsity=0.9, samples_per_hour=1600),
-        trow(method="snapkv", sparsity=0.9, samples_per_hour=1400),
-        trow(length=128000, concurrency=7, samples_per_hour=400),
-        trow(
+        throughput_row(handler="off", handler_graphs=None, samples_per_hour=1000),
+        throughput_row(samples_per_hour=990),
+        throughput_row(method="quest", sparsity=0.9, samples_per_hour=1600),
+        throughput_row(method="snapkv", sparsity=0.9, samples_per_hour=1400),
+        throughput_row(length=128000, concurrency=7, samples_per_hour=400),
+        throughput_row(
             length=128000,
             concurrency=7,
             method="vertical_slash",
@@ -341,8 +322,8 @@ def table_rows():
             samples_per_hour=900,
             source=f"bench, calibration table captured on its own attention, {MAX_CONCURRENCY_SOURCE} (1 tokens)",
         ),
-        trow(length=128000, concurrency=7, method="quest", sparsity=0.9, samples_per_hour=500),
-        trow(handler_graphs="off", samples_per_hour=950),  # another group: graphs off
+        throughput_row(length=128000, concurrency=7, method="quest", sparsity=0.9, samples_per_hour=500),
+        throughput_row(handler_graphs="off", samples_per_hour=950),  # another group: graphs off
     ]
     return rows
 
@@ -370,6 +351,6 @@ def test_report_writes_the_table_the_targets_and_the_plot(tmp_path):
 
 def test_report_of_a_table_without_handler_rows(tmp_path):
     path = tmp_path / "throughput.csv"
-    append_rows(path, [trow(handler="off", handler_graphs=None)])
+    append_rows(path, [throughput_row(handler="off", handler_graphs=None)])
     md = write_report(path, tmp_path).read_text()
     assert "No handler rows" in md and (tmp_path / "throughput.png").exists()

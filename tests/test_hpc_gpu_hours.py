@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import throughput_row
 
 from sparse_frontier.planning.cards import H100, H200
 from sparse_frontier.planning.estimate import (
@@ -30,7 +31,6 @@ from sparse_frontier.planning.report import measured_vs_modelled, write_outputs
 from sparse_frontier.planning.throughput_table import (
     CALIBRATED_SOURCE,
     COLUMNS,
-    MAX_CONCURRENCY_SOURCE,
     append_rows,
     key_of,
     read_table,
@@ -416,37 +416,25 @@ def test_committed_estimates_cover_the_paper_grid(name):
 # -- the handler's decode graphs (handler_graphs) ----------------------------------------------------
 
 
-def trow(**kw):
-    """A 7B-shape H100 row, handler graphs on, as many as fit (issue #18's table)."""
-    base = dict(
-        model="qwen2.5-7b",
-        tensor_parallel_size=1,
-        cuda_graphs="piecewise",
-        handler="on",
-        handler_graphs="on",
-        length=65536,
-        method="dense",
-        sparsity=0.0,
-        output_tokens=256,
-        concurrency=14,
-        samples_per_hour=1000,
-        card="NVIDIA H100 80GB HBM3",
-        source=f"bench, {MAX_CONCURRENCY_SOURCE} (1000000 tokens)",
-    )
-    return {**base, **kw}
-
-
 def test_graphs_are_part_of_the_key_and_checked(tmp_path):
     path = tmp_path / "t.csv"
     append_rows(
-        path, [trow(), trow(handler_graphs="off"), trow(handler_graphs=None), trow(handler="off", handler_graphs=None)]
+        path,
+        [
+            throughput_row(),
+            throughput_row(handler_graphs="off"),
+            throughput_row(handler_graphs=None),
+            throughput_row(handler="off", handler_graphs=None),
+        ],
     )
     rows = read_table(path)
     assert len({key_of(r) for r in rows}) == 4
-    assert key_of(rows[0]) == key_of(trow()) and key_of(rows[2]) == key_of(trow(handler_graphs=None))
+    assert key_of(rows[0]) == key_of(throughput_row()) and key_of(rows[2]) == key_of(
+        throughput_row(handler_graphs=None)
+    )
     for bad, message in (
-        (trow(handler_graphs="yes"), "handler_graphs 'yes' is not one of on, off"),
-        (trow(handler="off"), "handler_graphs must be blank where handler is off"),
+        (throughput_row(handler_graphs="yes"), "handler_graphs 'yes' is not one of on, off"),
+        (throughput_row(handler="off"), "handler_graphs must be blank where handler is off"),
     ):
         other = tmp_path / "bad.csv"
         other.unlink(missing_ok=True)
@@ -461,11 +449,11 @@ def test_an_older_table_is_upgraded_before_rows_are_appended(tmp_path):
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=old)
         writer.writeheader()
-        writer.writerow({k: v for k, v in trow(handler_graphs=None).items() if k in old})
+        writer.writerow({k: v for k, v in throughput_row(handler_graphs=None).items() if k in old})
     with pytest.raises(ValueError, match="upgrade_table"):
-        append_rows(path, [trow()])
+        append_rows(path, [throughput_row()])
     upgrade_table(path)
-    append_rows(path, [trow()])
+    append_rows(path, [throughput_row()])
     first, second = read_table(path)
     assert first["handler_graphs"] is None and second["handler_graphs"] == "on"
 
@@ -473,9 +461,12 @@ def test_an_older_table_is_upgraded_before_rows_are_appended(tmp_path):
 def test_the_estimate_prefers_rows_with_the_grids_handler_graphs():
     """Graphs on (the default): a Quest row with graphs, even at another length, over one without at
     the run's own length; graphs off: the graph-off/blank row; no Quest row with graphs: the fallback."""
-    eager = trow(method="quest", sparsity=0.9, handler_graphs=None, samples_per_hour=900)
-    graphs = trow(method="quest", sparsity=0.9, length=128000, concurrency=7, samples_per_hour=600)
+    eager = throughput_row(method="quest", sparsity=0.9, handler_graphs=None, samples_per_hour=900)
+    graphs = throughput_row(method="quest", sparsity=0.9, length=128000, concurrency=7, samples_per_hour=600)
     setting = Setting("qwen2.5-7b", 1, "piecewise", 65536, "quest", 0.9, 256, 14)
     assert nearest(setting, [eager, graphs])[0] is graphs
     assert nearest(setting, [eager, graphs], handler_graphs=False) == (eager, True)
-    assert nearest(setting, [eager, trow(handler_graphs="on")]) == (eager, True)  # measured: graphs may differ
+    assert nearest(setting, [eager, throughput_row(handler_graphs="on")]) == (
+        eager,
+        True,
+    )  # measured: graphs may differ
