@@ -174,6 +174,30 @@ def test_engine_arguments_follow_the_evaluation_protocol():
     assert engine_arguments("m", 4096, cpu, 1, 0)["enforce_eager"] is True
 
 
+def test_full_cuda_graphs_are_vllms_default_and_for_stock_vllm_only():
+    """``cuda_graphs: full`` = vLLM's FULL_AND_PIECEWISE (its default on CUDA), eager on CPU; the
+    handler refuses it before vLLM starts (its routing per request cannot be captured in full graphs)."""
+    from vllm.config.compilation import CompilationConfig
+
+    from sparse_frontier.vllm_plugin.engine import Engine, engine_arguments
+
+    cuda = {"device": "cuda", "dtype": "bfloat16", "cuda_graphs": "full", "gpu_memory_utilization": 0.9}
+    args = engine_arguments("m", 4096, cuda, 1, 0)
+    assert args["compilation_config"] == {"cudagraph_mode": "FULL_AND_PIECEWISE"} and "enforce_eager" not in args
+    # the installed vLLM parses the name (0.20's CUDAGraphMode has it too)
+    assert CompilationConfig(**args["compilation_config"]).cudagraph_mode.name == "FULL_AND_PIECEWISE"
+    cpu = {"device": "cpu", "dtype": "float32", "cuda_graphs": "full"}
+    assert engine_arguments("m", 4096, cpu, 1, 0)["enforce_eager"] is True
+    assert "compilation_config" not in engine_arguments("m", 4096, cpu, 1, 0)
+    with pytest.raises(ValueError, match=r"cuda_graphs 'eager' is not one of piecewise, none, full"):
+        engine_arguments("m", 4096, dict(cuda, cuda_graphs="eager"), 1, 0)
+    dense = {"method": "dense", "params": {}}
+    refused = r"cuda_graphs 'full' \(vLLM's FULL_AND_PIECEWISE\) is for stock vLLM only.*one of piecewise, none \("
+    for engine in (cuda, cpu):  # refused before anything starts, on either device
+        with pytest.raises(ValueError, match=refused):
+            Engine("m", 4096, engine, dense, handler=True)
+
+
 def test_handler_graphs_are_on_by_default_on_cuda_only():
     from sparse_frontier.vllm_plugin import ENV_HANDLER_GRAPHS
     from sparse_frontier.vllm_plugin.engine import engine_environment

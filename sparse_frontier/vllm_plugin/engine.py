@@ -104,6 +104,31 @@ def keeps_page_summaries(specs: Iterable[Mapping[str, Any]]) -> bool:
     )
 
 
+#: ``engine.cuda_graphs`` -> vLLM's ``compilation_config.cudagraph_mode`` on CUDA (``none``, and every value
+#: on CPU: ``enforce_eager``). ``piecewise``: everything but attention captured, so the handler runs every
+#: call. ``full``: vLLM's own default on CUDA (0.20 and 0.32): decode batches replay whole-model graphs,
+#: attention included, the rest piecewise; for stock vLLM only (:data:`STOCK_ONLY_GRAPHS`).
+CUDAGRAPH_MODES = {"piecewise": "PIECEWISE", "full": "FULL_AND_PIECEWISE"}
+CUDA_GRAPHS = ("piecewise", "none", "full")
+#: ``cuda_graphs`` values only stock vLLM (``Engine(handler=False)``) may use: the handler routes attention
+#: per request, which graphs captured once cannot do (its own decode graphs: ``engine.handler_graphs``)
+STOCK_ONLY_GRAPHS = ("full",)
+
+
+def check_cuda_graphs(engine: Mapping[str, Any], handler: bool = True) -> None:
+    """Fail on a ``cuda_graphs`` value that is unknown, or that only stock vLLM may use while the handler is on."""
+    graphs = engine.get("cuda_graphs")
+    if graphs is not None and graphs not in CUDA_GRAPHS:
+        raise ValueError(f"engine.cuda_graphs {graphs!r} is not one of {', '.join(CUDA_GRAPHS)}")
+    if handler and graphs in STOCK_ONLY_GRAPHS:
+        valid = ", ".join(g for g in CUDA_GRAPHS if g not in STOCK_ONLY_GRAPHS)
+        raise ValueError(
+            f"engine.cuda_graphs {graphs!r} (vLLM's {CUDAGRAPH_MODES[graphs]}) is for stock vLLM only "
+            f"(Engine(handler=False)): the handler routes attention per request, which vLLM's full CUDA graphs "
+            f"cannot capture; through the handler use one of {valid} (its own decode graphs: engine.handler_graphs)"
+        )
+
+
 def engine_arguments(
     model_location: str,
     max_model_len: int,
@@ -136,9 +161,10 @@ def engine_arguments(
         args["gpu_memory_utilization"] = engine["gpu_memory_utilization"] * share
     if engine.get("load_format", "auto") == "dummy":  # engine dicts made by hand (tests) may leave it out
         args.update(load_format="dummy", skip_tokenizer_init=True)
-    if engine["device"] == "cuda" and engine["cuda_graphs"] == "piecewise":
-        # Attention stays outside the captured graphs, so the Python handler runs every call.
-        args["compilation_config"] = {"cudagraph_mode": "PIECEWISE"}
+    check_cuda_graphs(engine, handler=False)  # whether the handler may use it: Engine checks
+    if engine["device"] == "cuda" and engine["cuda_graphs"] in CUDAGRAPH_MODES:
+        # piecewise: attention stays outside the captured graphs, so the Python handler runs every call
+        args["compilation_config"] = {"cudagraph_mode": CUDAGRAPH_MODES[engine["cuda_graphs"]]}
     else:
         args["enforce_eager"] = True
     if yarn_original and max_model_len > yarn_original:
@@ -168,7 +194,10 @@ class Engine:
         that memory is left for what they keep beside the KV cache. ``handler=False``: stock vLLM
         with the same engine arguments (memory share included, so its KV cache is the same size):
         no method reaches the engine's processes, so the plugin's entry point installs nothing
-        (checked after start-up); requests run dense and their ``attention`` statistics are empty."""
+        (checked after start-up); requests run dense and their ``attention`` statistics are empty.
+        Only stock vLLM may take ``engine["cuda_graphs"] == "full"`` (ValueError otherwise:
+        :func:`check_cuda_graphs`)."""
+        check_cuda_graphs(engine, handler)
         specs = [method, *request_methods]
         #: requests of one prompt reuse its cached KV (two or more dense-prefill settings): hand them over together
         from sparse_frontier.attention import chunk_shares_prompts
