@@ -7,6 +7,17 @@ Usage: python benchmarks/gpu_hours.py [--config config/config.yaml]
 writes OUT.csv (per model and total), OUT.md (the same, and every measured row against the resource
 model) and OUT_runs.csv (per model, length and method: GPU-hours, measured or extrapolated, rows used).
 Inside the workflow: ``snakemake estimate_gpu_hours`` (results/tables/gpu_hours.*).
+
+The committed ``benchmarks/results/gpu_hours*`` (R = benchmarks/results; a change of the estimate's code
+that should not change them: regenerate all six and ``git status``)::
+
+    python benchmarks/gpu_hours.py                                       # R/gpu_hours.*
+    python benchmarks/gpu_hours.py --methods-per-job 8 --out R/gpu_hours_grouped8
+    python benchmarks/gpu_hours.py --card H200 --out R/gpu_hours_h200
+    python benchmarks/gpu_hours.py --card H200 --methods-per-job 8 --out R/gpu_hours_h200_grouped8
+    python benchmarks/gpu_hours.py --card H100 --rows-card H200 --out R/gpu_hours_h100_from_h200
+    python benchmarks/gpu_hours.py --card H100 --rows-card H200 --methods-per-job 8 \\
+        --out R/gpu_hours_h100_from_h200_grouped8
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from sparse_frontier.planning.estimate import (
     Setting,
     estimate,
     estimated_card,
+    grid_rows,
     in_flight,
     modelled_seconds_per_sample,
     nearest,
@@ -202,7 +203,8 @@ def test_bad_tables_name_the_bad_value(tmp_path):
     for bad, message in (
         (row(model="qwen9-1t"), r"unknown model 'qwen9-1t'; the config defines: qwen2.5-7b"),
         (row(method="questt"), r"line 2: .*'questt'"),
-        (row(cuda_graphs="eager"), r"line 2: cuda_graphs 'eager' is not one of piecewise, none"),
+        (row(cuda_graphs="eager"), r"line 2: cuda_graphs 'eager' is not one of piecewise, none, full"),
+        (row(cuda_graphs="full"), r"line 2: cuda_graphs 'full' is for stock vLLM rows only \(handler off\)"),
         (row(samples_per_hour="fast"), r"line 2: column 'samples_per_hour' is 'fast', not a number"),
         (row(card=""), r"line 2: column 'card' is empty"),
     ):
@@ -294,6 +296,25 @@ def test_calibrated_methods_measured_without_a_table_are_left_out(tmp_path):
     write_outputs(small_config(methods=("dense",)), path, tmp_path / "h.csv", tmp_path / "h.md")
     report = (tmp_path / "h.md").read_text()
     assert "## Rows left out" in report and "vertical_slash@0.9 L16384 out256 x8" in report.split("## Rows left out")[1]
+
+
+def test_the_estimate_ignores_stock_vllm_with_full_graphs(tmp_path):
+    """Stock vLLM with vLLM's full graphs (cuda_graphs full, its default: a benchmark-only baseline
+    for the throughput report) is never run by the grid: the estimate and its report are what they
+    are without that row."""
+    handler = throughput_row(engine_start_s=100)
+    full = throughput_row(cuda_graphs="full", handler="off", handler_graphs=None, samples_per_hour=5000)
+    assert grid_rows([handler, full]) == [handler]
+    config = small_config(methods=("dense",), lengths=(65536,))
+    path = tmp_path / "throughput.csv"
+    append_rows(path, [handler])
+    alone = write_outputs(config, path, tmp_path / "a.csv", tmp_path / "a.md", tmp_path / "a_runs.csv")
+    append_rows(path, [full])
+    assert read_table(path)[1]["cuda_graphs"] == "full"  # a valid stock row
+    both = write_outputs(config, path, tmp_path / "b.csv", tmp_path / "b.md", tmp_path / "b_runs.csv")
+    assert both == alone
+    for suffix in (".csv", ".md", "_runs.csv"):
+        assert (tmp_path / f"b{suffix}").read_text() == (tmp_path / f"a{suffix}").read_text()
 
 
 @functools.lru_cache(maxsize=1)

@@ -13,7 +13,9 @@ the run's own setting still counts as measured) the run is **measured**; otherwi
 dense, engine start left out) times the ratio measured / modelled at that row. So a sparse method
 measured at one length carries its measured speed-up to the others, and a method never measured runs
 at the speed of dense. A row of another card than the estimate's is **converted** the same way: its
-ratio on its own card (``planning.cards``) carried to the estimate's card.
+ratio on its own card (``planning.cards``) carried to the estimate's card. Stock vLLM rows with
+``cuda_graphs`` ``full`` (vLLM's default, a benchmark-only baseline the grid never runs) are ignored
+(:func:`grid_rows`).
 
 Engine starts are added unscaled, one per job (``planning.jobs``: with ``engine.methods_per_job`` N > 1
 one per chunk of at most N runs sharing (dataset, output budget), whose prefill is paid once where the
@@ -34,7 +36,7 @@ from typing import Any
 from sparse_frontier.planning.cards import H100, Card, card_named
 from sparse_frontier.planning.jobs import prediction_jobs
 from sparse_frontier.planning.resources import engine_start_seconds, memory_plan, predict_phases
-from sparse_frontier.planning.throughput_table import CALIBRATED_SOURCE, graphs_of
+from sparse_frontier.planning.throughput_table import CALIBRATED_SOURCE, STOCK_ONLY_GRAPHS, graphs_of
 
 TYPICAL_OUTPUT_TOKENS = 256
 #: the summed numbers of a group of runs
@@ -166,7 +168,7 @@ class Estimator:
     def __init__(
         self, rows: list[dict[str, Any]], models: Mapping[str, Any], engine: Mapping[str, Any], card: Card = H100
     ):
-        self.rows, self.models, self.engine, self.card = rows, models, engine, card
+        self.rows, self.models, self.engine, self.card = grid_rows(rows), models, engine, card
         self.handler_graphs = bool(engine.get("handler_graphs", True))  # the schema's default
         self._cache: dict[Setting, tuple[float, str, dict]] = {}
         self._prefill: dict[Setting, float] = {}
@@ -308,6 +310,13 @@ def representative(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], li
 
     left_out = [r for r in rows if needs_calibration(r["method"]) and CALIBRATED_SOURCE not in str(r["source"])]
     return [r for r in rows if r not in left_out], left_out
+
+
+def grid_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows a grid run may be estimated from: all but those of a ``cuda_graphs`` only stock vLLM
+    runs (``full``, vLLM's FULL_AND_PIECEWISE: ``benchmarks/throughput.py --stock-graphs full``, a
+    baseline the grid, always through the handler, never runs)."""
+    return [r for r in rows if r["cuda_graphs"] not in STOCK_ONLY_GRAPHS]
 
 
 def rows_of_card(rows: list[dict[str, Any]], card: str | None) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from sparse_frontier.planning.estimate import (
     describe,
     estimate,
     estimated_card,
+    grid_rows,
     modelled_seconds_per_sample,
     per_model,
     representative,
@@ -62,7 +63,7 @@ def cross_card_check(table: list[dict], rows: list[dict], config: Mapping[str, A
     """Every row of ``target`` (in ``table``) whose setting ``rows`` (another card's) also measured:
     its measured samples/hour against the conversion of the other card's row to ``target``."""
     est = Estimator(rows, config["models"], dict(config["engine"]), target)
-    own = [r for r in representative(table)[0] if card_named(str(r["card"])) == target]
+    own = [r for r in representative(grid_rows(table))[0] if card_named(str(r["card"])) == target]
     checks = []
     for r in own:
         setting = row_setting(r)
@@ -106,7 +107,7 @@ def write_outputs(
     if rows_card and not card:
         raise ValueError(f"gpu_hours.rows_card {rows_card!r} needs gpu_hours.card: the card whose hours are estimated")
     table = read_table(table_path, config["models"])
-    rows, left_out = representative(rows_of_card(table, rows_card or card))
+    rows, left_out = representative(grid_rows(rows_of_card(table, rows_card or card)))
     target, memory_note = estimated_card(card)
     groups = estimate(config, rows, typical_output_tokens, target)
     models = per_model(groups)

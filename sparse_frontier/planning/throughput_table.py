@@ -7,7 +7,9 @@ the benchmark runs dummy weights of that shape), ``length`` the grid length the 
 (``prompt_tokens`` the actual count, may be blank), ``method`` a registered method at ``sparsity``
 (dense: 0; ``measured_sparsity`` what the handler measured, mean over the requests), ``output_tokens``
 exactly that many per answer (ignore_eos), ``concurrency`` prompts handed to vLLM at once (the grid's
-``engine.batch_size``), ``cuda_graphs`` ``piecewise`` or ``none`` (eager), ``handler`` ``on`` (through
+``engine.batch_size``), ``cuda_graphs`` ``piecewise`` or ``none`` (eager), or ``full`` (vLLM's
+``FULL_AND_PIECEWISE``, its default on CUDA: stock rows only, the strongest baseline a user has; the
+grid never runs it), ``handler`` ``on`` (through
 the sparse_frontier handler, as the grid runs) or ``off`` (stock vLLM: the plugin inactive),
 ``handler_graphs`` ``on`` / ``off``: whether the handler's batched decode replayed its own CUDA graphs
 (``engine.handler_graphs``, ``sparse_frontier/vllm_plugin/decode_graphs.py``; always ``off`` on CPU).
@@ -85,7 +87,9 @@ KEY = [
 ]
 _INT = ("tensor_parallel_size", "length", "prompt_tokens", "output_tokens", "concurrency", "samples")
 _FLOAT = ("sparsity", "measured_sparsity", "wall_s", "samples_per_hour", "engine_start_s")
-CUDA_GRAPHS = ("piecewise", "none")
+CUDA_GRAPHS = ("piecewise", "none", "full")
+#: ``cuda_graphs`` of stock vLLM rows only (``vllm_plugin.engine.STOCK_ONLY_GRAPHS``)
+STOCK_ONLY_GRAPHS = ("full",)
 HANDLER = ("on", "off")
 HANDLER_GRAPHS = ("on", "off")
 #: What benchmarks/throughput.py adds to ``source`` when a Vertical-Slash / FlexPrefill row read a
@@ -118,6 +122,11 @@ def parse_row(raw: Mapping[str, str], where: str) -> dict[str, Any]:
     if row["handler_graphs"] is not None and row["handler_graphs"] not in HANDLER_GRAPHS:
         raise ValueError(
             f"{where}: handler_graphs {row['handler_graphs']!r} is not one of {', '.join(HANDLER_GRAPHS)} (or blank)"
+        )
+    if row["handler"] == "on" and row["cuda_graphs"] in STOCK_ONLY_GRAPHS:
+        raise ValueError(
+            f"{where}: cuda_graphs {row['cuda_graphs']!r} is for stock vLLM rows only (handler off): the handler "
+            "cannot run inside vLLM's full CUDA graphs"
         )
     if row["handler"] == "off" and row["handler_graphs"] is not None:
         raise ValueError(f"{where}: handler_graphs must be blank where handler is off (stock vLLM has no handler)")
