@@ -17,9 +17,14 @@ Engines (one per process, one after the other): per model, the handler with each
 value (``on``: the handler's decode replays its own CUDA graphs, ``engine.handler_graphs``; ``off``:
 eager; CUDA only, on CPU always ``off``), then with ``--stock`` stock vLLM: dense, the plugin inactive
 (no method in the engine's environment, checked in every worker), rows with ``handler`` off and
-``handler_graphs`` blank. Every engine of a run gets the same arguments and memory plan (Quest's page
-summaries beside the KV cache if any method of ``--methods`` keeps them), so they hold the same
-sequences. ``--concurrency max``: per length, as many sequences of length + output tokens as the
+``handler_graphs`` blank; one stock engine per ``--stock-graphs`` value (vLLM's CUDA graphs, the
+rows' ``cuda_graphs``; default: the run's ``--cuda-graphs``, i.e. the config's): ``piecewise`` is the
+handler's own mode (apples to apples, the 5% target), ``full`` vLLM's default ``FULL_AND_PIECEWISE``
+(decode batches replay whole-model graphs, attention included: the strongest baseline a user has; only
+stock vLLM can run it, the grid never does); on CPU every engine is eager, so one stock engine. Every
+engine of a run gets the same arguments and memory plan (Quest's page summaries beside the KV cache if
+any method of ``--methods`` keeps them), so they hold the same sequences (with ``full``, vLLM 0.20 also
+sets aside the memory it estimates its larger graphs take, so at 64k/128k ``max`` may fit fewer). ``--concurrency max``: per length, as many sequences of length + output tokens as the
 started engine's KV cache holds (``Engine.sequences_that_fit``), at most ``--max-concurrency``
 (default: the config's ``engine.batch_size``, what a grid job runs at most); the number is the row's
 ``concurrency`` and its ``source`` says "as many as fit in the KV cache (N tokens)".
@@ -44,9 +49,9 @@ workdir); copy the CSV back after each call::
 
     source benchmarks/device_env.sh
     W=/tmp/sf_throughput; mkdir -p $W; [ -f $W/throughput.csv ] || cp benchmarks/results/throughput.csv $W/
-    python benchmarks/throughput.py --model qwen2.5-7b --lengths 128000 65536 32768 16384 \
-        --output-tokens 256 --concurrency max --waves 1 --stock --handler-graphs on \
-        --methods dense vertical_slash=0.9 quest=0.9 snapkv=0.9 \
+    python benchmarks/throughput.py --model qwen2.5-7b --lengths 128000 65536 32768 16384 \\
+        --output-tokens 256 --concurrency max --waves 1 --stock --stock-graphs piecewise full \\
+        --handler-graphs on --methods dense vertical_slash=0.9 quest=0.9 snapkv=0.9 \\
         --out $W/throughput.csv --workdir $W --time-budget 420
     cp $W/throughput.csv benchmarks/results/throughput.csv   # (or to wherever results come back from)
     python benchmarks/throughput_report.py   # benchmarks/results/throughput.md and .png
@@ -54,11 +59,13 @@ workdir); copy the CSV back after each call::
 How long (from the committed rows' samples/h, the resource model's sequences that fit, engine starts
 of 60-90 s): as many as fit is 32 / 29 / 13 / 6 at 16k / 32k / 64k / 128k on an H100 (32 / 32 / 29 /
 14 on an H200). The handler engine's 16 measurements take about 9 min on an H100 (16 min on an H200),
-64k and 128k 6 min (12.5); stock vLLM 2.5 min (4.5); a warm-up prompt per setting ~1 min in all; two
-engine starts 2.5 min; Vertical-Slash's calibration one capture engine per length, ~1-2 min each
-(4-8 min for four lengths, none if the workdir already has them). In all **~20-25 min on an H100
-(3-4 calls of --time-budget 420 in a 600 s limit), ~30 min on an H200**. In a 15-minute slot:
-``--lengths 128000 65536`` first (the targets: ~13-15 min on an H100, 2 calls; on an H200 about
+64k and 128k 6 min (12.5); stock vLLM 2.5 min (4.5) per ``--stock-graphs`` value (full graphs are
+expected a little faster: not measured yet); a warm-up prompt per setting ~1 min in all; three engine
+starts (handler, stock piecewise, stock full) 3.5-4.5 min; Vertical-Slash's calibration one capture
+engine per length, ~1-2 min each (4-8 min for four lengths, none if the workdir already has them). In
+all **~24-29 min on an H100 (4 calls of --time-budget 420 in a 600 s limit), ~36 min on an H200**
+(``full`` in ``--stock-graphs`` adds ~4 min on an H100, ~6 on an H200: without it ~20-25 / ~30). In a
+15-minute slot: ``--lengths 128000 65536`` first (the targets: ~13-15 min on an H100, 2 calls; on an H200 about
 21 min, or ``--max-concurrency 16`` for ~15), and the same command with all four lengths later
 resumes with 32k and 16k. ``--handler-graphs on off`` adds the eager handler for comparison (another
 ~9 min on an H100). Other shapes: ``--model qwen2.5-7b qwen2.5-14b llama3.1-8b`` (TP from the config;
@@ -138,25 +145,41 @@ STOCK = ("dense", 0.0)
 @dataclass(frozen=True)
 class Variant:
     """One engine of a model: through the handler with its decode graphs ``on`` / ``off`` (``graphs``:
-    what the rows record, always ``off`` on CPU), or stock vLLM (``handler`` False, ``graphs`` None)."""
+    what the rows record, always ``off`` on CPU), or stock vLLM (``handler`` False, ``graphs`` None);
+    ``cuda_graphs``: vLLM's graph mode of the engine, what the rows record (``none`` on CPU)."""
 
     handler: bool
     graphs: str | None
+    cuda_graphs: str
 
     @property
     def label(self) -> str:
-        return f"handler, graphs {self.graphs}" if self.handler else "stock vLLM"
+        if self.handler:
+            return f"handler, graphs {self.graphs}"
+        return "stock vLLM" + ("" if self.cuda_graphs == "none" else f", vLLM graphs {self.cuda_graphs}")
 
 
-def variants(args, device: str) -> list[Variant]:
+def variants(args, device: str, cuda_graphs: str) -> list[Variant]:
     """The engines each model runs, in order: the handler with each ``--handler-graphs`` value (the
-    graphs exist on CUDA only: on CPU every value is ``off``), then stock vLLM if ``--stock``."""
+    graphs exist on CUDA only: on CPU every value is ``off``), then stock vLLM if ``--stock``, once per
+    ``--stock-graphs`` value (default: the run's ``cuda_graphs``). On CPU every engine is eager
+    (``cuda_graphs`` ``none``), so one stock engine."""
+    run = cuda_graphs if device == "cuda" else "none"
     out: list[Variant] = []
     for graphs in args.handler_graphs:
-        v = Variant(True, graphs if device == "cuda" else "off")
+        v = Variant(True, graphs if device == "cuda" else "off", run)
         if v not in out:
             out.append(v)
-    return out + ([Variant(False, None)] if args.stock else [])
+    for graphs in (args.stock_graphs or [cuda_graphs]) if args.stock else []:
+        v = Variant(False, None, graphs if device == "cuda" else "none")
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def run_graphs(args, config: dict) -> str:
+    """vLLM's graph mode of the run's handler engines: ``--cuda-graphs``, else the config's ``engine.cuda_graphs``."""
+    return args.cuda_graphs or config["engine"]["cuda_graphs"]
 
 
 def parse_concurrency(text: str) -> int | str:
@@ -262,9 +285,8 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
     device = args.device or ("cuda" if _cuda() else "cpu")
     engine = dict(config["engine"], device=device)
     engine["dtype"] = args.dtype or ("float32" if device == "cpu" else engine["dtype"])
-    engine["cuda_graphs"] = args.cuda_graphs or engine["cuda_graphs"]
+    engine["cuda_graphs"] = cuda_graphs = variant.cuda_graphs  # "full" only for stock vLLM (Engine checks)
     engine["handler_graphs"] = variant.graphs == "on"
-    cuda_graphs = engine["cuda_graphs"] if device == "cuda" else "none"
     handler = "on" if variant.handler else "off"
     tp = args.tp or int(model.get("tensor_parallel_size", 1))
     card = card_name(device)
@@ -551,6 +573,14 @@ def main(argv=None) -> None:
         action="store_true",
         help="also measure stock vLLM (dense, plugin inactive, handler=off rows) in an engine of its own",
     )
+    parser.add_argument(
+        "--stock-graphs",
+        nargs="+",
+        choices=["piecewise", "none", "full"],
+        default=None,
+        help="vLLM's CUDA graphs of the stock engines, one engine each (implies --stock; default: the run's "
+        "--cuda-graphs); full: vLLM's own default FULL_AND_PIECEWISE, stock vLLM only; CUDA only (CPU: eager)",
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/throughput.csv"))
     parser.add_argument("--config", default=str(REPO / "config/config.yaml"), help="models and engine settings")
     parser.add_argument("--time-budget", type=float, default=None, help="seconds; no measurement starts after it")
@@ -570,6 +600,7 @@ def main(argv=None) -> None:
     parser.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--only", type=int, default=None, help=argparse.SUPPRESS)  # a child: the engine of that index
     args = parser.parse_args(argv)
+    args.stock = args.stock or bool(args.stock_graphs)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     deadline = args.deadline or (time.time() + args.time_budget if args.time_budget is not None else float("inf"))
     for m in args.methods:
@@ -580,7 +611,10 @@ def main(argv=None) -> None:
     if args.max_concurrency is not None and args.max_concurrency < 1:
         parser.error(f"--max-concurrency must be 1 or more, got {args.max_concurrency}")
     device = args.device or ("cuda" if _cuda() else "cpu")
-    engines = [(spec, v) for spec in args.model for v in variants(args, device)]
+    from sparse_frontier.config import load_config
+
+    config = load_config(args.config)
+    engines = [(spec, v) for spec in args.model for v in variants(args, device, run_graphs(args, config))]
     if len(engines) > 1 and args.only is None:  # one engine per process: each (model, variant) in its own child
         argv = list(sys.argv[1:] if argv is None else argv)
         for index, (spec, variant) in enumerate(engines):
@@ -602,9 +636,6 @@ def main(argv=None) -> None:
             if code:
                 raise SystemExit(f"{spec} ({variant.label}): the measurement process failed with exit code {code}")
         return
-    from sparse_frontier.config import load_config
-
-    config = load_config(args.config)
     spec, variant = engines[args.only or 0]
     name, _, where = spec.partition("=")
     measure_model(args, name, where or None, config, deadline, variant)

@@ -273,6 +273,20 @@ def test_resume_key_has_the_graphs_and_max_resumes_marked_rows(tmp_path, seeded,
     assert "engine started" not in result.stderr
 
 
+def test_stock_graphs_on_cpu_are_one_eager_stock_engine(tmp_path):
+    """``--stock-graphs piecewise full`` (implies --stock) on CPU: every engine is eager, so one stock
+    engine, whose rows are ``cuda_graphs`` none: seeded, nothing is left and nothing starts."""
+    out = tmp_path / "t.csv"
+    _seed(out)
+    _seed(out, handler="off", handler_graphs=None)
+    cmd = [sys.executable, str(REPO / "benchmarks/throughput.py"), "--model", "tiny=/nonexistent", "--lengths", "256"]
+    cmd += ["--output-tokens", "4", "--concurrency", "7", "--methods", "dense", "--device", "cpu", "--out", str(out)]
+    result = subprocess.run([*cmd, "--stock-graphs", "piecewise", "full"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tiny (handler, graphs off): 0 of 1 settings" in result.stderr
+    assert result.stderr.count("tiny (stock vLLM): 0 of 1 settings") == 1 and "engine started" not in result.stderr
+
+
 def test_concurrency_argument_names_the_bad_value(tmp_path):
     cmd = [sys.executable, str(REPO / "benchmarks/throughput.py"), "--model", "tiny=/x", "--lengths", "256"]
     result = subprocess.run([*cmd, "--concurrency", "most"], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -297,10 +311,17 @@ def test_variants_one_engine_each_graphs_only_on_cuda():
 
     from benchmarks_throughput import Variant, variants
 
-    args = Namespace(handler_graphs=["on", "off"], stock=True)
-    assert variants(args, "cuda") == [Variant(True, "on"), Variant(True, "off"), Variant(False, None)]
-    assert variants(args, "cpu") == [Variant(True, "off"), Variant(False, None)]
-    assert variants(Namespace(handler_graphs=["on"], stock=False), "cuda") == [Variant(True, "on")]
+    args = Namespace(handler_graphs=["on", "off"], stock=True, stock_graphs=None)
+    on, off = Variant(True, "on", "piecewise"), Variant(True, "off", "piecewise")
+    assert variants(args, "cuda", "piecewise") == [on, off, Variant(False, None, "piecewise")]
+    assert variants(args, "cpu", "piecewise") == [Variant(True, "off", "none"), Variant(False, None, "none")]
+    assert variants(Namespace(handler_graphs=["on"], stock=False, stock_graphs=None), "cuda", "piecewise") == [on]
+    # --stock-graphs: one stock engine per vLLM graph mode (full: vLLM's default, stock only); all eager on CPU
+    args = Namespace(handler_graphs=["on"], stock=True, stock_graphs=["piecewise", "full"])
+    stock = [Variant(False, None, "piecewise"), Variant(False, None, "full")]
+    assert variants(args, "cuda", "piecewise") == [on, *stock]
+    assert [v.label for v in stock] == ["stock vLLM, vLLM graphs piecewise", "stock vLLM, vLLM graphs full"]
+    assert variants(args, "cpu", "piecewise") == [Variant(True, "off", "none"), Variant(False, None, "none")]
 
 
 # -- the report: issue #18's table, targets and plot -------------------------------------------------
