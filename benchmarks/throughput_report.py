@@ -3,9 +3,10 @@
 
 Usage: python benchmarks/throughput_report.py [CSV] [OUTDIR] [--card H100]
 writes OUTDIR/throughput.md (samples/h per method and length, per card and engine setting, the
-speed-ups over dense through the handler and over stock vLLM, and issue #18's targets: pass, miss, or
-not evaluated with the rows missing) and OUTDIR/throughput.png (samples/h vs length, one line per
-method, dense and stock vLLM included). Defaults: benchmarks/results/throughput.csv, benchmarks/results.
+speed-ups over dense through the handler and over stock vLLM - and, where measured (``throughput.py
+--stock-graphs full``), over stock vLLM with its default full CUDA graphs, shown in the piecewise
+groups -, and issue #18's targets: pass, miss, or not evaluated with the rows missing) and
+OUTDIR/throughput.png (samples/h vs length, one line per method, dense and stock vLLM included). Defaults: benchmarks/results/throughput.csv, benchmarks/results.
 """
 
 from __future__ import annotations

@@ -370,6 +370,36 @@ def test_report_writes_the_table_the_targets_and_the_plot(tmp_path):
     assert "quest 0.9 >= 1.5x dense (handler) at 64k | - | not evaluated (no row: quest 0.9 at 64k) |" in off
 
 
+def test_report_shows_stock_vllm_with_full_graphs_beside_the_piecewise_groups(tmp_path):
+    """Stock vLLM with vLLM's full graphs (its default): a line of every piecewise group, a third
+    speed-up, the distance of dense through the handler to it (no target), a line of the plot; the 5%
+    target stays against stock vLLM at piecewise. Eager groups do not get it."""
+    full = dict(cuda_graphs="full", handler="off", handler_graphs=None)
+    rows = table_rows() + [
+        throughput_row(**full, samples_per_hour=1250),
+        throughput_row(**full, length=128000, concurrency=6, samples_per_hour=500),  # fewer fit: not comparable
+        throughput_row(cuda_graphs="none", samples_per_hour=700),  # an eager group
+    ]
+    path = tmp_path / "throughput.csv"
+    append_rows(path, rows)
+    md = write_report(path, tmp_path / "out").read_text()
+    on = md.split("vLLM graphs piecewise · 256 output tokens · handler graphs on")[1].split("## ")[0]
+    assert "| stock vLLM, full graphs (vLLM's default) | 1,250 | 500 (x6) |" in on
+    assert "over stock vLLM / over stock vLLM with full graphs (`*`" in on
+    assert "| quest 0.9 | 1.62x / 1.60x / 1.28x | 1.25x / - / 1.00x* |" in on
+    assert "| dense (handler) >= 0.95x stock vLLM at 64k | 0.99x | pass |" in on  # piecewise against piecewise
+    assert "Dense through the handler against stock vLLM with full graphs (vLLM's default; for information" in on
+    assert "cannot run inside vLLM's full graphs): 0.79x at 64k, 0.80x* at 128k." in on
+    off = md.split("handler graphs off")[1].split("## ")[0]
+    assert "| stock vLLM, full graphs (vLLM's default) | 1,250 |" in off
+    eager = md.split("vLLM graphs none")[1].split("## ")[0]
+    assert "full graphs" not in eager and "| dense (handler) | 700 |" in eager
+    plain = tmp_path / "plain.csv"
+    append_rows(plain, table_rows())
+    without = write_report(plain, tmp_path / "plain").read_text()
+    assert "full graphs" not in without and "| quest 0.9 | 1.62x / 1.60x | 1.25x / - |" in without
+
+
 def test_report_of_a_table_without_handler_rows(tmp_path):
     path = tmp_path / "throughput.csv"
     append_rows(path, [throughput_row(handler="off", handler_graphs=None)])

@@ -4,20 +4,26 @@ Reads only the throughput table (``throughput_table``). A **group** is one engin
 TP, CUDA graphs, output tokens, the handler's decode graphs). Handler rows belong to the group of their
 ``handler_graphs`` (blank: ``off``, :func:`throughput_table.graphs_of`); stock vLLM rows (``handler``
 off) belong to every group of their card, model, TP, CUDA graphs and output tokens, as its ``stock
-vLLM`` line. Rows of a calibrated method measured without a calibration table are left out (as the
-GPU-hours estimate leaves them out: ``estimate.representative``).
+vLLM`` line; stock rows with ``cuda_graphs`` ``full`` (vLLM's default ``FULL_AND_PIECEWISE``, which only
+stock vLLM can run: the strongest baseline a user has) to every ``piecewise`` group of theirs, as its
+``stock vLLM, full graphs`` line. Rows of a calibrated method measured without a calibration table are
+left out (as the GPU-hours estimate leaves them out: ``estimate.representative``).
 
 Per group and length, the column's **at once** is the concurrency of the latest row marked "as many as
 fit" (``--concurrency max``; dense through the handler first), else the largest concurrency measured
 at that length; each cell is the latest row of its method at that concurrency, else its latest "as
 many as fit" row, else its row of the largest concurrency (the cell then says its own ``xN``).
-Speed-ups (over dense through the handler, and over stock vLLM) compare a cell with the other setting's
-row at the cell's concurrency where there is one, else with its cell (marked ``*``; a target is then
-not evaluated: different concurrencies are not comparable).
+Speed-ups (over dense through the handler, over stock vLLM, and where the group has it over stock vLLM
+with full graphs) compare a cell with the other setting's row at the cell's concurrency where there is
+one, else with its cell (marked ``*``; a target is then not evaluated: different concurrencies are not
+comparable).
 
 Targets (issue #18, item 3): Quest and SnapKV at 0.9 >= 1.5x dense at 64k and 128k, Vertical-Slash
 at 0.9 >= 2x dense at 128k, dense through the handler >= 0.95x stock vLLM at every length measured
-(16k-128k). A target whose rows are missing is listed as not evaluated, with the missing rows.
+(16k-128k), stock vLLM at the same CUDA graphs (piecewise: apples to apples). A target whose rows are
+missing is listed as not evaluated, with the missing rows. Dense through the handler against stock vLLM
+with full graphs is stated beside the targets, for information (no target: the handler cannot run
+inside vLLM's full graphs).
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ SPEEDUP_TARGETS = [
 #: dense through the handler at least this fraction of stock vLLM's samples/h ("within 5%")
 STOCK_TARGET = 0.95
 STOCK = "stock vLLM"
+#: stock vLLM with vLLM's full CUDA graphs (``cuda_graphs`` full), shown in the piecewise groups
+STOCK_FULL = "stock vLLM, full graphs"
 DENSE = "dense@0"
 
 
@@ -63,8 +71,10 @@ class Group:
 
 
 def setting_name(row: Mapping[str, Any]) -> str:
-    """A table line: ``stock vLLM``, or ``method@sparsity`` through the handler."""
-    return STOCK if row["handler"] == "off" else f"{row['method']}@{row['sparsity']:g}"
+    """A table line: ``stock vLLM`` (``stock vLLM, full graphs``), or ``method@sparsity`` through the handler."""
+    if row["handler"] == "off":
+        return STOCK_FULL if row["cuda_graphs"] == "full" else STOCK
+    return f"{row['method']}@{row['sparsity']:g}"
 
 
 def _is_max(row: Mapping[str, Any]) -> bool:
@@ -80,12 +90,21 @@ def length_label(length: int) -> str:
 
 def label(name: str) -> str:
     """A setting as the tables and the plot name it."""
-    return {STOCK: "stock vLLM (dense)", DENSE: "dense (handler)"}.get(name, name.replace("@", " "))
+    names = {
+        STOCK: "stock vLLM (dense)",
+        STOCK_FULL: "stock vLLM, full graphs (vLLM's default)",
+        DENSE: "dense (handler)",
+    }
+    return names.get(name, name.replace("@", " "))
 
 
 def groups_of(rows: list[dict[str, Any]]) -> dict[Group, list[dict[str, Any]]]:
     """Rows per group, stock rows copied into every group they compare with (module doc)."""
-    base = lambda r: (r["card"], r["model"], r["tensor_parallel_size"], r["cuda_graphs"], r["output_tokens"])  # noqa: E731
+
+    def base(r):  # a full-graph stock row compares with the piecewise groups
+        graphs = "piecewise" if r["cuda_graphs"] == "full" else r["cuda_graphs"]
+        return r["card"], r["model"], r["tensor_parallel_size"], graphs, r["output_tokens"]
+
     groups: dict[Group, list[dict[str, Any]]] = {}
     for r in rows:
         if r["handler"] == "on":
@@ -122,7 +141,7 @@ def pick_cells(rows: list[dict[str, Any]]) -> tuple[dict[int, int], dict[tuple[s
 
 
 def _order(names) -> list[str]:
-    first = [n for n in (STOCK, DENSE) if n in names]
+    first = [n for n in (STOCK, STOCK_FULL, DENSE) if n in names]
     return first + sorted(n for n in names if n not in first)
 
 
@@ -213,23 +232,33 @@ def markdown(table_path, groups: dict[Group, list[dict[str, Any]]], left_out: li
         for name in names:
             cells_text = " | ".join(_cell(cells.get((name, n)), at_once[n]) for n in lengths)
             lines.append(f"| {label(name)} | {cells_text} |")
+        bases = [DENSE, STOCK] + ([STOCK_FULL] if STOCK_FULL in names else [])
         lines += [
             "",
-            "Speed-up over dense through the handler / over stock vLLM (`*`: the two ran at different concurrencies):",
+            "Speed-up over dense through the handler / over stock vLLM"
+            + (" / over stock vLLM with full graphs" if STOCK_FULL in names else "")
+            + " (`*`: the two ran at different concurrencies):",
             "",
             head,
             rule,
         ]
         for name in names:
-            if name == STOCK:
+            if name in (STOCK, STOCK_FULL):
                 continue
-            ratios = [f"{_ratio(rows, cells, name, DENSE, n)} / {_ratio(rows, cells, name, STOCK, n)}" for n in lengths]
+            ratios = [" / ".join(_ratio(rows, cells, name, b, n) for b in bases) for n in lengths]
             lines.append(f"| {label(name)} | " + " | ".join(ratios) + " |")
         lines += ["", "Targets:", "", "| target | measured | result |", "|---|---|---|"]
         for t in _targets(rows, cells, [n for n in lengths if (DENSE, n) in cells or (STOCK, n) in cells]):
             measured = f"{t['ratio']:.2f}x" if t["ratio"] is not None else "-"
             result = t["status"] if not t["why"] else f"{t['status']} ({t['why']})"
             lines.append(f"| {t['target']} | {measured} | {result} |")
+        if STOCK_FULL in names:
+            distance = ", ".join(f"{_ratio(rows, cells, DENSE, STOCK_FULL, n)} at {length_label(n)}" for n in lengths)
+            lines += [
+                "",
+                "Dense through the handler against stock vLLM with full graphs (vLLM's default; for information, "
+                f"no target: the handler cannot run inside vLLM's full graphs): {distance}.",
+            ]
         lines.append("")
     if left_out:
         lines += [
@@ -258,10 +287,12 @@ def plot(groups: dict[Group, list[dict[str, Any]]], path: str | os.PathLike) -> 
         at_once, cells = pick_cells(members)
         for name in _order({n for n, _ in cells}):
             points = sorted((length, cells[name, length]["samples_per_hour"]) for nm, length in cells if nm == name)
-            style = (
-                dict(color="black", linestyle="--") if name == STOCK else dict(color="grey") if name == DENSE else {}
-            )
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label(name), **style)
+            style = {
+                STOCK: dict(color="black", linestyle="--"),
+                STOCK_FULL: dict(color="black", linestyle=":", marker="s"),
+                DENSE: dict(color="grey"),
+            }.get(name, {})
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=label(name), **{"marker": "o", **style})
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xticks(list(at_once), [f"{length_label(k)}\nx{c}" for k, c in at_once.items()])
