@@ -274,7 +274,8 @@ class Engine:
 
         self.ranks = self.llm.collective_rpc(attach_runner_rpc)
         self._stats: list[dict[str, dict[str, Any]]] = [{} for _ in self.ranks]  # per rank: request id -> latest
-        probe = self.generate([[1, 2, 3]], max_tokens=2, seed=0)[0]
+        # dense: the run's method would look up (or calibrate for) a 3-token prompt, a warning in its log
+        probe = self.generate([[1, 2, 3]], max_tokens=2, seed=0, method={"method": "dense"})[0]
         if not (probe.attention.get("layers") or probe.attention.get("sliding_layers")):
             raise RuntimeError(
                 "the sparse_frontier attention handler saw no attention call: is the package "
