@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparse_frontier.analysis.figures.common import length_label
 from sparse_frontier.planning.throughput_table import MAX_CONCURRENCY_SOURCE, graphs_of, read_table
 
 K64, K128 = 65536, 128000
@@ -79,13 +80,6 @@ def setting_name(row: Mapping[str, Any]) -> str:
 
 def _is_max(row: Mapping[str, Any]) -> bool:
     return MAX_CONCURRENCY_SOURCE in str(row["source"])
-
-
-def length_label(length: int) -> str:
-    """16384 -> 16k, 128000 -> 128k (the grid's lengths are powers of two or round thousands)."""
-    if length >= 1000 and length % 1000 == 0:
-        return f"{length // 1000}k"
-    return f"{length // 1024}k" if length >= 1024 and length % 1024 == 0 else str(length)
 
 
 def label(name: str) -> str:
