@@ -31,6 +31,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+# the engine's graph modes (``full``: stock vLLM rows only)
+from sparse_frontier.vllm_plugin.engine import CUDA_GRAPHS, STOCK_ONLY_GRAPHS
+
 #: every column of the throughput table, in order
 COLUMNS = [
     "model",
@@ -87,9 +90,6 @@ KEY = [
 ]
 _INT = ("tensor_parallel_size", "length", "prompt_tokens", "output_tokens", "concurrency", "samples")
 _FLOAT = ("sparsity", "measured_sparsity", "wall_s", "samples_per_hour", "engine_start_s")
-CUDA_GRAPHS = ("piecewise", "none", "full")
-#: ``cuda_graphs`` of stock vLLM rows only (``vllm_plugin.engine.STOCK_ONLY_GRAPHS``)
-STOCK_ONLY_GRAPHS = ("full",)
 HANDLER = ("on", "off")
 HANDLER_GRAPHS = ("on", "off")
 #: What benchmarks/throughput.py adds to ``source`` when a Vertical-Slash / FlexPrefill row read a
