@@ -253,11 +253,9 @@ class GraphedQuestGroup:
         self.last_at = (torch.arange(size) * table_width + (seq - 1) // page).to(dev)
         #: select_pages' output width (the most pages a row reads), bucketed
         self.widest = bucket_width(min(max(n_select) + 1, table_width)) - 1
-        self.density = []  # what the kernels read (paged_decode.QuestStep)
-        for s, n in zip(seq.tolist(), n_select):
-            pages = -(-s // page)
-            k = min(n + 1, pages)
-            self.density.append(((k - 1) * page + s - (pages - 1) * page) / s)
+        from sparse_frontier.vllm_plugin.paged_decode import quest_density
+
+        self.density = [quest_density(r.span.seq_len, n, page) for r, n in zip(rows, n_select)]
         self.key = ("quest", share, size, min(self.widest + 1, table_width), *_shape_key(call))
 
     def run(self, call: LayerCall, pool, graphs: DecodeGraphs) -> None:

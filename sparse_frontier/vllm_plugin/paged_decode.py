@@ -91,6 +91,14 @@ class SummaryPool:
         pool[1][blocks] = torch.where(f, keys, torch.maximum(pool[1][blocks], keys))
 
 
+def quest_density(seq_len: int, n_select: int, page: int) -> float:
+    """Tokens a Quest decode step reads / tokens in the cache: ``k = min(n_select + 1, pages)`` distinct
+    pages, the current (last, partial) one among them and every other one full (:class:`QuestStep`)."""
+    pages = -(-seq_len // page)
+    k = min(n_select + 1, pages)
+    return ((k - 1) * page + seq_len - (pages - 1) * page) / seq_len
+
+
 class QuestStep:
     """One decode step's Quest requests, for every global layer of the step: the index tensors the
     kernels take (int32, on the device) and each request's density, made once per step rather than
@@ -119,11 +127,7 @@ class QuestStep:
         self.row_k = torch.tensor(
             [min(n + 1, width) for n in n_select for _ in range(hsel)], dtype=torch.int32, device=dev
         )
-        self.density = []
-        for s, n in zip(seq_lens, n_select):
-            pages = -(-s // page)
-            k = min(n + 1, pages)
-            self.density.append(((k - 1) * page + s - (pages - 1) * page) / s)
+        self.density = [quest_density(s, n, page) for s, n in zip(seq_lens, n_select)]
 
     def decode(self, query, key_cache, value_cache, pool, scale: float, out=None) -> torch.Tensor:
         """Quest attention rows ``[R, Hq, D]`` of this step's requests for one layer (into ``out``, if given)."""
