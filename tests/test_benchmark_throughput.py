@@ -214,23 +214,11 @@ def test_stock_rows_handler_graphs_and_as_many_as_fit(tmp_path, tiny_model):
 
 
 def _seed(path, **kw):
+    """A row of the tiny CPU model's table, as the benchmark writes it."""
     from benchmarks_throughput import card_name
 
-    row = dict(
-        model="tiny",
-        tensor_parallel_size=1,
-        cuda_graphs="none",
-        handler="on",
-        handler_graphs="off",
-        length=256,
-        method="dense",
-        sparsity=0.0,
-        output_tokens=4,
-        concurrency=7,
-        samples_per_hour=1000,
-        card=card_name("cpu"),
-        source="benchmarks/throughput.py",
-    )
+    tiny = dict(model="tiny", cuda_graphs="none", handler_graphs="off", length=256, output_tokens=4, concurrency=7)
+    row = throughput_row(**tiny, card=card_name("cpu"), source="benchmarks/throughput.py")
     append_rows(path, [{**row, **kw}])
 
 
