@@ -688,6 +688,9 @@ def main(argv=None) -> int:
         f"{dtype}; median of {args.reps} runs; {peaks}; FA3 baselines: {no_fa3 or 'vLLM 0.20 flash_attn_varlen_func'}; "
         f"total {time.time() - started:.0f} s. Written by `benchmarks/kernels.py`.",
         "",
+        # which lengths, batches and budget this file covers (a run may have been cut to fit a session)
+        f"Command: `python benchmarks/kernels.py {' '.join(sys.argv[1:] if argv is None else argv)}`",
+        "",
         BASELINES_DOC,
         "## Results",
         "",
