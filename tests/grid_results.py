@@ -51,19 +51,29 @@ def law(task: str, params: float, length: int, sparsity: float, phase: str) -> f
 
 
 def whole_grid(
-    config: dict, *, jitter: float = 0.0, missing: float = 0.0, seed: int = 0, samples: bool = True
+    config: dict,
+    *,
+    jitter: float = 0.0,
+    missing: float = 0.0,
+    missing_datasets=None,
+    seed: int = 0,
+    samples: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """(runs table, per-sample table) of every run of ``config``, as ``collect_scores`` writes them.
 
     ``jitter``: standard deviation of measured sparsity around each run's target. ``missing``: the
     fraction of runs left out (kept as ``status == "missing"`` rows in the runs table, absent from
-    the per-sample table).
+    the per-sample table). ``missing_datasets``: ``f(task, length) -> bool``, every run of the
+    datasets it picks left out, as a run stopped part-way leaves it (a sweep job holds every method
+    of one dataset).
     """
     rng = np.random.default_rng(seed)
     runs = expand_runs(config)
     phases = {m: get_method_class(m).phase for m in {r.key.method for r in runs}}
     draws: dict[tuple, np.ndarray] = {}  # one uniform per sample of each dataset: the pairing
     gone = rng.random(len(runs)) < missing
+    if missing_datasets is not None:
+        gone |= np.array([bool(missing_datasets(r.key.task, r.key.length)) for r in runs])
     run_rows, parts = [], []
     for run, is_gone in zip(runs, gone):
         k = run.key

@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIG = load_config(REPO / "config/config.yaml")
 NAMES = list(FIGURES) + list(TABLES) + [f"ablation_{a}" for a in CONFIG["figures"]["ablations"]]
 RUN_NAMES = [n for n in NAMES if spec(n).runs is not None]
+GRID_TASKS = sorted({r.key.task for r in expand_runs(CONFIG)})
+GRID_LENGTHS = sorted({r.key.length for r in expand_runs(CONFIG)})
 
 
 def inputs_of(tables, **settings) -> Inputs:
@@ -219,6 +221,29 @@ def test_missing_runs_are_listed_and_means_stay_fair(partial):
         build("isoflops", inputs_of((table, partial.samples)), draw=False)
 
 
+def stopped_part_way(task: str, length: int) -> bool:
+    """Datasets a run stopped part-way has not reached: every length but the shortest lacks a
+    different half of the tasks, so no task has all lengths (the GPU demo's first sessions)."""
+    i = GRID_LENGTHS.index(length)
+    return i > 0 and (GRID_TASKS.index(task) + i) % 2 == 0
+
+
+@pytest.fixture(scope="module")
+def stopped():
+    return inputs_of(whole_grid(CONFIG, missing_datasets=stopped_part_way, seed=5), allow_missing=True)
+
+
+def test_a_run_stopped_part_way_draws_accuracy_vs_length_at_the_lengths_it_has(stopped):
+    """Whole datasets missing, a different task at each length (every figure draws from such a
+    table in the slow test below): the mean over tasks leaves out the lengths lacking some, instead
+    of averaging over the tasks all lengths share (none here)."""
+    assert (stopped.table["status"] == "missing").sum() > 1000
+    out = build("accuracy_vs_length", stopped, draw=False)
+    assert set(out.data["length"]) == {GRID_LENGTHS[0]}
+    assert any("left out" in n and length_label(GRID_LENGTHS[-1]) in n for n in out.notes), out.notes
+    assert len(out.missing) > 0
+
+
 def test_each_figure_reads_only_its_runs():
     plan = runs_per_figure(CONFIG)
     every = len(expand_runs(CONFIG))
@@ -235,11 +260,12 @@ def test_length_labels():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form", ["complete", "jittered", "partial"])
+@pytest.mark.parametrize("form", ["complete", "jittered", "partial", "stopped"])
 def test_every_figure_draws_and_saves_at_paper_scale(form, request, tmp_path):
     inputs = request.getfixturevalue(form)
     for name in NAMES:
         out = build(name, inputs)
+        assert not out.data.empty, (form, name)
         files = {"data_path": str(tmp_path / f"{name}.csv")}
         if out.fig is not None:
             files.update(pdf_path=str(tmp_path / f"{name}.pdf"), png_path=str(tmp_path / f"{name}.png"))

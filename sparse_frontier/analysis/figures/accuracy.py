@@ -33,11 +33,35 @@ def runs(frame: pd.DataFrame, inputs: Inputs) -> pd.Series:
     return frame["main"]
 
 
+def lengths_with_every_task(table: pd.DataFrame, notes: list) -> pd.DataFrame:
+    """The rows at the lengths that have every (task, seed) cell of the panel's fullest length.
+
+    A run stopped part-way (``figures.allow_missing``) lacks whole datasets, a different task at each
+    length; shrinking every point to the tasks all lengths share could leave none. A length lacking
+    a task no method ran there is left out instead (and said so), so each line's points stay means
+    over the same tasks.
+    """
+    keep = pd.Series(True, index=table.index)
+    for (family, model), p in table.groupby(["family", "model"], sort=True):
+        cells = {length: set(map(tuple, g[["task", "seed"]].to_numpy())) for length, g in p.groupby("length")}
+        fullest = max(cells.values(), key=len)
+        for length, have in sorted(cells.items()):
+            if not fullest <= have:
+                keep &= ~((table["model"] == model) & (table["length"] == length))
+                lacking = sorted(t for t, _ in fullest - have)
+                notes.append(
+                    f"accuracy vs length [model={model}]: length {length_label(length)} left out "
+                    f"(no run of {', '.join(map(str, lacking))} there)"
+                )
+    return table[keep]
+
+
 def data(inputs: Inputs) -> Output:
     table, missing = prepare(inputs)
     table = main_runs(table)
     need(table, "accuracy_vs_length")
     notes: list = []
+    table = lengths_with_every_task(table, notes)
     mean = common_mean(
         table,
         ["family", "model"],
@@ -47,6 +71,11 @@ def data(inputs: Inputs) -> Output:
         notes,
         "accuracy vs length",
     )
+    if mean.empty:
+        raise ValueError(
+            "accuracy_vs_length: no (task, seed) cell that every method and level has at any length; "
+            + "; ".join(notes)
+        )
     return Output(mean, missing=missing, notes=notes)
 
 
