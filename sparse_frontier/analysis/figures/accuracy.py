@@ -42,7 +42,7 @@ def lengths_with_every_task(table: pd.DataFrame, notes: list) -> pd.DataFrame:
     over the same tasks.
     """
     keep = pd.Series(True, index=table.index)
-    for (family, model), p in table.groupby(["family", "model"], sort=True):
+    for model, p in table.groupby("model", sort=True):
         cells = {length: set(map(tuple, g[["task", "seed"]].to_numpy())) for length, g in p.groupby("length")}
         fullest = max(cells.values(), key=len)
         for length, have in sorted(cells.items()):
