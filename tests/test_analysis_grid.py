@@ -12,12 +12,23 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from grid_results import whole_grid  # pytest puts tests/ on sys.path
 
 from sparse_frontier.analysis import cost
-from sparse_frontier.analysis.figures import FIGURES, TABLES, build, per_task, plan_table, runs_per_figure, save, spec
+from sparse_frontier.analysis.figures import (
+    FIGURES,
+    TABLES,
+    build,
+    checks,
+    per_task,
+    plan_table,
+    runs_per_figure,
+    save,
+    spec,
+)
 from sparse_frontier.analysis.figures.common import Inputs, length_label, prepare, run_name
 from sparse_frontier.config import expand_runs, load_config
 
@@ -195,6 +206,44 @@ def test_jittered_sparsities_average_at_nominal_points(jittered, built):
     fit = build("scaling_law_fit", jittered, draw=False).data
     comp = fit[(fit["statistic"] == "r2") & (fit["held_out"] == "compression")]
     assert (comp["n"] > 20).all()  # whole nominal levels held out, never a single jittered run
+
+
+def test_frontier_checks_flag_off_target_sparsity_and_rising_accuracy(complete, jittered):
+    """On the whole grid: the synthetic law falls with compression at every step and every measured
+    sparsity is its target; a run 0.03 off its target, and a run scoring far above its previous
+    level, are named in the notes (a jitter of 0.01 stays mostly within the 0.02 tolerance)."""
+    checks = build("frontier_checks", complete, draw=False)
+    d = checks.data
+    prepared, _ = prepare(complete)
+    assert len(d) == (prepared["main"] & (prepared["method"] != "dense")).sum()  # ablation-only runs apart
+    assert d["sparsity_ok"].all() and set(d["direction"]) <= {"falls", "within noise"}
+    assert "higher beyond it: 0" in checks.notes[1]
+    table = complete.table.copy()
+    sparse = table[(table["method"] == "vertical_slash") & (table["length"] == 32768)]
+    sparse = sparse[sparse["method_args"].str.contains("sparsity~0.8+", regex=False)]
+    off, up = sparse.index[0], sparse.index[1]
+    table.loc[off, "sparsity"] += 0.03
+    table.loc[up, ["score", "score_se"]] = [1.0, 0.0]
+    notes = build("frontier_checks", inputs_of((table, complete.samples)), draw=False).notes
+    task_of = {i: table.loc[i, "task"] for i in (off, up)}
+    assert f"{task_of[off]} 32k vertical_slash 0.8 (+0.030)" in notes[0]
+    assert "higher beyond it: 1;" in notes[1] and f"{task_of[up]} 32k vertical_slash 0.8" in notes[1]
+    jittered_checks = build("frontier_checks", jittered, draw=False).data
+    assert jittered_checks["sparsity_ok"].mean() > 0.9
+
+
+def test_compare_scores_matches_cells_across_two_results_tables(complete):
+    """The GPU-vs-CPU comparison: dense cells both tables hold, differences in combined SEs."""
+    a = complete.table
+    b = a[a["length"] == 16384].copy()
+    dense_b = b.index[b["method"] == "dense"]
+    b.loc[dense_b[0], "score"] += 0.1
+    both = checks.compare_scores(a, b)
+    assert len(both) == len(dense_b) and set(both["length"]) == {16384}
+    changed = both[both["difference"] != 0]
+    assert len(changed) == 1 and changed["difference"].iloc[0] == pytest.approx(-0.1)
+    row = changed.iloc[0]
+    assert row["in_se"] == pytest.approx(0.1 / np.hypot(row["score_se_a"], row["score_se_b"]))
 
 
 def test_missing_runs_are_listed_and_means_stay_fair(partial):
