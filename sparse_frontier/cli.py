@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from sparse_frontier import paths
 from sparse_frontier.logs import setup_logging
@@ -162,6 +163,35 @@ def cmd_score(args) -> None:
     score_run(run.as_dict(), run.key.dataset, run.key.predictions, args.output, run.key.summary)
 
 
+def cmd_compare_scores(args) -> None:
+    import pandas as pd
+
+    from sparse_frontier.analysis.figures.checks import compare_scores
+
+    tables = []
+    for path in (args.a, args.b):
+        if not Path(path).is_file():
+            raise SystemExit(
+                f"sparse-frontier compare-scores: no results table at {path!r} (collect_scores writes results/tables/scores.csv)"
+            )
+        tables.append(pd.read_csv(path))
+    both = compare_scores(*tables, method=args.method)
+    if both.empty:
+        raise SystemExit(
+            f"sparse-frontier compare-scores: {args.a} and {args.b} share no {args.method!r} cell "
+            "(same task, task arguments, length, model, seed and method arguments)"
+        )
+    shown = both.drop(columns=["method"]).round(4)
+    text = (
+        f"# {args.method}: {args.a} (a) vs {args.b} (b)\n\n{shown.to_markdown(index=False)}\n\n"
+        f"Within 1 combined SE: {int((both['in_se'] <= 1).sum())} of {len(both)} cells; within 2: "
+        f"{int((both['in_se'] <= 2).sum())}.\n"
+    )
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="sparse-frontier", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -211,6 +241,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--prompts", type=int, default=4, help="prompts per length (default 4)")
     p.add_argument("output", help="calibration table (JSON) to write or extend")
     p.set_defaults(func=cmd_calibrate)
+    p = sub.add_parser(
+        "compare-scores",
+        help="the cells two results tables share (e.g. a GPU run and the CPU demo): scores, SEs, "
+        "difference in combined SEs",
+    )
+    p.add_argument("a", help="a results table (results/tables/scores.csv)")
+    p.add_argument("b", help="another results table")
+    p.add_argument("--method", default="dense", help="which method's cells (default dense)")
+    p.add_argument("--out", help="also write the markdown here")
+    p.set_defaults(func=cmd_compare_scores)
     args = parser.parse_args(argv)
     setup_logging(args.log)
     from sparse_frontier.config import ConfigError

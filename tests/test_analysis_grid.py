@@ -246,6 +246,19 @@ def test_compare_scores_matches_cells_across_two_results_tables(complete):
     assert row["in_se"] == pytest.approx(0.1 / np.hypot(row["score_se_a"], row["score_se_b"]))
 
 
+def test_compare_scores_cli_writes_the_shared_cells_and_names_a_missing_table(complete, tmp_path, capsys):
+    from sparse_frontier.cli import main
+
+    a = complete.table[complete.table["length"] == 16384]
+    a.to_csv(tmp_path / "a.csv", index=False)
+    a[a["model"] == "qwen2.5-7b"].to_csv(tmp_path / "b.csv", index=False)
+    main(["compare-scores", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--out", str(tmp_path / "c.md")])
+    text = (tmp_path / "c.md").read_text()
+    assert "Within 1 combined SE: 9 of 9 cells" in text  # the 7B's nine dense tasks, identical
+    with pytest.raises(SystemExit, match="no results table at 'nope.csv'"):
+        main(["compare-scores", "nope.csv", str(tmp_path / "b.csv")])
+
+
 def test_missing_runs_are_listed_and_means_stay_fair(partial):
     table = partial.table
     gone = table[table["status"] == "missing"]
