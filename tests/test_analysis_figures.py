@@ -252,3 +252,28 @@ def test_entries_of_one_task_are_drawn_apart(data):
     alone = table[table["task_args"] == args["niah"]]
     one = figures.build("task_comparison", figures.Inputs.from_config(config, alone, samples)).data
     assert set(one["task"]) == {"ruler_niah"}
+
+
+@pytest.mark.parametrize("name", ["task_comparison", "isoflops"])  # tight layout; constrained layout
+def test_a_long_footnote_sits_below_every_axis(data, name):
+    """A partial run's note (missing runs, dropped cells) can run to tens of lines: the figure grows
+    to hold it, and it covers no axis, tick label or axis label."""
+    from sparse_frontier.analysis.figures.common import fit_width
+
+    table = data[0].assign(status="ok")
+    gone = table.index[(table["method"] != "dense") & (table["task"] == "ruler_vt")][:12]
+    table.loc[gone, "status"] = "missing"
+    out = figures.build(name, inputs((table, data[1]), allow_missing=True))
+    out.notes += [f"a note that wraps over several lines of the figure, number {i}, " * 8 for i in range(6)]
+    note = fit_width(out.fig, figures.footnote(out), 5)
+    assert note.count("\n") >= 10
+    height = out.fig.get_size_inches()[1]
+    figures.place_footnote(out.fig, note)
+    assert out.fig.get_size_inches()[1] > height + 1
+    out.fig.canvas.draw()
+    renderer = out.fig.canvas.get_renderer()
+    text = out.fig.texts[-1].get_window_extent(renderer)
+    for ax in out.fig.axes:
+        if ax.get_visible() and ax.axison:
+            assert not text.overlaps(ax.get_tightbbox(renderer)), ax.get_title()
+    assert text.y0 >= 0

@@ -148,6 +148,24 @@ def footnote(out: Output, limit: int = 6) -> str:
     return "\n".join(lines)
 
 
+def place_footnote(fig, note: str) -> None:
+    """Lay the figure out with ``note`` (missing runs, dropped cells) in a strip below the plots.
+
+    The figure grows by the note's height (5 pt type, 1.3 line spacing, plus the x labels'
+    clearance), so a long note (a partial run lists its missing runs) never covers an axis."""
+    width, height = fig.get_size_inches()
+    strip = (note.count("\n") + 1) * 5 * 1.3 / 72 + 0.15 if note else 0.0
+    fig.set_size_inches(width, height + strip)
+    bottom = strip / (height + strip)
+    engine = fig.get_layout_engine()
+    if engine is None:
+        fig.tight_layout(rect=(0, bottom, 1, 1))
+    else:  # constrained: its own rectangle, above the strip
+        engine.set(rect=(0, bottom, 1, 1 - bottom))
+    if note:
+        fig.text(0.01, 0.002, note, fontsize=5, color="firebrick", va="bottom")
+
+
 def save(
     out: Output,
     name: str,
@@ -166,14 +184,7 @@ def save(
             text += "\n\nNotes:\n" + "\n".join(f"- {n}" for n in out.notes) + "\n"
         write_text_atomic(md_path, text + "\n")
     if out.fig is not None:
-        note = fit_width(out.fig, footnote(out), 5)
-        if out.fig.get_layout_engine() is None:
-            # the note's lines (5 pt type, 1.3 line spacing) plus the x labels' clearance, in figure heights
-            height = (note.count("\n") + 1) * 5 * 1.3 / 72 + 0.1
-            bottom = min(0.35, height / max(out.fig.get_size_inches()[1], 1)) if note else 0
-            out.fig.tight_layout(rect=(0, bottom, 1, 1))
-        if note:  # constrained layouts: the figure's bottom-left corner (their own rectangle is fixed)
-            out.fig.text(0.01, 0.002, note, fontsize=5, color="firebrick", va="bottom")
+        place_footnote(out.fig, fit_width(out.fig, footnote(out), 5))
         for path in filter(None, (pdf_path, png_path)):
             tmp = f"{path}.tmp.{path.rsplit('.', 1)[-1]}"
             out.fig.savefig(tmp, dpi=150)

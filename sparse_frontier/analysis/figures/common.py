@@ -373,9 +373,9 @@ def ordered_models(inputs: Inputs, models) -> list[str]:
 
 
 def fit_width(fig, text: str, fontsize: float) -> str:
-    """``text`` wrapped to the figure's width (a character ~0.55 em wide), line by line: a title or
+    """``text`` wrapped to the figure's width (a character ~0.6 em wide), line by line: a title or
     note of a narrow figure (one task column) otherwise runs off both edges."""
-    chars = max(20, int(fig.get_size_inches()[0] * 72 / (0.55 * fontsize)))
+    chars = max(20, int(fig.get_size_inches()[0] * 72 / (0.6 * fontsize)))
     return "\n".join(textwrap.fill(line, chars) if line else line for line in text.split("\n"))
 
 
