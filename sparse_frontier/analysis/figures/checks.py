@@ -63,9 +63,9 @@ def data(inputs: Inputs) -> Output:
                     "sparsity": round(float(r["sparsity"]), 4),
                     "sparsity_gap": round(float(gap), 4),
                     "sparsity_ok": bool(abs(gap) <= SPARSITY_TOLERANCE),
-                    "score": r["score"],
-                    "score_se": r["score_se"],
-                    "dense_score": d_score,
+                    "score": round(float(r["score"]), 4),
+                    "score_se": round(float(r["score_se"]), 4),
+                    "dense_score": round(float(d_score), 4),
                     "direction": "no reference" if np.isnan(rise) else _direction(rise, se),
                 }
             )
