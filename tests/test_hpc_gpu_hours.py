@@ -89,22 +89,16 @@ def small_config(methods=("dense", "quest_90"), lengths=(16384,), methods_per_jo
 
 
 def row(**kw):
+    """A 7B row of the estimate's tests: the shared throughput row with this file's measurements."""
     base = dict(
-        model="qwen2.5-7b",
-        tensor_parallel_size=1,
-        cuda_graphs="piecewise",
-        handler="on",
         length=16384,
-        method="dense",
-        sparsity=0.0,
-        output_tokens=256,
         concurrency=8,
         samples_per_hour=3600,
         engine_start_s=100,
         card="TestCard",
         source="synthetic test row",
     )
-    return {**base, **kw}
+    return throughput_row(**{**base, **kw})
 
 
 @pytest.fixture
