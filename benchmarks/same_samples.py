@@ -14,15 +14,18 @@ import collections
 import json
 from pathlib import Path
 
+from sparse_frontier.paths import SCORES, RunKey, parse_path
+
 
 def per_sample(results: Path, length: int) -> dict[tuple, float]:
-    """(task args, method, method args, sample id) -> score, from every ``scores.jsonl`` at ``length``."""
+    """(task, task args, method, method args, sample id) -> score, from every ``scores.jsonl`` at ``length``
+    (paths read with the pipeline's grammar, ``paths.SCORES``)."""
     out = {}
     for f in results.glob(f"scores/*/*/length~{length}/*/*/*/*/*/scores.jsonl"):
-        task_args, method, method_args = f.parts[-8], f.parts[-4], f.parts[-3]
+        key = RunKey.from_wildcards(parse_path(SCORES, f"results/{f.relative_to(results).as_posix()}"))
         for line in open(f):
             row = json.loads(line)
-            out[(f.parts[-9], task_args, method, method_args, str(row["id"]))] = float(row["score"])
+            out[(key.task, key.task_args, key.method, key.method_args, str(row["id"]))] = float(row["score"])
     return out
 
 
