@@ -29,10 +29,6 @@ NOISE_SE = 2.0
 CELL = ["family", "model", "task", "length", "seed"]
 
 
-def runs(frame: pd.DataFrame, inputs: Inputs) -> pd.Series:
-    return frame["main"]
-
-
 def _direction(rise: float, se: float) -> str:
     if rise <= 0:
         return "falls"
