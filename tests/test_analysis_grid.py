@@ -306,6 +306,29 @@ def test_a_run_stopped_part_way_draws_accuracy_vs_length_at_the_lengths_it_has(s
     assert len(out.missing) > 0
 
 
+def legends_over_titles(fig) -> list[str]:
+    """The panel titles a legend covers, in the figure as saved (laid out, footnote strip included)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()  # save() closed the figure: a canvas to measure on
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    return [
+        ax.title.get_text()
+        for legend in legends
+        for ax in fig.axes
+        if ax.title.get_text() and legend.get_window_extent(renderer).overlaps(ax.title.get_window_extent(renderer))
+    ]
+
+
+def test_a_single_model_accuracy_vs_length_keeps_its_legend_off_the_title(complete, tmp_path):
+    """One model = one panel: the legend has a column of its own instead of covering the title."""
+    one = complete.table[complete.table["model"] == "qwen2.5-7b"]
+    out = build("accuracy_vs_length", inputs_of((one, complete.samples)))
+    assert len([ax for ax in out.fig.axes if ax.lines]) == 1
+    save(out, "accuracy_vs_length", data_path=str(tmp_path / "a.csv"), png_path=str(tmp_path / "a.png"))
+    assert legends_over_titles(out.fig) == []
+
+
 def test_each_figure_reads_only_its_runs():
     plan = runs_per_figure(CONFIG)
     every = len(expand_runs(CONFIG))
@@ -337,3 +360,5 @@ def test_every_figure_draws_and_saves_at_paper_scale(form, request, tmp_path):
         for f in files.values():
             assert Path(f).stat().st_size > 0, (form, name, f)
         assert len(pd.read_csv(files["data_path"])) == len(out.data)
+        if out.fig is not None:
+            assert legends_over_titles(out.fig) == [], (form, name)

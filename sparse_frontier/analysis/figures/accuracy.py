@@ -84,7 +84,17 @@ def draw(out: Output, inputs: Inputs):
     families = sorted(d["family"].unique())
     per_family = {f: ordered_models(inputs, d.loc[d["family"] == f, "model"]) for f in families}
     cols = max(len(m) for m in per_family.values())
-    fig, axes = grid(len(families), cols, 3.6, 3.0, sharey=True)
+    # the legend gets a column of its own: a figure legend would sit over a single panel's title
+    fig, axes = grid(
+        len(families),
+        cols + 1,
+        3.6 * (cols + 0.55) / (cols + 1),
+        3.0,
+        sharey=True,
+        gridspec_kw={"width_ratios": [1] * cols + [0.55]},
+    )
+    for row in axes:
+        row[-1].axis("off")
     methods = sorted(m for m in d["method"].unique() if m != "dense")
     colours = palette(methods)
     top = float(d["target"].max()) or 1.0
@@ -114,7 +124,14 @@ def draw(out: Output, inputs: Inputs):
         axes[r][0].set_ylabel("mean score over tasks", fontsize=8)
     handles = [axes[0][0].plot([], [], color="k", lw=2, label="dense")[0]]
     handles += [axes[0][0].plot([], [], color=colours[m], lw=2, label=m)[0] for m in methods]
-    fig.legend(handles=handles, loc="upper right", fontsize=7, title="method (darker = sparser)", title_fontsize=7)
+    axes[0][-1].legend(
+        handles=handles,
+        loc="upper left",
+        fontsize=7,
+        title="method\n(darker = sparser)",
+        title_fontsize=7,
+        frameon=False,
+    )
     return fig
 
 
