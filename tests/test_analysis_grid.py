@@ -345,6 +345,7 @@ def test_length_labels():
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("error:No artists with labels found")  # an empty legend: a panel without its lines
 @pytest.mark.parametrize("form", ["complete", "jittered", "partial", "stopped"])
 def test_every_figure_draws_and_saves_at_paper_scale(form, request, tmp_path):
     inputs = request.getfixturevalue(form)

@@ -138,8 +138,11 @@ def _draw(
             ax.set_title(title(rv, cv) if title else f"{rv} · {cv}", fontsize=8)
             ax.set_xlabel("sparsity", fontsize=7)
             ax.grid(alpha=0.3)
-            if c == len(cols) - 1:
-                ax.legend(fontsize=6, title=line, title_fontsize=6)
+        # the row's lines from every panel: a stopped run may leave the last panel empty
+        drawn = {label: h for ax in axes[r] for h, label in zip(*ax.get_legend_handles_labels())}
+        labels = [lb for lb in (length_label(v) if line == "length" else str(v) for v in values) if lb in drawn]
+        if labels:
+            axes[r][-1].legend([drawn[lb] for lb in labels], labels, fontsize=6, title=line, title_fontsize=6)
         axes[r][0].set_ylabel(y.replace("_", " "), fontsize=8)
     return fig
 
