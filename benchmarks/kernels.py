@@ -458,7 +458,10 @@ def prefill_rows(args, t, s, run, results, base, q, k, v, scale, card):
         dens = block_density(t, bs, top)
         work = prefill_work(t, hq, hkv, d, dens, roofline.pooled_index_flops(t, bs, hq, d))
         params = f"top_chunks={top},chunk_size={bs}"
-        results.append(row("prefill", "block_sparse", t, s, 1, dens, ms, base, err, params, "", work, card))
+        # its limit is the K/V its per-query-block programs gather, not FLOPs: say how fast it moves them
+        gathered = roofline.gathered_kv_bytes(t, bs, top, hq, d)
+        note = f"gathers {gathered / 1e9:.0f} GB of K/V: {roofline.tbytes_per_s(gathered, ms):.2f} TB/s"
+        results.append(row("prefill", "block_sparse", t, s, 1, dens, ms, base, err, params, note, work, card))
     except Exception as e:  # noqa: BLE001
         results.append(row("prefill", "block_sparse", t, s, 1, note=f"error: {e!r}"[:300]))
 

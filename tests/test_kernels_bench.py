@@ -80,6 +80,11 @@ def test_flop_and_byte_counts():
     assert roofline.page_summary_bytes(1, 17, 1, 1) == 2 * 2 * 2  # a partial page has its summary too
     assert roofline.quest_bytes(8, t, hkv, d, 0.05) == pytest.approx((0.05 + 1 / 16) * 2**31)
     assert roofline.decode_flops(8, t, h, d) == 4 * 8 * h * d * t
+    # keeping every block = the causal half of the blocks, each loaded by every query head
+    nb = t // 16
+    assert roofline.gathered_kv_bytes(t, 16, nb, h, d) == 2 * 2 * h * nb * (nb + 1) / 2 * 16 * d
+    # 3 blocks kept of 4 (rows 0-2 keep 1, 2, 3): 9 key blocks of 16 keys x 1 head x d 2, K and V, bf16
+    assert roofline.gathered_kv_bytes(64, 16, 3, 1, 2) == 2 * 2 * 9 * 16 * 2
     assert roofline.tflops(1e12, 1.0) == pytest.approx(1000.0) and roofline.tbytes_per_s(1e9, 1.0) == 1.0
 
 

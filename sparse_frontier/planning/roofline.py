@@ -45,6 +45,16 @@ def pooled_index_flops(length: int, block: int, heads: int, head_dim: int) -> fl
     return 2.0 * heads * head_dim * nb * nb / 2
 
 
+def gathered_kv_bytes(length: int, block: int, top: int, heads: int, head_dim: int, elem: int = BF16) -> float:
+    """K and V bytes a kernel with one program per (query head, query block) loads: each query block's
+    ``min(top, i + 1)`` kept key blocks, again for every query block and head that keeps them (no
+    sharing between programs). Against :func:`prefill_bytes` (each byte once) this is the traffic
+    that 16-row tiles turn into loads; a kernel sustaining R bytes/s of it needs at least bytes / R."""
+    nb = -(-length // block)
+    kept = sum(min(top, i + 1) for i in range(nb))
+    return float(2 * elem * heads * kept * block * head_dim)
+
+
 def decode_flops(batch: int, length: int, heads: int, head_dim: int) -> float:
     """FLOPs of one decode step (one query per sequence): QK^T and PV, ``2 * heads * head_dim * length`` each."""
     return 4.0 * batch * heads * head_dim * length
