@@ -99,6 +99,13 @@ def main(argv=None) -> None:
     parser.add_argument("--chunk", type=int, default=16)
     parser.add_argument("--seed", type=int, default=43)
     parser.add_argument("--out", required=True, help="folder: block_overlap.csv and block_overlap.md")
+    parser.add_argument(
+        "--save-qk",
+        metavar="FILE",
+        help="also save the first task's queries and keys of --save-layers (bfloat16, torch.save) for "
+        "benchmarks/grouped_blocks.py to time the kernels on",
+    )
+    parser.add_argument("--save-layers", type=int, nargs="+", default=[0, 15, 29])
     args = parser.parse_args(argv)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -134,6 +141,9 @@ def main(argv=None) -> None:
         qk = record_qk(model, ids)
         shapes = [(q.shape, k.shape) for q, k in qk[:1]]
         measure(name, qk, len(ids))
+        if args.save_qk and name == args.tasks[0]:
+            layers = {i: (qk[i][0].bfloat16(), qk[i][1].bfloat16()) for i in args.save_layers if i < len(qk)}
+            torch.save({"model": Path(args.model).name, "task": name, "layers": layers}, args.save_qk)
         print(f"{name}: {len(ids)} tokens, {len(qk)} layers, {time.time() - start:.0f} s", flush=True)
     # the benchmark's inputs: random queries and keys of the same shapes (every layer alike)
     ((qs, ks),) = shapes

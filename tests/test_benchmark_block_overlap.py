@@ -39,3 +39,34 @@ def test_rows_that_keep_everything_and_a_partial_last_group_are_left_out():
     stats = overlap(*selections(lists, nb), nb, top, group=2, kv_heads=1)
     # a group of rows (0, i) and (0, i+1): union 3 of 4 loads, 3 products for 2 per member
     assert stats["tile_traffic"] == pytest.approx(3 / 4) and stats["tile_inflation"] == pytest.approx(1.5)
+
+
+@pytest.mark.skipif(__import__("os").environ.get("TRITON_INTERPRET") != "1", reason="CPU run needs TRITON_INTERPRET=1")
+def test_grouped_blocks_benchmark_times_both_kernels_on_random_and_saved_inputs(tmp_path):
+    """benchmarks/grouped_blocks.py end to end at a tiny size: random inputs and a --qk file in the
+    format block_overlap.py --save-qk writes; the grouped outputs equal the one-block kernel's."""
+    import subprocess
+
+    import pandas as pd
+
+    g = torch.Generator().manual_seed(0)
+    layers = {3: (torch.randn(100, 4, 32, generator=g).bfloat16(), torch.randn(100, 2, 32, generator=g).bfloat16())}
+    torch.save({"model": "tiny", "task": "niah", "layers": layers}, tmp_path / "qk.pt")
+    repo = Path(__file__).resolve().parent.parent
+    args = ["--qk", str(tmp_path / "qk.pt"), "--lengths", "64", "--heads", "2", "--kv-heads", "1"]
+    args += ["--head-dim", "32", "--sparsities", "0.6", "--groups", "2", "4", "--device", "cpu"]
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/grouped_blocks.py", str(tmp_path / "out"), *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "out/grouped_blocks.csv")
+    assert set(table["input"]) == {"random 2/1x32", "tiny niah layer 3"}
+    assert sorted(table["group"].unique()) == [1, 2, 4] and table["ms"].notna().all()
+    grouped = table[table["group"] > 1]
+    assert (grouped["rel_err_vs_one_block"] < 1e-5).all()
+    assert ((grouped["traffic"] <= 1) & (grouped["traffic"] >= 1 / grouped["group"])).all()
+    assert (tmp_path / "out/grouped_blocks.md").read_text().startswith("# Block-Sparse: one query block")

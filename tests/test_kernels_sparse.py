@@ -17,6 +17,7 @@ from sparse_frontier.attention.reference import (
 )
 from sparse_frontier.attention.vertical_slash import BLOCK, VerticalSlash, estimate_scores_torch, index_density
 from sparse_frontier.kernels.estimation import estimate_scores_triton
+from sparse_frontier.kernels.grouped_blocks import group_blocks, grouped_block_prefill
 from sparse_frontier.kernels.quest import page_scores, page_summaries, select_pages, sparse_decode
 from sparse_frontier.kernels.snapkv import window_scores, window_scores_torch
 from sparse_frontier.kernels.sparse_prefill import sparse_prefill
@@ -101,6 +102,47 @@ def test_block_sparse_kernel_matches_reference(monkeypatch, t, hq, hkv, d, block
     out = sparse_prefill(q, k, v, 0.1, block, blocks=blocks, block_count=counts)
     assert not out.isnan().any()
     assert rel_err(out, masked_attention(q, k, v, block_list_mask(t, blocks, counts, block), 0.1)) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "t,hq,hkv,d,block,top,group,kchunks",
+    [
+        (100, 4, 2, 64, 16, 3, 4, 4),
+        (150, 2, 1, 64, 32, 2, 2, 2),
+        (97, 3, 3, 64, 16, 4, 8, 1),
+        (300, 2, 1, 32, 16, 6, 4, 4),
+    ],
+)
+def test_grouped_block_kernel_matches_reference(monkeypatch, t, hq, hkv, d, block, top, group, kchunks):
+    """Tiles of `group` query blocks over the union of their kept key blocks, each row masked to its own
+    block's list: the same attention as the per-block lists (partial last tile, GQA 1-3, a chunk
+    step wider and narrower than a tile's union)."""
+    q, k, v = qkv(t, hq, hkv, d, seed=2)
+    blocks, counts = block_index(q, k, block, top)
+    nan_filled(monkeypatch)
+    out = grouped_block_prefill(q, k, v, 0.1, block, blocks, counts, group=group, kchunks=kchunks)
+    assert not out.isnan().any()
+    assert rel_err(out, masked_attention(q, k, v, block_list_mask(t, blocks, counts, block), 0.1)) < 1e-5
+
+
+def test_group_blocks_unions_the_members_lists_with_a_bit_per_member():
+    nb = 6  # padding value
+    blocks = torch.tensor([[[0, 6, 6], [0, 1, 6], [0, 2, 6], [0, 3, 6], [1, 4, 6]]], dtype=torch.int32)
+    counts = torch.tensor([[1, 2, 2, 2, 2]], dtype=torch.int32)
+    union, bits, n = group_blocks(blocks, counts, nb, group=2)
+    assert n.tolist() == [[2, 3, 2]]  # {0,1}, {0,2,3}, {1,4} (the last tile has one member)
+    assert union[0, 0, :2].tolist() == [0, 1] and bits[0, 0, :2].tolist() == [0b11, 0b10]
+    assert union[0, 1, :3].tolist() == [0, 2, 3] and bits[0, 1, :3].tolist() == [0b11, 0b01, 0b10]
+    assert union[0, 2, :2].tolist() == [1, 4] and bits[0, 2, :2].tolist() == [0b01, 0b01]
+    assert (union[0, 0, 2:] == nb).all() and (bits[0, 0, 2:] == 0).all()
+
+
+def test_grouped_block_prefill_names_a_bad_group():
+    q, k, v = qkv(32, 2, 1, 32)
+    blocks, counts = block_index(q, k, 16, 2)
+    for group in (3, 16):
+        with pytest.raises(ValueError, match=f"group {group} with 16-token blocks: valid are powers of 2"):
+            grouped_block_prefill(q, k, v, 0.1, 16, blocks, counts, group=group)
 
 
 def full_square_block_index(q, k, block, top):
