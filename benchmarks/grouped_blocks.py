@@ -14,11 +14,11 @@ Per input and sparsity: the index once (`block_index`, not timed), then each ker
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ def main(argv=None) -> None:
             base = dict(input=label, length=t, sparsity=s, top_chunks=top)
             ref = sparse_prefill(q, k, v, scale, args.block, blocks=blocks, block_count=counts)
             ms = run(lambda: sparse_prefill(q, k, v, scale, args.block, blocks=blocks, block_count=counts))
-            rows.append(dict(base, kernel="one block per program", group=1, ms=ms, traffic=1.0, inflation=1.0))
+            rows.append(dict(base, kernel="one block per program", group=1, ms=ms, traffic=1.0, inflation=1.0, note=""))
             listed = counts.sum().item()
             for group in args.groups:
                 union_count = group_blocks(blocks, counts, -(-t // args.block), group)[2]
@@ -102,37 +102,51 @@ def main(argv=None) -> None:
                     )
                 )
             print(f"{label} s={s}: {time.time() - start:.0f} s", flush=True)
-    table = pd.DataFrame(rows)
-    one = table[table["group"] == 1].set_index(["input", "sparsity"])["ms"]
-    table["speedup_vs_one_block"] = [
-        round(one[(r.input, r.sparsity)] / r.ms, 2) if r.ms else None for r in table.itertuples()
-    ]
+    one = {(r["input"], r["sparsity"]): r["ms"] for r in rows if r["group"] == 1}
+    for r in rows:
+        r["speedup_vs_one_block"] = round(one[(r["input"], r["sparsity"])] / r["ms"], 2) if r["ms"] else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "grouped_blocks.csv", index=False)
+    # plain csv and markdown: the GPU machine has torch and triton, not necessarily pandas
+    with open(out / "grouped_blocks.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
     machine = torch.cuda.get_device_name() if device == "cuda" else "CPU (Triton interpreter)"
     import triton
 
-    head = (
-        "# Block-Sparse: one query block per program vs tiles of G blocks over their union\n\n"
-        f"{machine}; torch {torch.__version__}; triton {triton.__version__}; {dtype}; "
-        f"{args.block}-token blocks; median of {args.reps} (CUDA events); total {time.time() - start:.0f} s. "
-        f"Written by `benchmarks/grouped_blocks.py` (`{' '.join(sys.argv[1:] if argv is None else argv)}`).\n\n"
-    )
-    cols = [
-        "input",
-        "length",
-        "sparsity",
-        "kernel",
-        "ms",
-        "speedup_vs_one_block",
-        "traffic",
-        "inflation",
-        "rel_err_vs_one_block",
-        "note",
+    def cell(v):
+        return "" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = [
+        "# Block-Sparse: one query block per program vs tiles of G blocks over their union",
+        "",
+        f"{machine}; torch {torch.__version__}; triton {triton.__version__}; {dtype}; {args.block}-token "
+        f"blocks; median of {args.reps} (CUDA events); total {time.time() - start:.0f} s. Written by "
+        f"`benchmarks/grouped_blocks.py` (`{' '.join(sys.argv[1:] if argv is None else argv)}`).",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
     ]
-    (out / "grouped_blocks.md").write_text(head + table.reindex(columns=cols).round(4).to_markdown(index=False) + "\n")
-    print(table.reindex(columns=cols).to_string(index=False))
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in COLUMNS) + " |" for r in rows]
+    (out / "grouped_blocks.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[4:]))
+
+
+COLUMNS = [
+    "input",
+    "length",
+    "sparsity",
+    "top_chunks",
+    "kernel",
+    "group",
+    "ms",
+    "speedup_vs_one_block",
+    "traffic",
+    "inflation",
+    "rel_err_vs_one_block",
+    "note",
+]
 
 
 if __name__ == "__main__":
