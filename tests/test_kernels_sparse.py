@@ -135,6 +135,13 @@ def test_group_blocks_unions_the_members_lists_with_a_bit_per_member():
     assert union[0, 1, :3].tolist() == [0, 2, 3] and bits[0, 1, :3].tolist() == [0b11, 0b01, 0b10]
     assert union[0, 2, :2].tolist() == [1, 4] and bits[0, 2, :2].tolist() == [0b01, 0b01]
     assert (union[0, 0, 2:] == nb).all() and (bits[0, 0, 2:] == 0).all()
+    # heads in chunks (here one at a time, of different union widths): the same tables
+    two = torch.cat([blocks, torch.tensor([[[0, 1, 2]] * 5], dtype=torch.int32)])
+    two_counts = torch.cat([counts, torch.tensor([[3] * 5], dtype=torch.int32)])
+    whole = group_blocks(two, two_counts, nb, group=2)
+    for a, b in zip(whole, group_blocks(two, two_counts, nb, group=2, entries=1)):
+        assert torch.equal(a, b)
+    assert torch.equal(whole[0][:1, :, : union.shape[-1]], union) and whole[2][1].tolist() == [3, 3, 3]
 
 
 def test_grouped_block_prefill_names_a_bad_group():

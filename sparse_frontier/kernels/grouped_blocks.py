@@ -19,11 +19,24 @@ import triton.language as tl
 from sparse_frontier.kernels.sparse_prefill import _check, _online_step
 
 
-def group_blocks(blocks: torch.Tensor, counts: torch.Tensor, nb: int, group: int):
+def group_blocks(blocks: torch.Tensor, counts: torch.Tensor, nb: int, group: int, entries: int = 1 << 26):
     """Per tile of ``group`` query blocks: ``union [Hq, NG, U]`` (its members' kept key blocks,
     sorted, padded with ``nb``), ``bits [Hq, NG, U]`` (bit m set: member m keeps that block) and
     ``union_count [Hq, NG]``. ``blocks [Hq, NB, K]`` lists each query block's kept key blocks, valid
-    first, padded with ``nb``; ``counts [Hq, NB]``."""
+    first, padded with ``nb``; ``counts [Hq, NB]``. Heads go in chunks of at most ``entries`` listed
+    blocks (the sort's temporaries, ~9 int64 copies of them: ~5 GB at 128k, s = 0.5, G = 8, not ~40)."""
+    hq, nqb, k = blocks.shape
+    ng = -(-nqb // group)
+    step = max(1, entries // max(1, ng * group * k))
+    parts = [_group_heads(blocks[h : h + step], counts[h : h + step], nb, group) for h in range(0, hq, step)]
+    width = max(max(u.shape[-1] for u, _, _ in parts), 1)
+    union = torch.cat([torch.nn.functional.pad(u, (0, width - u.shape[-1]), value=nb) for u, _, _ in parts])
+    bits = torch.cat([torch.nn.functional.pad(b, (0, width - b.shape[-1])) for _, b, _ in parts])
+    return union.int().contiguous(), bits.int().contiguous(), torch.cat([n for _, _, n in parts]).int()
+
+
+def _group_heads(blocks: torch.Tensor, counts: torch.Tensor, nb: int, group: int):
+    """``group_blocks`` for a few heads: a sort of every tile's listed blocks, then a scatter per run."""
     hq, nqb, k = blocks.shape
     ng = -(-nqb // group)
     dev = blocks.device
@@ -33,20 +46,20 @@ def group_blocks(blocks: torch.Tensor, counts: torch.Tensor, nb: int, group: int
     member = torch.arange(group, device=dev).repeat_interleave(k)  # entry -> its query block in the tile
     # sort by key block, members of one key block side by side
     entries, _ = (padded.view(hq, ng, group * k) * group + member).sort(-1)
+    del padded
     kb, who = entries // group, entries % group
     first = torch.ones_like(kb, dtype=torch.bool)
     first[..., 1:] = kb[..., 1:] != kb[..., :-1]
     slot = first.long().cumsum(-1) - 1  # entry -> its place in the union
     valid = kb < nb
     union_count = (first & valid).sum(-1)
-    width = max(int(union_count.max().item()) if union_count.numel() else 1, 1)
+    width = int(union_count.max().item()) if union_count.numel() else 0
     union = torch.full((hq, ng, group * k), nb, dtype=torch.int64, device=dev)
     union.scatter_(-1, slot, kb)  # every entry of a slot writes the same block
     bits = torch.zeros((hq, ng, group * k), dtype=torch.int64, device=dev)
-    bits.scatter_add_(
-        -1, slot, torch.where(valid, torch.bitwise_left_shift(torch.ones_like(who), who), 0)
-    )  # distinct members: sum = or
-    return union[..., :width].int().contiguous(), bits[..., :width].int().contiguous(), union_count.int()
+    member_bit = torch.where(valid, torch.bitwise_left_shift(torch.ones_like(who), who), 0)
+    bits.scatter_add_(-1, slot, member_bit)  # distinct members: sum = or
+    return union[..., :width], bits[..., :width], union_count
 
 
 @triton.jit
