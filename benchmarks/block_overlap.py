@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sparse_frontier.attention.block_sparse import block_index, top_chunks_for  # noqa: E402
+from sparse_frontier.kernels.grouped_blocks import group_blocks  # noqa: E402
 
 TASKS = {  # the grid's task settings (config/config.yaml), on the project's own generators
     "niah": ("ruler_niah", {"num_queries": 4}),
@@ -64,25 +65,24 @@ def record_qk(model, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.
 
 def overlap(blocks: torch.Tensor, counts: torch.Tensor, nb: int, top: int, group: int, kv_heads: int):
     """traffic and inflation (see the module doc) of tiles of ``group`` query blocks of one head, and
-    of the ``Hq / kv_heads`` heads of a kv head at one query block; rows past ``top`` only."""
-    hq = blocks.shape[0]
-    member = torch.zeros(hq, nb, nb + 1, dtype=torch.bool)  # [head, query block, key block (+ padding)]
-    member.scatter_(2, blocks.long(), True)
-    member = member[..., :nb]
-    rows = torch.arange(top, nb - (nb - top) % group)  # whole groups past the fully kept rows
-    if len(rows) == 0:
+    of the ``Hq / kv_heads`` heads of a kv head at one query block; rows past ``top`` only. The unions
+    are the grouped kernel's own (``group_blocks``)."""
+    hq, _, k = blocks.shape
+    whole = (nb - top) // group * group  # whole groups past the fully kept rows
+    if whole == 0:
         return {}
-    m = member[:, rows].view(hq, -1, group, nb)
+    rows = slice(top, top + whole)
+    union = group_blocks(blocks[:, rows], counts[:, rows], nb, group)[2].float()  # [head, tile]
     kept = counts[:, rows].view(hq, -1, group).float()
-    union = m.any(2).sum(-1).float()  # [head, tile]
     out = {
         "tile_traffic": (union / kept.sum(-1)).mean().item(),
         "tile_inflation": (union / kept.mean(-1)).mean().item(),
     }
+    # the g heads of a kv head as the g members of a tile at each query block
     g = hq // kv_heads
-    mh = member[:, top:].view(kv_heads, g, -1, nb)
-    union_h = mh.any(1).sum(-1).float()  # [kv head, query block]
-    kept_h = counts[:, top:].view(kv_heads, g, -1).float()
+    by_block = blocks[:, top:].reshape(kv_heads, g, -1, k).transpose(1, 2).reshape(kv_heads, -1, k)
+    kept_h = counts[:, top:].reshape(kv_heads, g, -1).float()
+    union_h = group_blocks(by_block, kept_h.transpose(1, 2).reshape(kv_heads, -1).int(), nb, g)[2].float()
     out.update(
         gqa_traffic=(union_h / kept_h.sum(1)).mean().item(), gqa_inflation=(union_h / kept_h.mean(1)).mean().item()
     )
@@ -132,23 +132,20 @@ def main(argv=None) -> None:
                         dict(source=source, length=length, sparsity=s, top=top, layer=layer, group=group, **stats)
                     )
 
-    shapes = None
     for name in args.tasks:
         task_name, params = TASKS[name]
         task = get_task_class(task_name).from_params(params)
         sample = next(iter(generate_samples(task, tokenizer, args.length, samples=1, seed=args.seed)))
         ids = torch.tensor(sample["input_ids"])
         qk = record_qk(model, ids)
-        shapes = [(q.shape, k.shape) for q, k in qk[:1]]
         measure(name, qk, len(ids))
         if args.save_qk and name == args.tasks[0]:
             layers = {i: (qk[i][0].bfloat16(), qk[i][1].bfloat16()) for i in args.save_layers if i < len(qk)}
             torch.save({"model": Path(args.model).name, "task": name, "layers": layers}, args.save_qk)
         print(f"{name}: {len(ids)} tokens, {len(qk)} layers, {time.time() - start:.0f} s", flush=True)
     # the benchmark's inputs: random queries and keys of the same shapes (every layer alike)
-    ((qs, ks),) = shapes
-    rand = [(torch.randn(qs), torch.randn(ks)) for _ in range(4)]
-    measure("random", rand, qs[0])
+    q, k = qk[0]  # the last task's first layer
+    measure("random", [(torch.randn_like(q), torch.randn_like(k)) for _ in range(4)], q.shape[0])
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
