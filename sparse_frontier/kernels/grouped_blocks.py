@@ -16,7 +16,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sparse_frontier.kernels.sparse_prefill import _check, _online_step
+from sparse_frontier.kernels.sparse_prefill import _check, _online_step, _start_rows, _store_rows
 
 
 def group_blocks(blocks: torch.Tensor, counts: torch.Tensor, nb: int, group: int, entries: int = 1 << 26):
@@ -96,11 +96,7 @@ def _grouped_blocks_kernel(
     own = local // BLOCK  # the row's member (query block) within the tile
     dims = tl.arange(0, D)
     row_ok = rows < T
-    q = tl.load(Q + rows[:, None] * stride_qt + h * stride_qh + dims[None, :], mask=row_ok[:, None], other=0.0)
-    q = (q * qk_scale).to(q.dtype)
-    m_i = tl.full([MEMBERS * BLOCK], float("-inf"), tl.float32)
-    l_i = tl.zeros([MEMBERS * BLOCK], tl.float32)
-    acc = tl.zeros([MEMBERS * BLOCK, D], tl.float32)
+    q, m_i, l_i, acc = _start_rows(Q, rows, row_ok, h, stride_qt, stride_qh, qk_scale, MEMBERS * BLOCK, D)
     kbase = K + kvh * stride_kh
     vbase = V + kvh * stride_kh
     offs = tl.arange(0, BLOCK)
@@ -119,10 +115,7 @@ def _grouped_blocks_kernel(
         kept = ((key_bits[None, :] >> own[:, None]) & 1) != 0
         valid = kept & (keys[None, :] <= rows[:, None]) & key_ok[None, :]
         m_i, l_i, acc = _online_step(q, k, v, valid, m_i, l_i, acc, MASKED=True)
-    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]  # rows past T (a partial last tile) keep nothing
-    tl.store(
-        O + rows[:, None] * stride_ot + h * stride_oh + dims[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None]
-    )
+    _store_rows(O, acc, l_i, rows, row_ok, h, stride_ot, stride_oh, D)
 
 
 def grouped_block_prefill(

@@ -39,6 +39,28 @@ def _online_step(q, k, v, valid, m_i, l_i, acc, MASKED: tl.constexpr):
 
 
 @triton.jit
+def _start_rows(Q, rows, row_ok, h, stride_qt, stride_qh, qk_scale, ROWS: tl.constexpr, D: tl.constexpr):
+    """A program's query rows of head h, pre-scaled for exp2, and its empty online-softmax state."""
+    dims = tl.arange(0, D)
+    q = tl.load(Q + rows[:, None] * stride_qt + h * stride_qh + dims[None, :], mask=row_ok[:, None], other=0.0)
+    q = (q * qk_scale).to(q.dtype)
+    m_i = tl.full([ROWS], float("-inf"), tl.float32)
+    l_i = tl.zeros([ROWS], tl.float32)
+    acc = tl.zeros([ROWS, D], tl.float32)
+    return q, m_i, l_i, acc
+
+
+@triton.jit
+def _store_rows(O, acc, l_i, rows, row_ok, h, stride_ot, stride_oh, D: tl.constexpr):
+    """Normalise and write the rows below T (a row past T may have kept nothing: no 0 / 0)."""
+    dims = tl.arange(0, D)
+    out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
+    tl.store(
+        O + rows[:, None] * stride_ot + h * stride_oh + dims[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None]
+    )
+
+
+@triton.jit
 def _sparse_prefill_kernel(
     Q,
     K,
@@ -77,11 +99,7 @@ def _sparse_prefill_kernel(
     rows = qb * BLOCK + tl.arange(0, BLOCK)
     dims = tl.arange(0, D)
     row_ok = rows < T
-    q = tl.load(Q + rows[:, None] * stride_qt + h * stride_qh + dims[None, :], mask=row_ok[:, None], other=0.0)
-    q = (q * qk_scale).to(q.dtype)
-    m_i = tl.full([BLOCK], float("-inf"), tl.float32)
-    l_i = tl.zeros([BLOCK], tl.float32)
-    acc = tl.zeros([BLOCK, D], tl.float32)
+    q, m_i, l_i, acc = _start_rows(Q, rows, row_ok, h, stride_qt, stride_qh, qk_scale, BLOCK, D)
     kbase = K + kvh * stride_kh
     vbase = V + kvh * stride_kh
     offs = tl.arange(0, BLOCK)
@@ -134,10 +152,7 @@ def _sparse_prefill_kernel(
             valid = take[None, :] & (cols[None, :] <= rows[:, None])
             m_i, l_i, acc = _online_step(q, k, v, valid, m_i, l_i, acc, MASKED=True)
 
-    out = acc / l_i[:, None]
-    tl.store(
-        O + rows[:, None] * stride_ot + h * stride_oh + dims[None, :], out.to(O.dtype.element_ty), mask=row_ok[:, None]
-    )
+    _store_rows(O, acc, l_i, rows, row_ok, h, stride_ot, stride_oh, D)
 
 
 def _check(query, key, value):
