@@ -124,6 +124,7 @@ def _draw(
     if line == "model":
         values = ordered_models(inputs, d[line])
     colours = palette(values)
+    label = {v: length_label(v) if line == "length" else str(v) for v in values}
     for r, rv in enumerate(rows):
         for c, cv in enumerate(cols):
             ax = axes[r][c]
@@ -132,15 +133,14 @@ def _draw(
                 ln = g[g[line] == v].sort_values("target")
                 if ln.empty:
                     continue
-                label = length_label(v) if line == "length" else str(v)
-                ax.plot(ln["target"], ln[y], marker="o", ms=2.5, color=colours[v], label=label)
+                ax.plot(ln["target"], ln[y], marker="o", ms=2.5, color=colours[v], label=label[v])
             ax.axhline(0, color="k", lw=0.6)
             ax.set_title(title(rv, cv) if title else f"{rv} · {cv}", fontsize=8)
             ax.set_xlabel("sparsity", fontsize=7)
             ax.grid(alpha=0.3)
         # the row's lines from every panel: a stopped run may leave the last panel empty
-        drawn = {label: h for ax in axes[r] for h, label in zip(*ax.get_legend_handles_labels())}
-        labels = [lb for lb in (length_label(v) if line == "length" else str(v) for v in values) if lb in drawn]
+        drawn = {name: h for ax in axes[r] for h, name in zip(*ax.get_legend_handles_labels())}
+        labels = [label[v] for v in values if label[v] in drawn]
         if labels:
             axes[r][-1].legend([drawn[lb] for lb in labels], labels, fontsize=6, title=line, title_fontsize=6)
         axes[r][0].set_ylabel(y.replace("_", " "), fontsize=8)
