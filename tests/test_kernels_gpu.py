@@ -20,7 +20,9 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (kernels compiled for the device)"),
 ]
 
-KERNEL_MODULES = [f"sparse_frontier.kernels.{m}" for m in ("estimation", "quest", "snapkv", "sparse_prefill")]
+KERNEL_MODULES = [
+    f"sparse_frontier.kernels.{m}" for m in ("estimation", "grouped_blocks", "quest", "snapkv", "sparse_prefill")
+]
 KERNEL_MODULES.append("sparse_frontier.vllm_plugin.paged_decode")
 QUEST = {"_page_score_kernel", "_select_kernel", "_sparse_decode_kernel", "_combine_kernel"}
 SNAPKV = {"_window_lse", "_window_scores", "_compacted_pages_kernel", "_sparse_decode_kernel", "_combine_kernel"}
@@ -127,6 +129,24 @@ def test_block_sparse_kernel_on_gpu(launched, dtype, block, kchunks, stages):
     ref = masked_attention(q.float(), k.float(), v.float(), block_list_mask(t, blocks, counts, block), d**-0.5)
     assert rel_err(out, ref) < 1e-2
     assert_compiled(launched, {"_sparse_prefill_kernel"})
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("group,gqa", [(2, 1), (4, 2), (8, 7)])
+def test_grouped_block_kernel_on_gpu(launched, dtype, group, gqa):
+    """Tiles of G query blocks over their union, compiled (pipelined loads, tensor cores, the
+    member-bit masks) vs the masked reference; T not a multiple of the tile."""
+    from sparse_frontier.attention.block_sparse import block_index
+    from sparse_frontier.attention.reference import block_list_mask, masked_attention
+    from sparse_frontier.kernels.grouped_blocks import grouped_block_prefill
+
+    t, hkv, d, block = 1000, 2, 128, 16
+    q, k, v = qkv(t, hkv * gqa, hkv, d, dtype)
+    blocks, counts = block_index(q, k, block, 5)
+    out = grouped_block_prefill(q, k, v, d**-0.5, block, blocks, counts, group=group)
+    ref = masked_attention(q.float(), k.float(), v.float(), block_list_mask(t, blocks, counts, block), d**-0.5)
+    assert rel_err(out, ref) < 1e-2
+    assert_compiled(launched, {"_grouped_blocks_kernel"})
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
