@@ -220,6 +220,7 @@ def common_mean(
     notes: list,
     what: str = "",
     min_coverage: float = 0.0,
+    with_cells: bool = False,
 ) -> pd.DataFrame:
     """Mean of ``values`` per (panel, line) over the ``cells`` every line of the panel has.
 
@@ -228,6 +229,8 @@ def common_mean(
     (e.g. 128k, where only a few methods run, in a figure averaged over methods).
     Returns one row per (panel, line) with the means, ``cells`` (how many were averaged) and, when
     ``score_se`` is among the columns, the standard error of the mean (independent cells).
+    ``with_cells``: also a column ``common_cells``, the sorted cells averaged (tuples), so a figure can
+    say which of them a panel's mean covers when a line's gap shrank it.
     """
     panel, line, cells = list(panel), list(line), list(cells)
     rows = []
@@ -266,6 +269,8 @@ def common_mean(
                 row["score_se"] = float(np.sqrt((g["score_se"] ** 2).sum()) / len(g))
             if "samples" in g:
                 row["samples"] = int(g["samples"].sum())
+            if with_cells:
+                row["common_cells"] = sorted(common)
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -65,6 +65,10 @@ def runs(frame: pd.DataFrame, inputs: Inputs) -> pd.Series:
     return frame["main"] & frame["length"].isin(task_lengths(frame, inputs))
 
 
+#: the cells a (task, method, level) point averages
+AVERAGED_OVER = ["model", "length", "seed"]
+
+
 def data(inputs: Inputs) -> Output:
     table, missing = prepare(inputs)
     lengths = task_lengths(table, inputs)
@@ -78,14 +82,20 @@ def data(inputs: Inputs) -> Output:
         curves,
         ["row", "task"],
         ["method", "target"],
-        ["model", "length", "seed"],
+        AVERAGED_OVER,
         ["score", "dense_score", "compression"],
         notes,
         "per-task",
+        with_cells=True,
     )
     groups, kinds = task_groups(), dict(zip(table["task"], table["task_kind"]))
     mean["group"] = mean["task"].map(lambda t: groups.get(kinds.get(t, t), "other"))
     mean["lengths"] = " ".join(length_label(x) for x in lengths)
+    # a panel whose lines lack a length (e.g. a level beyond a method's reach there) averages fewer
+    at = AVERAGED_OVER.index("length")
+    mean["panel_lengths"] = mean.pop("common_cells").map(
+        lambda cells: " ".join(length_label(x) for x in sorted({c[at] for c in cells}))
+    )
     return Output(mean, missing=missing, notes=notes)
 
 
@@ -111,7 +121,10 @@ def draw(out: Output, inputs: Inputs):
             if not g.empty:
                 ax.scatter([1.0], [g["dense_score"].iloc[0]], color="k", s=12, zorder=3, label="dense")
                 log_ticks(ax, [1, 2, 5, 10, 20])
-            ax.set_title(f"{task}\n({group})" if r == 0 else task, fontsize=8)
+            title = f"{task}\n({group})" if r == 0 else task
+            if not g.empty and g["panel_lengths"].iloc[0] != g["lengths"].iloc[0]:
+                title += f" ({g['panel_lengths'].iloc[0].replace(' ', ', ')} only)"
+            ax.set_title(title, fontsize=8)
             ax.set_xlabel("compression ratio", fontsize=7)
             ax.grid(alpha=0.3)
         axes[r][0].set_ylabel(f"{ROWS[row]}\nscore (mean ± SE)", fontsize=8)
