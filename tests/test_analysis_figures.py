@@ -279,7 +279,7 @@ def test_a_long_footnote_sits_below_every_axis(data, name):
     assert text.y0 >= 0
 
 
-def test_a_panel_that_loses_a_length_says_which_it_averages(data, tmp_path):
+def test_a_panel_that_loses_a_length_says_which_it_averages(data):
     """A level one method cannot reach at one length (its measured sparsity short of the target by more
     than the interpolation tolerance, as FlexPrefill 0.95 at 8k on the GPU demo) drops that length
     from its whole panel: the panel's points and title name the lengths they average; the others keep all."""
@@ -288,12 +288,13 @@ def test_a_panel_that_loses_a_length_says_which_it_averages(data, tmp_path):
     table, samples = (f.copy() for f in data)
     short = (table["method"] == "vs_synth") & (table["length"] == 65536) & (table["method_args"] == "budget~0.95")
     table.loc[short, "sparsity"] = 0.9
-    out = figures.build("task_comparison", inputs((table, samples)))
+    given = inputs((table, samples))
+    out = figures.build("task_comparison", given)
     d = out.data
     assert set(d.loc[d["row"] == "prefill", "panel_lengths"]) == {"16k 32k"}
     assert set(d.loc[d["row"] == "decode", "panel_lengths"]) == {"16k 32k 64k"}
     assert set(d["lengths"]) == {"16k 32k 64k"}
-    fig = figures.FIGURES["task_comparison"].draw(out, inputs((table, samples)))
+    fig = figures.FIGURES["task_comparison"].draw(out, given)
     titles = [ax.get_title() for ax in fig.axes]
     assert sum("(16k, 32k only)" in t for t in titles) == 2  # the two prefill panels, not the decode ones
     plt.close(fig)

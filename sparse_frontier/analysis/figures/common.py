@@ -229,7 +229,7 @@ def common_mean(
     (e.g. 128k, where only a few methods run, in a figure averaged over methods).
     Returns one row per (panel, line) with the means, ``cells`` (how many were averaged) and, when
     ``score_se`` is among the columns, the standard error of the mean (independent cells).
-    ``with_cells``: also a column ``common_cells``, the sorted cells averaged (tuples), so a figure can
+    ``with_cells``: also a column ``common_cells``, the set of cells averaged (tuples), so a figure can
     say which of them a panel's mean covers when a line's gap shrank it.
     """
     panel, line, cells = list(panel), list(line), list(cells)
@@ -270,7 +270,7 @@ def common_mean(
             if "samples" in g:
                 row["samples"] = int(g["samples"].sum())
             if with_cells:
-                row["common_cells"] = sorted(common)
+                row["common_cells"] = common
             rows.append(row)
     return pd.DataFrame(rows)
 
