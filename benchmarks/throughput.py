@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import logging
 import platform
@@ -395,7 +396,8 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         if lengths != [out] * len(prompts):
             raise RuntimeError(f"{spec}: expected {out} output tokens per answer, got {lengths}")
         measured = [g.attention["sparsity"] for _, g in generations if g.attention.get("sparsity") is not None]
-        return wall, (sum(measured) / len(measured) if measured else None)
+        answers = [g.token_ids for _, g in sorted(generations, key=lambda pg: pg[0])]
+        return wall, (sum(measured) / len(measured) if measured else None), answers
 
     meta = dict(
         versions(),
@@ -426,7 +428,7 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
         if not args.no_warmup:  # compile/autotune this method's kernels at this length before timing
             generate(random_prompts(1, length, vocab, rng.randrange(1 << 30)), 2, spec, 1)
         prompts = random_prompts(conc * args.waves, length, vocab, rng.randrange(1 << 30))
-        wall, measured = generate(prompts, out, spec, conc)
+        wall, measured, answers = generate(prompts, out, spec, conc)
         measured = [] if measured is None else [measured]
         source = meta["source"] + (f", {CALIBRATED_SOURCE}" if (method, length) in calibrated else "")
         if conc_arg == "max":
@@ -452,6 +454,7 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
             engine_start_s=round(engine_start, 1),
         )
         append_rows(args.out, [row])
+        record_answers(args.out, row, answers)
         written += 1
         last[length] = time.perf_counter() - t0
         log.info(
@@ -467,6 +470,23 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
             row["measured_sparsity"],
         )
     return written
+
+
+def answers_path(out: str | Path) -> Path:
+    """Beside the table: one JSON line per row with a digest of its answers' token ids."""
+    out = Path(out)
+    return out.with_name(out.stem + "_answers.jsonl")
+
+
+def record_answers(out: str | Path, row: dict, answers: list[list[int]]) -> None:
+    """Stock vLLM and dense through the handler get the same prompts (same seed per setting), so
+    equal digests at equal concurrency say their greedy answers are token-identical."""
+    keep = ("card", "model", "tensor_parallel_size", "cuda_graphs", "handler", "handler_graphs", "length")
+    record = {k: row[k] for k in keep + ("method", "sparsity", "output_tokens", "concurrency", "samples")}
+    record["answers_sha256"] = hashlib.sha256(json.dumps(answers).encode()).hexdigest()
+    record["first_answer_head"] = answers[0][:8] if answers else []
+    with answers_path(out).open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
 
 
 def expected_seconds(last: dict[int, float], length: int) -> float:

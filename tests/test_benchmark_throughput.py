@@ -207,6 +207,13 @@ def test_stock_rows_handler_graphs_and_as_many_as_fit(tmp_path, tiny_model):
         assert r["concurrency"] == 3 == r["samples"] and r["output_tokens"] == 4 and r["engine_start_s"] > 0
         assert f"as many as fit in the KV cache ({kv_tokens} tokens)" in r["source"]
     assert handler[1]["measured_sparsity"] > 0.5  # the handler saw Quest's requests; stock saw none
+    # the same prompts at the same concurrency: dense through the handler answers stock vLLM's tokens
+    from benchmarks_throughput import answers_path
+
+    answers = [json.loads(line) for line in answers_path(out).read_text().splitlines()]
+    digest = {(a["handler"], a["method"]): a["answers_sha256"] for a in answers}
+    assert len(answers) == 3 and digest[("on", "dense")] == digest[("off", "dense")]
+    assert all(len(a["first_answer_head"]) == 4 and a["samples"] == 3 for a in answers)
 
     log = bench(*args)
     assert "engine started" not in log
