@@ -170,20 +170,58 @@ def full_square_block_index(q, k, block, top):
     return torch.where(chosen <= i[:, None], chosen, nb).sort(-1).values.int()
 
 
+@pytest.mark.parametrize("kernels", ["torch", "triton"])
 @pytest.mark.parametrize("row_chunk", [1024, 5])
 @pytest.mark.parametrize(
     "t,hq,hkv,block,top", [(17, 4, 2, 16, 3), (1000, 6, 2, 16, 5), (1000, 4, 1, 16, 40), (700, 4, 4, 32, 3)]
 )
-def test_block_index_equals_the_full_square_selection(monkeypatch, row_chunk, t, hq, hkv, block, top):
+def test_block_index_equals_the_full_square_selection(monkeypatch, kernels, row_chunk, t, hq, hkv, block, top):
     """The index scores the causal triangle in row chunks and skips rows that keep everything: the same
-    blocks as scoring the whole square (chunks of 5 rows: many chunk edges, rows below and above ``top``)."""
+    blocks as scoring the whole square (chunks of 5 rows: many chunk edges, rows below and above ``top``),
+    with torch's top-k and with the selection kernel."""
     from sparse_frontier.attention import block_sparse
 
     monkeypatch.setattr(block_sparse, "ROW_CHUNK", row_chunk)
+    monkeypatch.setenv("SPARSE_FRONTIER_KERNELS", kernels)
     q, k, _ = qkv(t, hq, hkv, 32, seed=4)
     blocks, counts = block_index(q, k, block, top)
     assert torch.equal(blocks, full_square_block_index(q, k, block, top))
     assert torch.equal(counts[0], torch.clamp(torch.arange(-(-t // block)) + 1, max=top).int())
+
+
+def test_block_select_kernel_keeps_a_top_k_set_under_ties():
+    """Scores with many ties: each row keeps exactly k causal blocks, ascending, the forced three among
+    them, and no dropped block scores above a kept one (ties at the threshold go in block order)."""
+    from sparse_frontier.kernels.block_select import select_blocks
+
+    g = torch.Generator().manual_seed(0)
+    h, row0, rows, k = 3, 9, 40, 10
+    scores = torch.randint(0, 4, (h, rows, row0 + rows), generator=g).float()
+    out = torch.full((h, rows, k), -7, dtype=torch.int32)
+    select_blocks(scores, row0, k, out)
+    for hh in range(h):
+        for r in range(rows):
+            qi, kept = row0 + r, out[hh, r].tolist()
+            assert kept == sorted(set(kept)) and len(kept) == k and kept[-1] <= qi
+            assert {0, qi - 1, qi} <= set(kept)
+            free = [c for c in range(qi + 1) if c not in (0, qi - 1, qi)]
+            dropped = [scores[hh, r, c].item() for c in free if c not in kept]
+            taken = [scores[hh, r, c].item() for c in free if c in kept]
+            assert not dropped or max(dropped) <= min(taken)  # (row 9 keeps all its 10 blocks)
+            ties = [c for c in free if scores[hh, r, c] == min(taken)]
+            assert [c for c in ties if c in kept] == ties[: len([c for c in ties if c in kept])]
+
+
+def test_block_select_names_bad_arguments():
+    from sparse_frontier.kernels.block_select import select_blocks
+
+    out = torch.empty(1, 4, 3, dtype=torch.int32)
+    with pytest.raises(ValueError, match="float32"):
+        select_blocks(torch.zeros(1, 4, 10, dtype=torch.float16), 5, 3, out)
+    with pytest.raises(ValueError, match="need >= 9 key blocks"):
+        select_blocks(torch.zeros(1, 4, 8), 5, 3, out)
+    with pytest.raises(ValueError, match=r"out must be int32 \[1, 4, 3\]"):
+        select_blocks(torch.zeros(1, 4, 10), 5, 3, out.long())
 
 
 def test_sparse_prefill_fp16_close_to_fp32_reference():

@@ -68,10 +68,16 @@ def block_index(query, key, block: int, top: int) -> tuple[torch.Tensor, torch.T
     # rows i < k keep blocks 0..i (then padding)
     first = min(k, nb)
     blocks[:, :, :first] = torch.where(qi[None, :k] <= qi[:first, None], qi[None, :k], nb).int()
+    kernel = use_triton(query)
     for r0 in range(first, nb, ROW_CHUNK):
         r1 = min(r0 + ROW_CHUNK, nb)
-        rows, cols = qi[r0:r1, None], qi[None, :r1]
         s = torch.matmul(pq[:, :, r0:r1], pk[..., :r1])  # [Hkv, g, rows, r1]
+        if kernel:  # the same selection in one pass over each row (torch.topk was most of the index)
+            from sparse_frontier.kernels.block_select import select_blocks
+
+            select_blocks(s.view(hq, r1 - r0, r1), r0, k, blocks.view(hq, nb, k)[:, r0:r1])
+            continue
+        rows, cols = qi[r0:r1, None], qi[None, :r1]
         # sink, diagonal and the block below it always; blocks above the diagonal never
         s.masked_fill_((cols == 0) | (cols == rows) | (cols == rows - 1), float("inf"))
         s.masked_fill_(cols > rows, float("-inf"))
