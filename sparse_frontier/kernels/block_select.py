@@ -69,7 +69,9 @@ def select_blocks(scores: torch.Tensor, row0: int, k: int, out: torch.Tensor) ->
     if scores.dtype != torch.float32 or scores.stride(-1) != 1:
         raise ValueError(f"scores must be float32 with unit last stride; got {scores.dtype}, strides {scores.stride()}")
     if w < row0 + r or row0 < k - 1:
-        raise ValueError(f"rows {row0}..{row0 + r - 1} need >= {row0 + r} key blocks and row0 >= k - 1 (k {k}); got {w}")
+        raise ValueError(
+            f"rows {row0}..{row0 + r - 1} need >= {row0 + r} key blocks and row0 >= k - 1 (k {k}); got {w}"
+        )
     if out.shape != (h, r, k) or out.dtype != torch.int32 or out.stride(-1) != 1:
         raise ValueError(f"out must be int32 [{h}, {r}, {k}] with unit last stride; got {out.dtype} {tuple(out.shape)}")
     block_w = max(16, triton.next_power_of_2(w))
