@@ -81,7 +81,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import logging
 import platform
@@ -104,6 +103,7 @@ from sparse_frontier.planning.throughput_table import (  # noqa: E402
     append_rows,
     key_of,
     read_table,
+    record_answers,
 )
 
 log = logging.getLogger("throughput")
@@ -470,23 +470,6 @@ def measure_model(args, name: str, where: str | None, config: dict, deadline: fl
             row["measured_sparsity"],
         )
     return written
-
-
-def answers_path(out: str | Path) -> Path:
-    """Beside the table: one JSON line per row with a digest of its answers' token ids."""
-    out = Path(out)
-    return out.with_name(out.stem + "_answers.jsonl")
-
-
-def record_answers(out: str | Path, row: dict, answers: list[list[int]]) -> None:
-    """Stock vLLM and dense through the handler get the same prompts (same seed per setting), so
-    equal digests at equal concurrency say their greedy answers are token-identical."""
-    keep = ("card", "model", "tensor_parallel_size", "cuda_graphs", "handler", "handler_graphs", "length")
-    record = {k: row[k] for k in keep + ("method", "sparsity", "output_tokens", "concurrency", "samples")}
-    record["answers_sha256"] = hashlib.sha256(json.dumps(answers).encode()).hexdigest()
-    record["first_answer_head"] = answers[0][:8] if answers else []
-    with answers_path(out).open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
 
 
 def expected_seconds(last: dict[int, float], length: int) -> float:

@@ -11,7 +11,7 @@ import pytest
 from helpers import throughput_row
 
 from sparse_frontier.planning.throughput_report import write_report
-from sparse_frontier.planning.throughput_table import MAX_CONCURRENCY_SOURCE, append_rows, read_table
+from sparse_frontier.planning.throughput_table import MAX_CONCURRENCY_SOURCE, append_rows, read_answers, read_table
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_ARCH = {
@@ -208,12 +208,13 @@ def test_stock_rows_handler_graphs_and_as_many_as_fit(tmp_path, tiny_model):
         assert f"as many as fit in the KV cache ({kv_tokens} tokens)" in r["source"]
     assert handler[1]["measured_sparsity"] > 0.5  # the handler saw Quest's requests; stock saw none
     # the same prompts at the same concurrency: dense through the handler answers stock vLLM's tokens
-    from benchmarks_throughput import answers_path
-
-    answers = [json.loads(line) for line in answers_path(out).read_text().splitlines()]
+    answers = read_answers(out)
     digest = {(a["handler"], a["method"]): a["answers_sha256"] for a in answers}
     assert len(answers) == 3 and digest[("on", "dense")] == digest[("off", "dense")]
     assert all(len(a["first_answer_head"]) == 4 and a["samples"] == 3 for a in answers)
+    report = write_report(out, tmp_path / "report").read_text()
+    assert "Token identity, dense through the handler against stock vLLM" in report
+    assert "x3: identical (3 answers)" in report
 
     log = bench(*args)
     assert "engine started" not in log

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sparse_frontier.analysis.figures.common import length_label
-from sparse_frontier.planning.throughput_table import MAX_CONCURRENCY_SOURCE, graphs_of, read_table
+from sparse_frontier.planning.throughput_table import MAX_CONCURRENCY_SOURCE, graphs_of, read_answers, read_table
 
 K64, K128 = 65536, 128000
 #: (method, sparsity, length, least speed-up over dense through the handler)
@@ -201,7 +201,50 @@ def _ratio(rows, cells, name, other, length) -> str:
     return f"{row['samples_per_hour'] / base['samples_per_hour']:.2f}x{star}"
 
 
-def markdown(table_path, groups: dict[Group, list[dict[str, Any]]], left_out: list[dict[str, Any]]) -> str:
+def identity(group: Group, answers: list[dict[str, Any]]) -> str | None:
+    """Dense through the handler against stock vLLM at the group's CUDA graphs: per (length, concurrency)
+    both were measured at, whether their answers' digests are equal (the latest record of each)."""
+
+    def same_engine(a):
+        return (a["card"], a["model"], a["tensor_parallel_size"], a["output_tokens"], a["cuda_graphs"]) == (
+            group.card,
+            group.model,
+            group.tensor_parallel_size,
+            group.output_tokens,
+            group.cuda_graphs,
+        )
+
+    def at(a):
+        return a["length"], a["concurrency"], a["samples"]
+
+    mine = [a for a in answers if same_engine(a)]
+    stock = {at(a): a for a in mine if a["handler"] == "off"}
+    dense = {
+        at(a): a
+        for a in mine
+        if a["handler"] == "on" and a["method"] == "dense" and (a["handler_graphs"] or "off") == group.handler_graphs
+    }
+    shared = sorted(set(stock) & set(dense))
+    if not shared:
+        return None
+    cells = [
+        f"{length_label(n)} x{c}: "
+        + ("identical" if stock[n, c, m]["answers_sha256"] == dense[n, c, m]["answers_sha256"] else "DIFFERENT")
+        + f" ({m} answers)"
+        for n, c, m in shared
+    ]
+    return (
+        "Token identity, dense through the handler against stock vLLM (the same prompts, greedy; a digest of "
+        "every answer's token ids, `throughput_answers.jsonl` beside the table): " + "; ".join(cells) + "."
+    )
+
+
+def markdown(
+    table_path,
+    groups: dict[Group, list[dict[str, Any]]],
+    left_out: list[dict[str, Any]],
+    answers: list[dict[str, Any]] = (),
+) -> str:
     lines = [
         "# End-to-end throughput: samples/h per method and length",
         "",
@@ -246,6 +289,9 @@ def markdown(table_path, groups: dict[Group, list[dict[str, Any]]], left_out: li
             measured = f"{t['ratio']:.2f}x" if t["ratio"] is not None else "-"
             result = t["status"] if not t["why"] else f"{t['status']} ({t['why']})"
             lines.append(f"| {t['target']} | {measured} | {result} |")
+        same = identity(group, list(answers))
+        if same:
+            lines += ["", same]
         if STOCK_FULL in names:
             distance = ", ".join(f"{_ratio(rows, cells, DENSE, STOCK_FULL, n)} at {length_label(n)}" for n in lengths)
             lines += [
@@ -321,6 +367,7 @@ def write_report(
     groups = groups_of(rows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "throughput.md", markdown(shown or table_path, groups, left_out))
+    answers = read_answers(table_path)
+    write_text_atomic(out / "throughput.md", markdown(shown or table_path, groups, left_out, answers))
     plot(groups, out / "throughput.png")
     return out / "throughput.md"

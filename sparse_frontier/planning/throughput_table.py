@@ -228,3 +228,51 @@ def append_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> N
                 raise ValueError(f"unknown throughput column(s) {unknown}; valid: {COLUMNS}")
             writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS})
             f.flush()
+
+
+def answers_path(table: str | os.PathLike) -> Path:
+    """Beside the table: one JSON line per measured row with a digest of its answers' token ids."""
+    table = Path(table)
+    return table.with_name(table.stem + "_answers.jsonl")
+
+
+#: what an answers record keeps of its row (with ``answers_sha256`` and ``first_answer_head``)
+ANSWER_FIELDS = (
+    "card",
+    "model",
+    "tensor_parallel_size",
+    "cuda_graphs",
+    "handler",
+    "handler_graphs",
+    "length",
+    "method",
+    "sparsity",
+    "output_tokens",
+    "concurrency",
+    "samples",
+)
+
+
+def record_answers(table: str | os.PathLike, row: Mapping[str, Any], answers: list[list[int]]) -> None:
+    """Append ``row``'s answers (token ids, in prompt order) as a digest. Stock vLLM and dense through the
+    handler get the same prompts (one seed per setting), so equal digests at equal concurrency say that
+    their greedy answers are token-identical."""
+    import hashlib
+    import json
+
+    record = {k: row.get(k) for k in ANSWER_FIELDS}
+    record["answers_sha256"] = hashlib.sha256(json.dumps(answers).encode()).hexdigest()
+    record["first_answer_head"] = answers[0][:8] if answers else []
+    with answers_path(table).open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+
+
+def read_answers(table: str | os.PathLike) -> list[dict[str, Any]]:
+    """The answers records beside ``table`` (none if it has no such file)."""
+    import json
+
+    path = answers_path(table)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
