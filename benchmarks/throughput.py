@@ -161,18 +161,19 @@ class Variant:
 
 
 def variants(args, device: str, cuda_graphs: str) -> list[Variant]:
-    """The engines each model runs, in order: the handler with each ``--handler-graphs`` value (the
-    graphs exist on CUDA only: on CPU every value is ``off``), then stock vLLM if ``--stock``, once per
-    ``--stock-graphs`` value (default: the run's ``cuda_graphs``). On CPU every engine is eager
+    """The engines each model runs, in order: stock vLLM if ``--stock``, once per ``--stock-graphs``
+    value (default: the run's ``cuda_graphs``), then the handler with each ``--handler-graphs`` value
+    (the graphs exist on CUDA only: on CPU every value is ``off``). The baseline first: a run cut short
+    by its time budget still has what every speed-up is measured against. On CPU every engine is eager
     (``cuda_graphs`` ``none``), so one stock engine."""
     run = cuda_graphs if device == "cuda" else "none"
     out: list[Variant] = []
-    for graphs in args.handler_graphs:
-        v = Variant(True, graphs if device == "cuda" else "off", run)
-        if v not in out:
-            out.append(v)
     for graphs in (args.stock_graphs or [cuda_graphs]) if args.stock else []:
         v = Variant(False, None, graphs if device == "cuda" else "none")
+        if v not in out:
+            out.append(v)
+    for graphs in args.handler_graphs:
+        v = Variant(True, graphs if device == "cuda" else "off", run)
         if v not in out:
             out.append(v)
     return out

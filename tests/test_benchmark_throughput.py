@@ -309,15 +309,15 @@ def test_variants_one_engine_each_graphs_only_on_cuda():
 
     args = Namespace(handler_graphs=["on", "off"], stock=True, stock_graphs=None)
     on, off = Variant(True, "on", "piecewise"), Variant(True, "off", "piecewise")
-    assert variants(args, "cuda", "piecewise") == [on, off, Variant(False, None, "piecewise")]
-    assert variants(args, "cpu", "piecewise") == [Variant(True, "off", "none"), Variant(False, None, "none")]
+    assert variants(args, "cuda", "piecewise") == [Variant(False, None, "piecewise"), on, off]  # baseline first
+    assert variants(args, "cpu", "piecewise") == [Variant(False, None, "none"), Variant(True, "off", "none")]
     assert variants(Namespace(handler_graphs=["on"], stock=False, stock_graphs=None), "cuda", "piecewise") == [on]
     # --stock-graphs: one stock engine per vLLM graph mode (full: vLLM's default, stock only); all eager on CPU
     args = Namespace(handler_graphs=["on"], stock=True, stock_graphs=["piecewise", "full"])
     stock = [Variant(False, None, "piecewise"), Variant(False, None, "full")]
-    assert variants(args, "cuda", "piecewise") == [on, *stock]
+    assert variants(args, "cuda", "piecewise") == [*stock, on]
     assert [v.label for v in stock] == ["stock vLLM, vLLM graphs piecewise", "stock vLLM, vLLM graphs full"]
-    assert variants(args, "cpu", "piecewise") == [Variant(True, "off", "none"), Variant(False, None, "none")]
+    assert variants(args, "cpu", "piecewise") == [Variant(False, None, "none"), Variant(True, "off", "none")]
 
 
 # -- the report: issue #18's table, targets and plot -------------------------------------------------
