@@ -171,7 +171,9 @@ def vertical_slash_stages(q, k, v, scale, t, s, add, warps):
     col_count = torch.searchsorted(
         cols.contiguous(), (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(cols.shape[0], nb).contiguous(), right=True
     )
-    for nw, ns in warps:
+    # kc: kept diagonals gathered per step (one 64 x 64 * kc tile; 1 is the default)
+    for (nw, ns), kc in [(w, kc) for kc in (1, 2, 4) for w in warps]:
+        variant = f"kernel only, warps {nw} stages {ns}" + (f", {kc} diagonals/step" if kc > 1 else "")
         try:
             ms = cuda_ms(
                 lambda: sparse_prefill(
@@ -186,11 +188,12 @@ def vertical_slash_stages(q, k, v, scale, t, s, add, warps):
                     col_count=col_count,
                     num_warps=nw,
                     num_stages=ns,
+                    kchunks=kc,
                 )
             )
-            add("vertical_slash", t, s, 1, f"kernel only, warps {nw} stages {ns}", ms, work=kernel_work)
+            add("vertical_slash", t, s, 1, variant, ms, work=kernel_work)
         except Exception as e:  # noqa: BLE001
-            add("vertical_slash", t, s, 1, f"kernel only, warps {nw} stages {ns}", None, f"error: {e!r}"[:160])
+            add("vertical_slash", t, s, 1, variant, None, f"error: {e!r}"[:160])
     add(
         "vertical_slash",
         t,

@@ -21,7 +21,8 @@ pytestmark = [
 ]
 
 KERNEL_MODULES = [
-    f"sparse_frontier.kernels.{m}" for m in ("estimation", "grouped_blocks", "quest", "snapkv", "sparse_prefill")
+    f"sparse_frontier.kernels.{m}"
+    for m in ("block_select", "estimation", "grouped_blocks", "quest", "snapkv", "sparse_prefill")
 ]
 KERNEL_MODULES.append("sparse_frontier.vllm_plugin.paged_decode")
 QUEST = {"_page_score_kernel", "_select_kernel", "_sparse_decode_kernel", "_combine_kernel"}
@@ -128,7 +129,23 @@ def test_block_sparse_kernel_on_gpu(launched, dtype, block, kchunks, stages):
     out = sparse_prefill(q, k, v, d**-0.5, block, blocks=blocks, block_count=counts, kchunks=kchunks, num_stages=stages)
     ref = masked_attention(q.float(), k.float(), v.float(), block_list_mask(t, blocks, counts, block), d**-0.5)
     assert rel_err(out, ref) < 1e-2
-    assert_compiled(launched, {"_sparse_prefill_kernel"})
+    assert_compiled(launched, {"_sparse_prefill_kernel", "_block_select_kernel"})
+
+
+@pytest.mark.parametrize("t,block,top", [(8192, 16, 60), (131072, 16, 421), (5000, 64, 9)])
+def test_block_index_kernel_selects_what_torch_topk_selects(monkeypatch, launched, t, block, top):
+    """The selection kernel against masked_fill + torch.topk + sort on the same float32 scores, at
+    sizes where rows are thousands of blocks wide (one program holds 2^k of them in registers)."""
+    from sparse_frontier.attention.block_sparse import block_index
+
+    q, k, _ = qkv(t, 7, 1, 128, torch.bfloat16, seed=3)
+    blocks, counts = block_index(q, k, block, top)
+    assert_compiled(launched, {"_block_select_kernel"})
+    monkeypatch.setenv("SPARSE_FRONTIER_KERNELS", "torch")
+    torch_blocks, torch_counts = block_index(q, k, block, top)
+    assert torch.equal(counts, torch_counts)
+    # equal float32 scores at a row's threshold may go either way in torch.topk: allow a rare row
+    assert (blocks != torch_blocks).any(-1).float().mean().item() < 1e-3
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -151,7 +168,8 @@ def test_grouped_block_kernel_on_gpu(launched, dtype, group, gqa):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("stages", [2, 3])
-def test_vertical_slash_kernel_on_gpu(launched, dtype, stages):
+@pytest.mark.parametrize("kchunks", [1, 2])
+def test_vertical_slash_kernel_on_gpu(launched, dtype, stages, kchunks):
     from sparse_frontier.attention.reference import masked_attention, vertical_slash_mask
     from sparse_frontier.attention.vertical_slash import BLOCK, VerticalSlash
     from sparse_frontier.kernels.sparse_prefill import sparse_prefill
@@ -166,7 +184,17 @@ def test_vertical_slash_kernel_on_gpu(launched, dtype, stages):
         cols, (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(hq, nb).contiguous(), right=True
     )
     out = sparse_prefill(
-        q, k, v, d**-0.5, BLOCK, diag=diag, cover=cover, cols=cols, col_count=col_count, num_stages=stages
+        q,
+        k,
+        v,
+        d**-0.5,
+        BLOCK,
+        diag=diag,
+        cover=cover,
+        cols=cols,
+        col_count=col_count,
+        num_stages=stages,
+        kchunks=kchunks,
     )
     ref = masked_attention(q.float(), k.float(), v.float(), vertical_slash_mask(t, cover, cols, BLOCK), d**-0.5)
     assert rel_err(out, ref) < 1e-2

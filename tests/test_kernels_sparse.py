@@ -69,11 +69,18 @@ def test_estimation_kernels_match_the_torch_scores(monkeypatch, t, n, hq, hkv, d
     torch.testing.assert_close(got_s.sum(-1), torch.full((hq,), float(rows)), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("kchunks", [None, 2, 4])  # kept diagonals per step (None: the default, one)
 @pytest.mark.parametrize(
     "t,hq,hkv,d,nv,ns",
-    [(200, 4, 2, 64, 6, 9), (257, 4, 1, 128, 12, 80), (130, 6, 6, 64, 3, 2), (64, 2, 1, 64, 1, 1)],
+    [
+        (200, 4, 2, 64, 6, 9),
+        (257, 4, 1, 128, 12, 80),
+        (130, 6, 6, 64, 3, 2),
+        (64, 2, 1, 64, 1, 1),
+        (700, 2, 1, 64, 4, 300),
+    ],
 )
-def test_vertical_slash_kernel_matches_reference(monkeypatch, t, hq, hkv, d, nv, ns):
+def test_vertical_slash_kernel_matches_reference(monkeypatch, kchunks, t, hq, hkv, d, nv, ns):
     q, k, v = qkv(t, hq, hkv, d)
     scale = d**-0.5
     cols, cover = VerticalSlash(vertical_size=nv, slash_size=ns).index(q, k, scale)
@@ -84,7 +91,7 @@ def test_vertical_slash_kernel_matches_reference(monkeypatch, t, hq, hkv, d, nv,
         cols, (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(hq, nb).contiguous(), right=True
     )
     nan_filled(monkeypatch)
-    out = sparse_prefill(q, k, v, scale, BLOCK, diag=diag, cover=cover, cols=cols, col_count=col_count)
+    out = sparse_prefill(q, k, v, scale, BLOCK, diag=diag, cover=cover, cols=cols, col_count=col_count, kchunks=kchunks)
     mask = vertical_slash_mask(t, cover, cols, BLOCK)
     assert not out.isnan().any()
     assert rel_err(out, masked_attention(q, k, v, mask, scale)) < 1e-5

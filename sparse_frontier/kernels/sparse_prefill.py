@@ -108,8 +108,21 @@ def _sparse_prefill_kernel(
         # Diagonals are sorted with 0 (the diagonal block) first; DIAG_VALID counts those <= qb, so
         # every off-diagonal block here is full and strictly below the diagonal: no mask, and a
         # branch-free loop the compiler can pipeline.
+        # KCHUNKS > 1: that many kept diagonals per step, their key blocks gathered into one wider
+        # tile (fewer online-softmax rescales per key; the leftover blocks go one at a time).
         n_valid = tl.load(DIAG_VALID + h * NB + qb)
-        for i in range(1, n_valid):
+        first = 1
+        if KCHUNKS > 1:
+            chunk = tl.arange(0, KCHUNKS)
+            n_full = (n_valid - 1) // KCHUNKS * KCHUNKS
+            for i in range(1, 1 + n_full, KCHUNKS):
+                kb = qb - tl.load(DIAG + h * NB + i + chunk)
+                keys = tl.reshape(kb[:, None] * BLOCK + offs[None, :], [KCHUNKS * BLOCK])
+                k = tl.load(kbase + keys[:, None] * stride_kt + dims[None, :])
+                v = tl.load(vbase + keys[:, None] * stride_kt + dims[None, :])
+                m_i, l_i, acc = _online_step(q, k, v, rows, m_i, l_i, acc, MASKED=False)
+            first = 1 + n_full
+        for i in range(first, n_valid):
             kb = qb - tl.load(DIAG + h * NB + i)
             keys = kb * BLOCK + offs
             k = tl.load(kbase + keys[:, None] * stride_kt + dims[None, :])
@@ -192,8 +205,9 @@ def sparse_prefill(
     kept, it is computed unconditionally) + ``cover [Hq, NB]`` (bool/int8: diagonal d kept) or ``blocks [Hq, NB, K]`` + ``block_count [Hq, NB]``;
     optionally ``cols [Hq, C]`` (sorted, padded with >= T) + ``col_count [Hq, NB]`` (columns <= the
     block's last row, i.e. ``searchsorted``). NB = ceil(T / block). Integer tensors are int32.
-    ``num_warps`` / ``num_stages`` / ``kchunks`` (listed blocks gathered per step) override the
-    tuned defaults (benchmarks sweep them).
+    ``num_warps`` / ``num_stages`` / ``kchunks`` (listed blocks, or kept diagonals, gathered per
+    step; default 64 // block for lists, 1 for diagonals) override the tuned defaults (benchmarks
+    sweep them).
     """
     group = _check(query, key, value)
     query, key, value = query.contiguous(), key.contiguous(), value.contiguous()
@@ -257,7 +271,7 @@ def sparse_prefill(
         D=d,
         BLOCK=block,
         COL_BLOCK=64,
-        KCHUNKS=kchunks or max(1, 64 // block),
+        KCHUNKS=kchunks or (1 if diag_mode else max(1, 64 // block)),
         DIAG_MODE=diag_mode,
         HAS_COLS=has_cols,
         num_warps=num_warps or (4 if block <= 64 else 8),
