@@ -171,8 +171,9 @@ def vertical_slash_stages(q, k, v, scale, t, s, add, warps):
     col_count = torch.searchsorted(
         cols.contiguous(), (idx * BLOCK + BLOCK - 1).clamp(max=t - 1).expand(cols.shape[0], nb).contiguous(), right=True
     )
-    # kc: kept diagonals gathered per step (one 64 x 64 * kc tile; 1 is the default)
-    for (nw, ns), kc in [(w, kc) for kc in (1, 2, 4) for w in warps]:
+    # kc: kept diagonals gathered per step (one 64 x 64 * kc tile; 1 is the default; on the H100, 2
+    # was slower and 4 exceeded shared memory)
+    for (nw, ns), kc in [(w, kc) for kc in (1, 2) for w in warps]:
         variant = f"kernel only, warps {nw} stages {ns}" + (f", {kc} diagonals/step" if kc > 1 else "")
         try:
             ms = cuda_ms(
