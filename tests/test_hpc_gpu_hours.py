@@ -15,6 +15,7 @@ from sparse_frontier.planning.cards import H100, H200
 from sparse_frontier.planning.estimate import (
     Estimator,
     Setting,
+    decodes_through_handler,
     estimate,
     estimated_card,
     grid_rows,
@@ -485,3 +486,16 @@ def test_the_estimate_prefers_rows_with_the_grids_handler_graphs():
         eager,
         True,
     )  # measured: graphs may differ
+
+
+def test_dense_and_prefill_rows_are_not_told_apart_by_the_decode_graphs():
+    """Dense and the prefill methods decode with vLLM's own attention: their run's own row (graphs off)
+    stays the measured one though a graph-on row of theirs exists at another length; Quest's doesn't."""
+    for method, sparsity in (("dense", 0.0), ("vertical_slash", 0.9), ("block_sparse", 0.9)):
+        own = throughput_row(method=method, sparsity=sparsity, handler_graphs="off", samples_per_hour=900)
+        other = throughput_row(method=method, sparsity=sparsity, length=128000, concurrency=7, samples_per_hour=600)
+        setting = Setting("qwen2.5-7b", 1, "piecewise", 65536, method, sparsity, 256, 14)
+        assert nearest(setting, [other, own]) == (own, True), method
+    assert decodes_through_handler("quest") and decodes_through_handler("snapkv")
+    assert decodes_through_handler("ada_snapkv") and decodes_through_handler("vertical_slash+quest")
+    assert not decodes_through_handler("dense") and not decodes_through_handler("flexprefill")

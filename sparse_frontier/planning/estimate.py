@@ -3,9 +3,10 @@
 Every run of the grid takes the time per sample of the *nearest* measured row (:func:`nearest`).
 Nearest = same model, then same tensor-parallel size, same CUDA-graph mode, same method (else dense,
 else any), then the handler's decode graphs as the grid runs them (``engine.handler_graphs``: with
-graphs on, a row measured with them is preferred, whatever its length; rows without them - graphs off,
-blank as in the rows from before the graphs, or stock vLLM - are the fallback where a method has no
-such row), nearest sparsity, concurrency, length, output tokens, with the handler preferred over stock
+graphs on, a row of a method that decodes through the handler - Quest, SnapKV, Ada-SnapKV and their
+combinations, :func:`decodes_through_handler` - measured with them is preferred, whatever its length;
+rows without them - graphs off, blank as in the rows from before the graphs, or stock vLLM - are the
+fallback where a method has no such row; dense and prefill-only rows are never told apart by it), nearest sparsity, concurrency, length, output tokens, with the handler preferred over stock
 vLLM and later rows over earlier ones. If that row is the run's own setting (all of these equal; the
 handler may differ, its overhead was measured at 0.98-1.09x, and so may its graphs: a graph-off row of
 the run's own setting still counts as measured) the run is **measured**; otherwise it is
@@ -28,6 +29,7 @@ by default).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,6 +71,16 @@ def _log_gap(a: float, b: float) -> float:
     return abs(math.log2(a / b))
 
 
+@functools.cache
+def decodes_through_handler(method: str) -> bool:
+    """Whether the handler's decode graphs run for a method setting (``a`` or ``a+b``): only Quest's
+    and the KV-compressing methods' decode goes through the handler; dense and the prefill methods
+    decode with vLLM's own attention, so a row of theirs says nothing about the graphs."""
+    from sparse_frontier.attention import get_method_class
+
+    return any(get_method_class(part).phase in ("decode", "kv") for part in method.split("+"))
+
+
 def nearest(setting: Setting, rows: list[dict[str, Any]], handler_graphs: bool = True) -> tuple[dict[str, Any], bool]:
     """The measured row closest to ``setting`` and whether it *is* that setting (see the module doc);
     ``handler_graphs``: whether the grid's handler replays its decode graphs (``engine.handler_graphs``)."""
@@ -84,7 +96,7 @@ def nearest(setting: Setting, rows: list[dict[str, Any]], handler_graphs: bool =
             r["tensor_parallel_size"] != setting.tensor_parallel_size,
             r["cuda_graphs"] != setting.cuda_graphs,
             method_rank,
-            graphs_of(r) != graphs,
+            decodes_through_handler(r["method"]) and graphs_of(r) != graphs,
             abs(r["sparsity"] - setting.sparsity),
             _log_gap(r["concurrency"], setting.concurrency),
             _log_gap(r["length"], setting.length),
