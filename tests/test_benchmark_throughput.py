@@ -401,3 +401,42 @@ def test_report_of_a_table_without_handler_rows(tmp_path):
     append_rows(path, [throughput_row(handler="off", handler_graphs=None)])
     md = write_report(path, tmp_path).read_text()
     assert "No handler rows" in md and (tmp_path / "throughput.png").exists()
+
+
+def test_report_shows_decode_alone_where_one_token_twins_exist(tmp_path):
+    """With the same settings at 1 output token, a 256-token group shows each wave's decode seconds
+    (the difference, at equal concurrency) and the speed-up over dense's decode; the 1-token group
+    gets no targets (they are stated for 256 tokens)."""
+    waves = {  # (method, output tokens): wall seconds of one wave of 10
+        ("dense", 256): 32.4,
+        ("dense", 1): 28.4,
+        ("quest", 256): 30.4,
+        ("quest", 1): 28.4,
+        ("snapkv", 256): 31.0,  # no 1-token twin: no decode cell
+    }
+    rows = []
+    for (method, out), wall in waves.items():
+        sparsity = 0.0 if method == "dense" else 0.9
+        rows.append(
+            throughput_row(
+                method=method,
+                sparsity=sparsity,
+                output_tokens=out,
+                concurrency=10,
+                samples=10,
+                wall_s=wall,
+                samples_per_hour=round(10 / wall * 3600, 1),
+            )
+        )
+    path = tmp_path / "throughput.csv"
+    append_rows(path, rows)
+    md = write_report(path, tmp_path / "out").read_text()
+    full = md.split("256 output tokens · handler graphs on")[1].split("## ")[0]
+    assert "Decode alone: seconds of a wave of 256 output tokens minus" in full
+    assert "| dense (handler) | 4.0 s (x10) |" in full
+    assert "| quest 0.9 | 2.0 s (x10) (2.00x) |" in full
+    assert "snapkv 0.9 |" not in full.split("Decode alone")[1].split("Targets")[0]
+    assert "| quest 0.9 >= 1.5x dense (handler) at 64k | 1.07x | miss |" in full
+    one = md.split("1 output tokens · handler graphs on")[1].split("## ")[0]
+    assert "Targets:" not in one and "targets are for 256 output tokens: not evaluated here" in one
+    assert "Decode alone" not in one

@@ -18,7 +18,12 @@ with full graphs) compare a cell with the other setting's row at the cell's conc
 one, else with its cell (marked ``*``; a target is then not evaluated: different concurrencies are not
 comparable).
 
-Targets (issue #18, item 3): Quest and SnapKV at 0.9 >= 1.5x dense at 64k and 128k, Vertical-Slash
+Where the table also has the same settings with 1 output token (``throughput.py --output-tokens 1 N``),
+a group of N > 1 output tokens shows **decode alone**: a wave's wall seconds minus those of its
+1-token twin at the same concurrency (the prefill and one step), so a decode-side method's speed-up
+over dense shows apart from the dense prefill every method shares.
+
+Targets (issue #18, item 3; groups of 256 output tokens): Quest and SnapKV at 0.9 >= 1.5x dense at 64k and 128k, Vertical-Slash
 at 0.9 >= 2x dense at 128k, dense through the handler >= 0.95x stock vLLM at every length measured
 (16k-128k), stock vLLM at the same CUDA graphs (piecewise: apples to apples). A target whose rows are
 missing is listed as not evaluated, with the missing rows. Dense through the handler against stock vLLM
@@ -46,6 +51,8 @@ SPEEDUP_TARGETS = [
     ("snapkv", 0.9, K128, 1.5),
     ("vertical_slash", 0.9, K128, 2.0),
 ]
+#: the answers' length the targets are stated for
+TARGET_OUTPUT_TOKENS = 256
 #: dense through the handler at least this fraction of stock vLLM's samples/h ("within 5%")
 STOCK_TARGET = 0.95
 STOCK = "stock vLLM"
@@ -239,6 +246,50 @@ def identity(group: Group, answers: list[dict[str, Any]]) -> str | None:
     )
 
 
+def wave_seconds(row: Mapping[str, Any]) -> float | None:
+    """Wall seconds of one wave (``concurrency`` sequences) of a row; None where it has no wall time."""
+    if not row.get("wall_s") or not row.get("samples"):
+        return None
+    return row["wall_s"] * row["concurrency"] / row["samples"]
+
+
+def decode_lines(rows: list[dict[str, Any]], prefill_rows: list[dict[str, Any]], lengths: list[int], out: int):
+    """Decode alone: per (setting, length), a wave's seconds minus the same setting's with 1 output
+    token at the same concurrency (the prefill and one step), and the speed-up over dense's decode."""
+    _, cells = pick_cells(rows)
+    _, first = pick_cells(prefill_rows)
+    decode: dict[tuple[str, int], tuple[float, int]] = {}
+    for (name, length), row in cells.items():
+        one = first.get((name, length))
+        if one is None or one["concurrency"] != row["concurrency"]:
+            continue
+        whole, prefill = wave_seconds(row), wave_seconds(one)
+        if whole is not None and prefill is not None:
+            decode[name, length] = (whole - prefill, row["concurrency"])
+    if not decode:
+        return []
+    lines = [
+        "",
+        f"Decode alone: seconds of a wave of {out} output tokens minus the same setting's with 1 output token "
+        "(the prefill and one step), at equal concurrency; in brackets the speed-up over dense through the handler's:",
+        "",
+        "| setting | " + " | ".join(length_label(n) for n in lengths) + " |",
+        "|---|" + "---|" * len(lengths),
+    ]
+    for name in _order({n for n, _ in decode}):
+        texts = []
+        for length in lengths:
+            if (name, length) not in decode:
+                texts.append("-")
+                continue
+            seconds, conc = decode[name, length]
+            dense = decode.get((DENSE, length))
+            same = dense is not None and dense[1] == conc and name != DENSE and seconds > 0
+            texts.append(f"{seconds:.1f} s (x{conc})" + (f" ({dense[0] / seconds:.2f}x)" if same else ""))
+        lines.append(f"| {label(name)} | " + " | ".join(texts) + " |")
+    return lines
+
+
 def markdown(
     table_path,
     groups: dict[Group, list[dict[str, Any]]],
@@ -284,11 +335,17 @@ def markdown(
                 continue
             ratios = [" / ".join(_ratio(rows, cells, name, b, n) for b in bases) for n in lengths]
             lines.append(f"| {label(name)} | " + " | ".join(ratios) + " |")
-        lines += ["", "Targets:", "", "| target | measured | result |", "|---|---|---|"]
-        for t in _targets(rows, cells, [n for n in lengths if (DENSE, n) in cells or (STOCK, n) in cells]):
-            measured = f"{t['ratio']:.2f}x" if t["ratio"] is not None else "-"
-            result = t["status"] if not t["why"] else f"{t['status']} ({t['why']})"
-            lines.append(f"| {t['target']} | {measured} | {result} |")
+        prefill = Group(group.card, group.model, group.tensor_parallel_size, group.cuda_graphs, 1, group.handler_graphs)
+        if group.output_tokens > 1 and prefill in groups:
+            lines += decode_lines(rows, groups[prefill], lengths, group.output_tokens)
+        if group.output_tokens == TARGET_OUTPUT_TOKENS:
+            lines += ["", "Targets:", "", "| target | measured | result |", "|---|---|---|"]
+            for t in _targets(rows, cells, [n for n in lengths if (DENSE, n) in cells or (STOCK, n) in cells]):
+                measured = f"{t['ratio']:.2f}x" if t["ratio"] is not None else "-"
+                result = t["status"] if not t["why"] else f"{t['status']} ({t['why']})"
+                lines.append(f"| {t['target']} | {measured} | {result} |")
+        else:
+            lines += ["", f"(Issue #18's targets are for {TARGET_OUTPUT_TOKENS} output tokens: not evaluated here.)"]
         same = identity(group, list(answers))
         if same:
             lines += ["", same]
