@@ -56,6 +56,13 @@ workdir); copy the CSV back after each call::
     cp $W/throughput.csv benchmarks/results/throughput.csv   # (or to wherever results come back from)
     python benchmarks/throughput_report.py   # benchmarks/results/throughput.md and .png
 
+On the lent machine (calls of at most 600 s) ``benchmarks/device_throughput.sh start WAIT_S ARGS`` runs
+it once in its own process session, and ``... wait WAIT_S`` in the next back-to-back calls waits on it
+(no engine starts twice; each call brings back the table, the answers' digests and the log).
+``--output-tokens 1 256`` adds each setting's 1-token twin: the report then shows decode alone (the
+difference), what Quest and SnapKV change; at 256 tokens the dense prefill is ~90% of a 64k wave.
+Stock vLLM's engines run first, so a run cut short keeps the baseline.
+
 How long (from the committed rows' samples/h, the resource model's sequences that fit, engine starts
 of 60-90 s): as many as fit is 32 / 29 / 13 / 6 at 16k / 32k / 64k / 128k on an H100 (32 / 32 / 29 /
 14 on an H200). The handler engine's 16 measurements take about 9 min on an H100 (16 min on an H200),
