@@ -22,7 +22,7 @@ pytestmark = [
 
 KERNEL_MODULES = [
     f"sparse_frontier.kernels.{m}"
-    for m in ("block_select", "estimation", "grouped_blocks", "quest", "snapkv", "sparse_prefill")
+    for m in ("block_select", "estimation", "grouped_blocks", "quest", "snapkv", "sparse_prefill", "topk")
 ]
 KERNEL_MODULES.append("sparse_frontier.vllm_plugin.paged_decode")
 QUEST = {"_page_score_kernel", "_select_kernel", "_sparse_decode_kernel", "_combine_kernel"}

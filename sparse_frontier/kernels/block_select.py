@@ -3,10 +3,10 @@
 ``torch.topk`` with k in the hundreds over rows of thousands of blocks, plus the masks and the sort
 around it, was most of Block-Sparse's index at 128k (50 ms of a 152 ms call on an H100). Here each
 row is held in registers once: the causal mask and the always-kept blocks (sink, diagonal and the
-one below it) are applied in place, the k-th largest score is found by bisection over the
-order-preserving int32 image of the float32 scores (as :func:`sparse_frontier.kernels.quest.select_pages`
-does), and the kept block ids are written in ascending order, which the prefill kernel wants.
-Ties at the threshold are taken in block order (``torch.topk`` breaks them arbitrarily).
+one below it) are applied in place, the top k are found as Quest's page selection finds its pages
+(:func:`sparse_frontier.kernels.topk.top_k_mask`), and the kept block ids are written in ascending
+order, which the prefill kernel wants. Ties at the threshold are taken in block order
+(``torch.topk`` breaks them arbitrarily).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
+from sparse_frontier.kernels.topk import order_keys, top_k_mask
 
 
 @triton.jit
@@ -38,21 +40,8 @@ def _block_select_kernel(
     s = tl.load(S + head * stride_sh + local * stride_sr + cols, mask=valid, other=0.0)
     forced = (cols == 0) | (cols == qi) | (cols == qi - 1)
     s = tl.where(forced, float("inf"), s)
-    bits = s.to(tl.int32, bitcast=True)
-    key = tl.where(valid, tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF), -2147483648)  # float order as int32
-    k = tl.minimum(K, qi + 1)
-    lo = tl.full([], -2147483647, tl.int64)  # invariant: count(key >= lo) >= k
-    hi = tl.full([], 2147483647, tl.int64)
-    while lo < hi:  # stops as soon as a threshold keeps exactly k
-        mid = lo + (hi - lo + 1) // 2
-        count = tl.sum((key >= mid.to(tl.int32)).to(tl.int32), 0)
-        lo = tl.where(count >= k, mid, lo)
-        hi = tl.where(count > k, hi, tl.where(count == k, mid, mid - 1))
-    thr = lo.to(tl.int32)
-    above = key > thr
-    tie = valid & (key == thr)
-    room = k - tl.sum(above.to(tl.int32), 0)
-    chosen = above | (tie & (tl.cumsum(tie.to(tl.int32), 0) <= room))
+    key = order_keys(s, valid)
+    chosen = top_k_mask(key, valid, tl.minimum(K, qi + 1))
     pos = tl.cumsum(chosen.to(tl.int32), 0) - 1
     tl.store(OUT + head * stride_oh + local * stride_or + pos, cols.to(tl.int32), mask=chosen)
 

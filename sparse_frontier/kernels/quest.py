@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from sparse_frontier.kernels.topk import order_keys, top_k_mask
 from sparse_frontier.kernels.torch_paths import (  # noqa: F401  (page_summaries: this module's name too)
     page_scores_torch,
     page_summaries,
@@ -190,10 +191,8 @@ def _sparse_decode_kernel(
 def _select_kernel(SCORES, CURRENT, KROW, OUT, P, KOUT, stride_s, stride_o, BLOCK_P: tl.constexpr):
     """Top ``KOUT`` pages of one row (the current page forced in), ascending page ids, -1 padded.
 
-    Exact: bisection over the order-preserving int32 image of the float32 scores (at most 32 steps),
-    then ties at the threshold taken in page order. One program per (request, head) row. A step
-    costs the per-element work of the few programs there are, so it is one int32 compare and add
-    (invalid pages get the smallest key, below any threshold tried; radix histograms were slower).
+    Exact (:func:`sparse_frontier.kernels.topk.top_k_mask`; ties in page order). One program per
+    (request, head) row.
     """
     row = tl.program_id(0)
     offs = tl.arange(0, BLOCK_P)
@@ -202,22 +201,10 @@ def _select_kernel(SCORES, CURRENT, KROW, OUT, P, KOUT, stride_s, stride_o, BLOC
     cur = tl.load(CURRENT + row)
     s = tl.where(offs == cur, float("inf"), s)
     valid = inside & (s > float("-inf"))
-    bits = s.to(tl.int32, bitcast=True)
-    key = tl.where(valid, tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF), -2147483648)  # float order as int32
+    key = order_keys(s, valid)
     n_valid = tl.sum(valid.to(tl.int32), 0)
     k = tl.minimum(tl.load(KROW + row), n_valid)  # this row's budget (<= KOUT, the output width)
-    lo = tl.full([], -2147483647, tl.int64)  # invariant: count(key >= lo) >= k (every valid key >= lo)
-    hi = tl.full([], 2147483647, tl.int64)
-    while lo < hi:  # stops as soon as a threshold keeps exactly k (~14 steps for distinct scores)
-        mid = lo + (hi - lo + 1) // 2
-        count = tl.sum((key >= mid.to(tl.int32)).to(tl.int32), 0)
-        lo = tl.where(count >= k, mid, lo)
-        hi = tl.where(count > k, hi, tl.where(count == k, mid, mid - 1))
-    thr = lo.to(tl.int32)
-    above = key > thr
-    tie = valid & (key == thr)
-    room = k - tl.sum(above.to(tl.int32), 0)
-    chosen = above | (tie & (tl.cumsum(tie.to(tl.int32), 0) <= room))
+    chosen = top_k_mask(key, valid, k)
     pos = tl.cumsum(chosen.to(tl.int32), 0) - 1
     tl.store(OUT + row * stride_o + pos, offs.to(tl.int32), mask=chosen)
     tl.store(OUT + row * stride_o + offs, tl.full([BLOCK_P], -1, tl.int32), mask=(offs >= k) & (offs < KOUT))
