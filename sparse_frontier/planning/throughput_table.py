@@ -237,20 +237,7 @@ def answers_path(table: str | os.PathLike) -> Path:
 
 
 #: what an answers record keeps of its row (with ``answers_sha256`` and ``first_answer_head``)
-ANSWER_FIELDS = (
-    "card",
-    "model",
-    "tensor_parallel_size",
-    "cuda_graphs",
-    "handler",
-    "handler_graphs",
-    "length",
-    "method",
-    "sparsity",
-    "output_tokens",
-    "concurrency",
-    "samples",
-)
+ANSWER_FIELDS = (*KEY, "samples")
 
 
 def record_answers(table: str | os.PathLike, row: Mapping[str, Any], answers: list[list[int]]) -> None:
