@@ -345,10 +345,15 @@ def table_rows():
     return rows
 
 
-def test_report_writes_the_table_the_targets_and_the_plot(tmp_path):
+def report(tmp_path, rows) -> str:
+    """The report (tmp_path/out) of a table (tmp_path/throughput.csv) of these rows."""
     path = tmp_path / "throughput.csv"
-    append_rows(path, table_rows())
-    md = write_report(path, tmp_path / "out").read_text()
+    append_rows(path, rows)
+    return write_report(path, tmp_path / "out").read_text()
+
+
+def test_report_writes_the_table_the_targets_and_the_plot(tmp_path):
+    md = report(tmp_path, table_rows())
     assert (tmp_path / "out/throughput.png").stat().st_size > 10_000
     on = md.split("handler graphs on")[1].split("## ")[0]
     assert "| setting | 64k | 128k |" in on and "| at once | 14 | 7 |" in on
@@ -376,9 +381,7 @@ def test_report_shows_stock_vllm_with_full_graphs_beside_the_piecewise_groups(tm
         throughput_row(**full, length=128000, concurrency=6, samples_per_hour=500),  # fewer fit: not comparable
         throughput_row(cuda_graphs="none", samples_per_hour=700),  # an eager group
     ]
-    path = tmp_path / "throughput.csv"
-    append_rows(path, rows)
-    md = write_report(path, tmp_path / "out").read_text()
+    md = report(tmp_path, rows)
     on = md.split("vLLM graphs piecewise · 256 output tokens · handler graphs on")[1].split("## ")[0]
     assert "| stock vLLM, full graphs (vLLM's default) | 1,250 | 500 (x6) |" in on
     assert "over stock vLLM / over stock vLLM with full graphs (`*`" in on
@@ -428,9 +431,7 @@ def test_report_shows_decode_alone_where_one_token_twins_exist(tmp_path):
                 samples_per_hour=round(10 / wall * 3600, 1),
             )
         )
-    path = tmp_path / "throughput.csv"
-    append_rows(path, rows)
-    md = write_report(path, tmp_path / "out").read_text()
+    md = report(tmp_path, rows)
     full = md.split("256 output tokens · handler graphs on")[1].split("## ")[0]
     assert "Decode alone: seconds of a wave of 256 output tokens minus" in full
     assert "| dense (handler) | 4.0 s (x10) |" in full

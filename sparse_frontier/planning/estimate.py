@@ -6,8 +6,9 @@ else any), then the handler's decode graphs as the grid runs them (``engine.hand
 graphs on, a row of a method that decodes through the handler - Quest, SnapKV, Ada-SnapKV and their
 combinations, :func:`decodes_through_handler` - measured with them is preferred, whatever its length;
 rows without them - graphs off, blank as in the rows from before the graphs, or stock vLLM - are the
-fallback where a method has no such row; dense and prefill-only rows are never told apart by it), nearest sparsity, concurrency, length, output tokens, with the handler preferred over stock
-vLLM and later rows over earlier ones. If that row is the run's own setting (all of these equal; the
+fallback where a method has no such row; dense and prefill-only rows are never told apart by it),
+nearest sparsity, concurrency, length, output tokens, with the handler preferred over stock vLLM and
+later rows over earlier ones. If that row is the run's own setting (all of these equal; the
 handler may differ, its overhead was measured at 0.98-1.09x, and so may its graphs: a graph-off row of
 the run's own setting still counts as measured) the run is **measured**; otherwise it is
 **extrapolated**: the resource model's time per sample for the run (``planning.resources.predict_phases``,

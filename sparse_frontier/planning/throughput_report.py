@@ -34,7 +34,7 @@ inside vLLM's full graphs).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,28 +208,25 @@ def _ratio(rows, cells, name, other, length) -> str:
     return f"{row['samples_per_hour'] / base['samples_per_hour']:.2f}x{star}"
 
 
-def identity(group: Group, answers: list[dict[str, Any]]) -> str | None:
+def identity(group: Group, answers: Iterable[dict[str, Any]]) -> str | None:
     """Dense through the handler against stock vLLM at the group's CUDA graphs: per (length, concurrency)
     both were measured at, whether their answers' digests are equal (the latest record of each)."""
 
-    def same_engine(a):
-        return (a["card"], a["model"], a["tensor_parallel_size"], a["output_tokens"], a["cuda_graphs"]) == (
-            group.card,
-            group.model,
-            group.tensor_parallel_size,
-            group.output_tokens,
-            group.cuda_graphs,
-        )
+    engine = (group.card, group.model, group.tensor_parallel_size, group.cuda_graphs, group.output_tokens)
 
     def at(a):
         return a["length"], a["concurrency"], a["samples"]
 
-    mine = [a for a in answers if same_engine(a)]
+    mine = [
+        a
+        for a in answers
+        if (a["card"], a["model"], a["tensor_parallel_size"], a["cuda_graphs"], a["output_tokens"]) == engine
+    ]
     stock = {at(a): a for a in mine if a["handler"] == "off"}
     dense = {
         at(a): a
         for a in mine
-        if a["handler"] == "on" and a["method"] == "dense" and (a["handler_graphs"] or "off") == group.handler_graphs
+        if a["handler"] == "on" and a["method"] == "dense" and graphs_of(a) == group.handler_graphs
     }
     shared = sorted(set(stock) & set(dense))
     if not shared:
@@ -253,11 +250,10 @@ def wave_seconds(row: Mapping[str, Any]) -> float | None:
     return row["wall_s"] * row["concurrency"] / row["samples"]
 
 
-def decode_lines(rows: list[dict[str, Any]], prefill_rows: list[dict[str, Any]], lengths: list[int], out: int):
-    """Decode alone: per (setting, length), a wave's seconds minus the same setting's with 1 output
-    token at the same concurrency (the prefill and one step), and the speed-up over dense's decode."""
-    _, cells = pick_cells(rows)
-    _, first = pick_cells(prefill_rows)
+def decode_lines(cells: dict, first: dict, lengths: list[int], out: int) -> list[str]:
+    """Decode alone: per (setting, length) cell of a group (``pick_cells``), a wave's seconds minus those
+    of its cell in the group of 1 output token (``first``) at the same concurrency (the prefill and one
+    step), and the speed-up over dense's decode."""
     decode: dict[tuple[str, int], tuple[float, int]] = {}
     for (name, length), row in cells.items():
         one = first.get((name, length))
@@ -294,7 +290,7 @@ def markdown(
     table_path,
     groups: dict[Group, list[dict[str, Any]]],
     left_out: list[dict[str, Any]],
-    answers: list[dict[str, Any]] = (),
+    answers: Iterable[dict[str, Any]] = (),
 ) -> str:
     lines = [
         "# End-to-end throughput: samples/h per method and length",
@@ -337,7 +333,7 @@ def markdown(
             lines.append(f"| {label(name)} | " + " | ".join(ratios) + " |")
         prefill = Group(group.card, group.model, group.tensor_parallel_size, group.cuda_graphs, 1, group.handler_graphs)
         if group.output_tokens > 1 and prefill in groups:
-            lines += decode_lines(rows, groups[prefill], lengths, group.output_tokens)
+            lines += decode_lines(cells, pick_cells(groups[prefill])[1], lengths, group.output_tokens)
         if group.output_tokens == TARGET_OUTPUT_TOKENS:
             lines += ["", "Targets:", "", "| target | measured | result |", "|---|---|---|"]
             for t in _targets(rows, cells, [n for n in lengths if (DENSE, n) in cells or (STOCK, n) in cells]):
@@ -346,7 +342,7 @@ def markdown(
                 lines.append(f"| {t['target']} | {measured} | {result} |")
         else:
             lines += ["", f"(Issue #18's targets are for {TARGET_OUTPUT_TOKENS} output tokens: not evaluated here.)"]
-        same = identity(group, list(answers))
+        same = identity(group, answers)
         if same:
             lines += ["", same]
         if STOCK_FULL in names:

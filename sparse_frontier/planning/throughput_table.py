@@ -25,7 +25,9 @@ record provenance; blank where the source did not say.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -244,21 +246,15 @@ def record_answers(table: str | os.PathLike, row: Mapping[str, Any], answers: li
     """Append ``row``'s answers (token ids, in prompt order) as a digest. Stock vLLM and dense through the
     handler get the same prompts (one seed per setting), so equal digests at equal concurrency say that
     their greedy answers are token-identical."""
-    import hashlib
-    import json
-
     record = {k: row.get(k) for k in ANSWER_FIELDS}
     record["answers_sha256"] = hashlib.sha256(json.dumps(answers).encode()).hexdigest()
     record["first_answer_head"] = answers[0][:8] if answers else []
     with answers_path(table).open("a") as fh:
         fh.write(json.dumps(record) + "\n")
-        fh.flush()
 
 
 def read_answers(table: str | os.PathLike) -> list[dict[str, Any]]:
     """The answers records beside ``table`` (none if it has no such file)."""
-    import json
-
     path = answers_path(table)
     if not path.exists():
         return []
