@@ -68,13 +68,13 @@ def block_index(query, key, block: int, top: int) -> tuple[torch.Tensor, torch.T
     # rows i < k keep blocks 0..i (then padding)
     first = min(k, nb)
     blocks[:, :, :first] = torch.where(qi[None, :k] <= qi[:first, None], qi[None, :k], nb).int()
-    kernel = use_triton(query)
+    select_blocks = None
+    if use_triton(query):  # the same selection in one pass over each row (torch.topk was most of the index)
+        from sparse_frontier.kernels.block_select import select_blocks
     for r0 in range(first, nb, ROW_CHUNK):
         r1 = min(r0 + ROW_CHUNK, nb)
         s = torch.matmul(pq[:, :, r0:r1], pk[..., :r1])  # [Hkv, g, rows, r1]
-        if kernel:  # the same selection in one pass over each row (torch.topk was most of the index)
-            from sparse_frontier.kernels.block_select import select_blocks
-
+        if select_blocks is not None:
             select_blocks(s.view(hq, r1 - r0, r1), r0, k, blocks.view(hq, nb, k)[:, r0:r1])
             continue
         rows, cols = qi[r0:r1, None], qi[None, :r1]
