@@ -6,7 +6,8 @@
 # benchmark in the background from a private copy of this checkout (the working tree is re-copied on
 # every call) and waits; each `wait` call waits again. Both copy the table, the answers' digests
 # (stock vs handler token identity), the log and the card to $OUT, so every row measured so far
-# comes back even if the machine is taken away before the run ends.
+# comes back even if the machine is taken away before the run ends. A second `start` after the first
+# run ended measures more settings into the same table, answers and (appended) log.
 #
 # After the three vLLM carries (../shared/gpu/README.md):
 #   bash benchmarks/device_throughput.sh start WAIT_S [throughput.py arguments without --out/--workdir]
@@ -32,7 +33,7 @@ start)
   # shellcheck disable=SC1091
   source benchmarks/device_env.sh
   PYTHONUNBUFFERED=1 setsid python benchmarks/throughput.py "$@" --out "$W/throughput.csv" --workdir "$W" \
-    > "$W/log.txt" 2>&1 < /dev/null &
+    >> "$W/log.txt" 2>&1 < /dev/null &
   echo $! > "$W/pid"
   cd - > /dev/null || exit 5
   ;;
