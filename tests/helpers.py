@@ -55,8 +55,8 @@ def build_tokenizer(out_dir: Path, vocab_size: int = 512):
     return fast
 
 
-def build_tiny_llama(out_dir: Path) -> Path:
-    """A 2-layer Llama (head dim 64, GQA 2:1) with random weights, saved as an HF folder."""
+def build_tiny_llama(out_dir: Path, heads: int = 2, kv_heads: int = 1) -> Path:
+    """A 2-layer Llama (head dim 64, GQA 2:1 unless told) with random weights, saved as an HF folder."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -68,8 +68,8 @@ def build_tiny_llama(out_dir: Path) -> Path:
         hidden_size=128,
         intermediate_size=256,
         num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
         head_dim=64,
         max_position_embeddings=4096,
         bos_token_id=tokenizer.bos_token_id,
@@ -99,8 +99,8 @@ def build_tiny_gemma3(out_dir: Path, layers: int = 6, global_every: int = 3, sli
         hidden_size=128,
         intermediate_size=256,
         num_hidden_layers=layers,
-        num_attention_heads=2,
-        num_key_value_heads=1,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
         head_dim=64,
         query_pre_attn_scalar=64,
         sliding_window=sliding_window,

@@ -221,6 +221,28 @@ def test_stock_rows_handler_graphs_and_as_many_as_fit(tmp_path, tiny_model):
     assert "(handler, graphs off): 0 of 2 settings" in log and "(stock vLLM): 0 of 1 settings" in log
 
 
+@pytest.mark.slow  # two engines of two worker processes each, ~45 s on 2 cores
+def test_tensor_parallel_two_ranks_on_cpu(tmp_path):
+    """TP=2 on CPU (a GQA 4:2 model: each rank its own kv head, its own core): dense through the
+    handler answers stock vLLM's tokens, and Quest's statistics come back from the worker processes."""
+    from helpers import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "tiny-gqa", heads=4, kv_heads=2)
+    out = tmp_path / "throughput.csv"
+    common = ["--lengths", 256, "--output-tokens", 4, "--concurrency", 2, "--no-warmup", "--workdir", tmp_path]
+    log = bench("--model", f"tiny={model}", "--tp", 2, "--methods", "dense", "quest=0.9", "--stock", "--out", out, *common)
+    assert log.count("engine started") == 2 and "TP 2" in log
+    rows = read_table(out, {"tiny": {"architecture": dict(TINY_ARCH, heads=4, kv_heads=2)}})
+    assert [(r["handler"], r["method"], r["tensor_parallel_size"]) for r in rows] == [
+        ("off", "dense", 2),
+        ("on", "dense", 2),
+        ("on", "quest", 2),
+    ]
+    assert rows[1]["measured_sparsity"] == 0.0 and rows[2]["measured_sparsity"] > 0.5
+    digest = {(a["handler"], a["method"]): a["answers_sha256"] for a in read_answers(out)}
+    assert digest[("on", "dense")] == digest[("off", "dense")] != digest[("on", "quest")]
+
+
 def _seed(path, **kw):
     """A row of the tiny CPU model's table, as the benchmark writes it."""
     from benchmarks_throughput import card_name

@@ -210,6 +210,24 @@ def test_handler_graphs_are_on_by_default_on_cuda_only():
     assert engine_environment(dict(cpu, handler_graphs=True), quest)[ENV_HANDLER_GRAPHS] == "0"
 
 
+def test_tensor_parallel_ranks_on_cpu_get_cores_of_their_own(monkeypatch):
+    from sparse_frontier.vllm_plugin.engine import cpu_rank_cores, engine_environment
+
+    assert cpu_rank_cores(2, 1, cores=[0, 1]) == "0|1"
+    assert cpu_rank_cores(2, 4, cores=range(8)) == "0,1,2,3|4,5,6,7"
+    assert cpu_rank_cores(2, 8, cores=[3, 5, 6]) == "3|5"  # cpu_threads capped by the cores there are
+    with pytest.raises(ValueError, match=r"tensor_parallel_size 4 on CPU needs a core per rank; this process may use 2"):
+        cpu_rank_cores(4, 1, cores=[0, 1])
+    cpu = {"device": "cpu", "cpu_kvcache_space_gib": 1, "cpu_threads": 1}
+    dense = {"method": "dense", "params": {}}
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in engine_environment(cpu, dense)  # one rank: vLLM's own binding
+    assert engine_environment(cpu, dense, tensor_parallel_size=2)["VLLM_CPU_OMP_THREADS_BIND"] == "0|1"
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # the user's binding wins
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in engine_environment(cpu, dense, tensor_parallel_size=2)
+
+
 def test_batch_size_is_vllms_sequences_at_once_and_quest_jobs_leave_room_for_summaries():
     from sparse_frontier.vllm_plugin.engine import SUMMARY_SHARE, engine_arguments, keeps_page_summaries
 

@@ -49,8 +49,27 @@ def _matches(internal_id: str, external_id: str) -> bool:
     return internal_id == external_id or internal_id.rsplit("-", 1)[0] == external_id
 
 
+def cpu_rank_cores(tensor_parallel_size: int, cpu_threads: int, cores: Iterable[int] | None = None) -> str:
+    """``VLLM_CPU_OMP_THREADS_BIND`` for tensor-parallel ranks on CPU: rank i gets its own
+    ``min(cpu_threads, cores // ranks)`` of this process's cores ("0|1"). vLLM's "auto" binds one
+    NUMA node per rank and fails where there are fewer nodes than ranks (a laptop, CI)."""
+    cores = sorted(os.sched_getaffinity(0) if cores is None else cores)
+    if len(cores) < tensor_parallel_size:
+        raise ValueError(
+            f"tensor_parallel_size {tensor_parallel_size} on CPU needs a core per rank; this process may use "
+            f"{len(cores)} (cores {cores}): use tensor_parallel_size <= {len(cores)}, or set "
+            "VLLM_CPU_OMP_THREADS_BIND yourself (vLLM's format, e.g. '0|0' to share a core)"
+        )
+    per_rank = max(1, min(cpu_threads, len(cores) // tensor_parallel_size))
+    ranks = [cores[i * per_rank : (i + 1) * per_rank] for i in range(tensor_parallel_size)]
+    return "|".join(",".join(map(str, rank)) for rank in ranks)
+
+
 def engine_environment(
-    engine: Mapping[str, Any], method: Mapping[str, Any], prefix_caching: bool = False
+    engine: Mapping[str, Any],
+    method: Mapping[str, Any],
+    prefix_caching: bool = False,
+    tensor_parallel_size: int = 1,
 ) -> dict[str, str]:
     """Environment the engine's processes need; set before vLLM is imported so children inherit it."""
     env = {ENV_METHOD: json.dumps(dict(method)), ENV_PREFIX_CACHING: "1" if prefix_caching else "0"}
@@ -65,6 +84,9 @@ def engine_environment(
             # are then read in-process.
             VLLM_ENABLE_V1_MULTIPROCESSING="0",
         )
+        if tensor_parallel_size > 1 and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+            # TP ranks are worker processes even so; each needs cores of its own (a user's binding wins)
+            env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_rank_cores(tensor_parallel_size, engine["cpu_threads"])
     else:
         # Workers are separate processes; collective_rpc ships our stats function to them. Spawned,
         # not forked: a caller that touched CUDA first (a benchmark reading the card) would leave a
@@ -205,7 +227,7 @@ class Engine:
         self.shares_prompts = chunk_shares_prompts(specs)
         self.default_method = dict(method)
         self.handler = handler
-        env = engine_environment(engine, method, self.shares_prompts)
+        env = engine_environment(engine, method, self.shares_prompts, tensor_parallel_size)
         if not handler:  # without the method variable the entry point returns at once (vllm_plugin.register)
             del env[ENV_METHOD]
             os.environ.pop(ENV_METHOD, None)
