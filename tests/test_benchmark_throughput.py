@@ -230,7 +230,9 @@ def test_tensor_parallel_two_ranks_on_cpu(tmp_path):
     model = build_tiny_llama(tmp_path / "tiny-gqa", heads=4, kv_heads=2)
     out = tmp_path / "throughput.csv"
     common = ["--lengths", 256, "--output-tokens", 4, "--concurrency", 2, "--no-warmup", "--workdir", tmp_path]
-    log = bench("--model", f"tiny={model}", "--tp", 2, "--methods", "dense", "quest=0.9", "--stock", "--out", out, *common)
+    log = bench(
+        "--model", f"tiny={model}", "--tp", 2, "--methods", "dense", "quest=0.9", "--stock", "--out", out, *common
+    )
     assert log.count("engine started") == 2 and "TP 2" in log
     rows = read_table(out, {"tiny": {"architecture": dict(TINY_ARCH, heads=4, kv_heads=2)}})
     assert [(r["handler"], r["method"], r["tensor_parallel_size"]) for r in rows] == [

@@ -216,7 +216,9 @@ def test_tensor_parallel_ranks_on_cpu_get_cores_of_their_own(monkeypatch):
     assert cpu_rank_cores(2, 1, cores=[0, 1]) == "0|1"
     assert cpu_rank_cores(2, 4, cores=range(8)) == "0,1,2,3|4,5,6,7"
     assert cpu_rank_cores(2, 8, cores=[3, 5, 6]) == "3|5"  # cpu_threads capped by the cores there are
-    with pytest.raises(ValueError, match=r"tensor_parallel_size 4 on CPU needs a core per rank; this process may use 2"):
+    with pytest.raises(
+        ValueError, match=r"tensor_parallel_size 4 on CPU needs a core per rank; this process may use 2"
+    ):
         cpu_rank_cores(4, 1, cores=[0, 1])
     cpu = {"device": "cpu", "cpu_kvcache_space_gib": 1, "cpu_threads": 1}
     dense = {"method": "dense", "params": {}}
