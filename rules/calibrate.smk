@@ -16,7 +16,7 @@ rule calibrate_attention:
         paths.benchmark_path(paths.CALIBRATION)
     conda:
         "../envs/vllm-cuda.yaml"
-    threads: config["engine"]["cpu_threads"]
+    threads: calibration_resource("threads")
     resources:
         gpu=calibration_gpus,
         mem_mb=calibration_resource("mem_mb"),
@@ -43,7 +43,7 @@ rule capture_attention_head:
         paths.log_path(paths.ATTENTION_HEAD),
     conda:
         "../envs/vllm-cuda.yaml"
-    threads: config["engine"]["cpu_threads"]
+    threads: dataset_resource("threads")
     resources:
         gpu=dataset_gpus,
         mem_mb=dataset_resource("mem_mb"),

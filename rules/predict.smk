@@ -23,7 +23,7 @@ if config["engine"]["methods_per_job"] == 1:
             paths.benchmark_path(paths.PREDICTIONS)
         conda:
             "../envs/vllm-cuda.yaml"
-        threads: config["engine"]["cpu_threads"]
+        threads: predict_resource("threads")
         resources:
             gpu=run_gpus,
             mem_mb=predict_resource("mem_mb"),
@@ -51,7 +51,7 @@ else:
             paths.benchmark_path(paths.SWEEP)
         conda:
             "../envs/vllm-cuda.yaml"
-        threads: config["engine"]["cpu_threads"]
+        threads: sweep_resource("threads")
         resources:
             gpu=sweep_gpus,
             mem_mb=sweep_resource("mem_mb"),

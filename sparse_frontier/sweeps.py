@@ -98,7 +98,8 @@ class SweepIndex:
 
 
 def sweep_resources(sweep: Sweep, attempt: int) -> dict[str, int]:
-    """``mem_mb`` and ``runtime`` of a sweep: the most memory of its runs, the sum of their runtimes.
+    """``mem_mb``, ``runtime`` and ``threads`` of a sweep: the most memory (and threads) of its runs,
+    the sum of their runtimes.
 
     The sum counts an engine start per method (the sweep loads the model once): an upper bound.
     """
@@ -108,4 +109,5 @@ def sweep_resources(sweep: Sweep, attempt: int) -> dict[str, int]:
     return {
         "mem_mb": max(r["mem_mb"] for r in per_run),
         "runtime": math.ceil(sum(r["runtime"] for r in per_run)),
+        "threads": max(r["threads"] for r in per_run),
     }

@@ -69,7 +69,7 @@ def test_resources_grow_with_attempt_length_and_model(paper):
     by = {(r.key.model, r.key.length, r.key.method): r.as_dict() for r in runs if r.key.task == "ruler_niah"}
     run = by[("qwen2.5-32b", 65536, "dense")]
     first, third = predict_resources(run, 1), predict_resources(run, 3)
-    assert third == {"mem_mb": 3 * first["mem_mb"], "runtime": 3 * first["runtime"]}
+    assert third == {"mem_mb": 3 * first["mem_mb"], "runtime": 3 * first["runtime"], "threads": first["threads"]}
     assert (
         predict_resources(by[("qwen2.5-7b", 128000, "dense")], 1)["runtime"]
         > predict_resources(by[("qwen2.5-7b", 16384, "dense")], 1)["runtime"]
@@ -80,6 +80,21 @@ def test_resources_grow_with_attempt_length_and_model(paper):
     )
     with pytest.raises(ValueError, match="attempt must be 1 or more, got 0"):
         predict_resources(run, 0)
+
+
+def test_cpu_jobs_count_a_set_of_cores_and_kv_space_per_tensor_parallel_rank():
+    """On CPU each rank is a process with its own cores and KV-cache space (vllm_plugin/engine.py binds
+    them): the scheduler must count them all. On a GPU the rank's work is on its card."""
+    config = load_config(REPO / "config/demo.yaml")
+    run = next(r for r in expand_runs(config)).as_dict()
+    one = predict_resources(run, 1)
+    two = predict_resources(dict(run, model=dict(run["model"], tensor_parallel_size=2)), 1)
+    assert one["threads"] == config["engine"]["cpu_threads"] and two["threads"] == 2 * one["threads"]
+    assert two["mem_mb"] == 2 * one["mem_mb"] and two["runtime"] == one["runtime"]
+    gpu = predict_resources(
+        dict(run, engine=dict(run["engine"], device="cuda"), model=dict(run["model"], tensor_parallel_size=2)), 1
+    )
+    assert gpu["threads"] == config["engine"]["cpu_threads"]
 
 
 def test_runtime_matches_the_measured_7b_throughput():

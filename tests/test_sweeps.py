@@ -130,6 +130,7 @@ def test_sweep_resources_add_up_the_runs(tmp_path):
     assert sweep_resources(sweep, 2) == {
         "mem_mb": max(r["mem_mb"] for r in per_run),
         "runtime": sum(r["runtime"] for r in per_run),
+        "threads": max(r["threads"] for r in per_run),
     }
 
 
