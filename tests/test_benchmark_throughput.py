@@ -221,28 +221,50 @@ def test_stock_rows_handler_graphs_and_as_many_as_fit(tmp_path, tiny_model):
     assert "(handler, graphs off): 0 of 2 settings" in log and "(stock vLLM): 0 of 1 settings" in log
 
 
-@pytest.mark.slow  # two engines of two worker processes each, ~45 s on 2 cores
+ALL_METHODS = (
+    "dense",
+    "quest=0.9",
+    "snapkv=0.9",
+    "ada_snapkv=0.9",
+    "vertical_slash=0.9",
+    "flexprefill=0.9",
+    "block_sparse=0.9",
+)
+
+
+@pytest.mark.slow  # TP=2 engines (stock, calibration, handler) and a TP=1 handler engine, ~90 s on 2 cores
 def test_tensor_parallel_two_ranks_on_cpu(tmp_path):
-    """TP=2 on CPU (a GQA 4:2 model: each rank its own kv head, its own core): dense through the
-    handler answers stock vLLM's tokens, and Quest's statistics come back from the worker processes."""
+    """TP=2 on CPU (a GQA 4:2 model: each rank its own kv head, its own core), every method: dense through
+    the handler answers stock vLLM's tokens; each method answers TP=1's tokens (so both ranks apply it
+    to their heads; Ada-SnapKV only its sparsity, as its budget is shared per rank, docs/plugin.md);
+    the statistics merged over the two worker processes equal TP=1's."""
     from helpers import build_tiny_llama
 
     model = build_tiny_llama(tmp_path / "tiny-gqa", heads=4, kv_heads=2)
-    out = tmp_path / "throughput.csv"
-    common = ["--lengths", 256, "--output-tokens", 4, "--concurrency", 2, "--no-warmup", "--workdir", tmp_path]
-    log = bench(
-        "--model", f"tiny={model}", "--tp", 2, "--methods", "dense", "quest=0.9", "--stock", "--out", out, *common
-    )
+    arch = {"tiny": {"architecture": dict(TINY_ARCH, heads=4, kv_heads=2)}}
+    common = ["--model", f"tiny={model}", "--lengths", 256, "--output-tokens", 4, "--concurrency", 2, "--no-warmup"]
+    common += ["--methods", *ALL_METHODS]
+    two, one = tmp_path / "tp2.csv", tmp_path / "tp1.csv"
+    log = bench(*common, "--tp", 2, "--stock", "--out", two, "--workdir", tmp_path / "w2")
     assert log.count("engine started") == 2 and "TP 2" in log
-    rows = read_table(out, {"tiny": {"architecture": dict(TINY_ARCH, heads=4, kv_heads=2)}})
-    assert [(r["handler"], r["method"], r["tensor_parallel_size"]) for r in rows] == [
-        ("off", "dense", 2),
-        ("on", "dense", 2),
-        ("on", "quest", 2),
-    ]
-    assert rows[1]["measured_sparsity"] == 0.0 and rows[2]["measured_sparsity"] > 0.5
-    digest = {(a["handler"], a["method"]): a["answers_sha256"] for a in read_answers(out)}
-    assert digest[("on", "dense")] == digest[("off", "dense")] != digest[("on", "quest")]
+    bench(*common, "--tp", 1, "--out", one, "--workdir", tmp_path / "w1")
+    rows2, rows1 = read_table(two, arch), read_table(one, arch)
+    assert [(r["handler"], r["tensor_parallel_size"]) for r in rows2] == [("off", 2)] + [("on", 2)] * len(ALL_METHODS)
+    sparsity = {
+        tp: {r["method"]: r["measured_sparsity"] for r in rows if r["handler"] == "on"}
+        for tp, rows in ((2, rows2), (1, rows1))
+    }
+    assert sparsity[2].keys() == sparsity[1].keys() and len(sparsity[1]) == len(ALL_METHODS)
+    for method, value in sparsity[1].items():
+        assert sparsity[2][method] == pytest.approx(value, abs=0.005), method
+        assert (value > 0.3) == (method != "dense"), method
+    digest = {
+        tp: {(a["handler"], a["method"]): a["answers_sha256"] for a in read_answers(out)}
+        for tp, out in ((2, two), (1, one))
+    }
+    assert digest[2][("on", "dense")] == digest[2][("off", "dense")] != digest[2][("on", "quest")]
+    for method in sparsity[1].keys() - {"ada_snapkv"}:
+        assert digest[2][("on", method)] == digest[1][("on", method)], method
 
 
 def _seed(path, **kw):
