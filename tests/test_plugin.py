@@ -1,5 +1,6 @@
 """The vLLM plugin's registration and handler, without starting an engine (the e2e tests do that)."""
 
+import os
 import sys
 from importlib.metadata import entry_points
 from types import SimpleNamespace
@@ -228,6 +229,29 @@ def test_tensor_parallel_ranks_on_cpu_get_cores_of_their_own(monkeypatch):
     assert engine_environment(cpu, dense, tensor_parallel_size=2)["VLLM_CPU_OMP_THREADS_BIND"] == "0|1"
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # the user's binding wins
     assert "VLLM_CPU_OMP_THREADS_BIND" not in engine_environment(cpu, dense, tensor_parallel_size=2)
+
+
+def test_an_engines_cpu_binding_is_not_left_to_the_next_engine(monkeypatch):
+    """The binding reaches the ranks vLLM starts, then leaves the process's environment, so a later
+    engine of another size (one rank, or three) is not given two core lists."""
+    import vllm
+
+    from sparse_frontier.vllm_plugin.engine import CPU_BIND, Engine
+
+    seen = []
+
+    def fake_llm(**args):
+        seen.append((args["tensor_parallel_size"], os.environ.get(CPU_BIND)))
+        raise RuntimeError("stop after start-up's environment")
+
+    monkeypatch.setattr(vllm, "LLM", fake_llm)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.delenv(CPU_BIND, raising=False)
+    cpu = {"device": "cpu", "dtype": "float32", "batch_size": 2, "cpu_kvcache_space_gib": 1, "cpu_threads": 1}
+    for tp in (2, 1):
+        with pytest.raises(RuntimeError, match="stop after"):
+            Engine("m", 4096, cpu, {"method": "dense", "params": {}}, tensor_parallel_size=tp)
+    assert seen == [(2, "0|1"), (1, None)] and CPU_BIND not in os.environ
 
 
 def test_batch_size_is_vllms_sequences_at_once_and_quest_jobs_leave_room_for_summaries():

@@ -49,6 +49,10 @@ def _matches(internal_id: str, external_id: str) -> bool:
     return internal_id == external_id or internal_id.rsplit("-", 1)[0] == external_id
 
 
+#: vLLM's CPU thread binding: per rank core lists separated by "|" ("auto": a NUMA node per rank)
+CPU_BIND = "VLLM_CPU_OMP_THREADS_BIND"
+
+
 def cpu_rank_cores(tensor_parallel_size: int, cpu_threads: int, cores: Iterable[int] | None = None) -> str:
     """``VLLM_CPU_OMP_THREADS_BIND`` for tensor-parallel ranks on CPU: rank i gets its own
     ``min(cpu_threads, cores // ranks)`` of this process's cores ("0|1"). vLLM's "auto" binds one
@@ -84,9 +88,9 @@ def engine_environment(
             # are then read in-process.
             VLLM_ENABLE_V1_MULTIPROCESSING="0",
         )
-        if tensor_parallel_size > 1 and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+        if tensor_parallel_size > 1 and CPU_BIND not in os.environ:
             # TP ranks are worker processes even so; each needs cores of its own (a user's binding wins)
-            env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_rank_cores(tensor_parallel_size, engine["cpu_threads"])
+            env[CPU_BIND] = cpu_rank_cores(tensor_parallel_size, engine["cpu_threads"])
     else:
         # Workers are separate processes; collective_rpc ships our stats function to them. Spawned,
         # not forked: a caller that touched CUDA first (a benchmark reading the card) would leave a
@@ -245,7 +249,12 @@ class Engine:
             prefix_caching=self.shares_prompts,
         )
         log.info("starting vLLM: %s", args)
-        self.llm = LLM(**args)
+        try:
+            self.llm = LLM(**args)
+        finally:
+            # The ranks are bound once started: a later engine of another size must not inherit our binding.
+            if CPU_BIND in env:
+                os.environ.pop(CPU_BIND, None)
         self.max_num_seqs = int(self.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)
         self._request_ids = itertools.count()
         self._stats: list[dict[str, dict[str, Any]]] = []
