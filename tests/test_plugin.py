@@ -212,7 +212,7 @@ def test_handler_graphs_are_on_by_default_on_cuda_only():
 
 
 def test_tensor_parallel_ranks_on_cpu_get_cores_of_their_own(monkeypatch):
-    from sparse_frontier.vllm_plugin.engine import cpu_rank_cores, engine_environment
+    from sparse_frontier.vllm_plugin.engine import CPU_BIND, cpu_rank_cores, engine_environment
 
     assert cpu_rank_cores(2, 1, cores=[0, 1]) == "0|1"
     assert cpu_rank_cores(2, 4, cores=range(8)) == "0,1,2,3|4,5,6,7"
@@ -223,12 +223,12 @@ def test_tensor_parallel_ranks_on_cpu_get_cores_of_their_own(monkeypatch):
         cpu_rank_cores(4, 1, cores=[0, 1])
     cpu = {"device": "cpu", "cpu_kvcache_space_gib": 1, "cpu_threads": 1}
     dense = {"method": "dense", "params": {}}
-    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    monkeypatch.delenv(CPU_BIND, raising=False)
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    assert "VLLM_CPU_OMP_THREADS_BIND" not in engine_environment(cpu, dense)  # one rank: vLLM's own binding
-    assert engine_environment(cpu, dense, tensor_parallel_size=2)["VLLM_CPU_OMP_THREADS_BIND"] == "0|1"
-    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # the user's binding wins
-    assert "VLLM_CPU_OMP_THREADS_BIND" not in engine_environment(cpu, dense, tensor_parallel_size=2)
+    assert CPU_BIND not in engine_environment(cpu, dense)  # one rank: vLLM's own binding
+    assert engine_environment(cpu, dense, tensor_parallel_size=2)[CPU_BIND] == "0|1"
+    monkeypatch.setenv(CPU_BIND, "nobind")  # the user's binding wins
+    assert CPU_BIND not in engine_environment(cpu, dense, tensor_parallel_size=2)
 
 
 def test_an_engines_cpu_binding_is_not_left_to_the_next_engine(monkeypatch):

