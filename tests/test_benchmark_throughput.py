@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import throughput_row
 
+from sparse_frontier.planning.resources import memory_plan
 from sparse_frontier.planning.throughput_report import write_report
 from sparse_frontier.planning.throughput_table import MAX_CONCURRENCY_SOURCE, append_rows, read_answers, read_table
 
@@ -245,9 +247,20 @@ def test_tensor_parallel_two_ranks_on_cpu(tmp_path):
     common = ["--model", f"tiny={model}", "--lengths", 256, "--output-tokens", 4, "--concurrency", 2, "--no-warmup"]
     common += ["--methods", *ALL_METHODS]
     two, one = tmp_path / "tp2.csv", tmp_path / "tp1.csv"
-    log = bench(*common, "--tp", 2, "--stock", "--out", two, "--workdir", tmp_path / "w2")
-    assert log.count("engine started") == 2 and "TP 2" in log
-    bench(*common, "--tp", 1, "--out", one, "--workdir", tmp_path / "w1")
+    log = {2: bench(*common, "--tp", 2, "--stock", "--out", two, "--workdir", tmp_path / "w2")}
+    assert log[2].count("engine started") == 2 and "TP 2" in log[2]
+    log[1] = bench(*common, "--tp", 1, "--out", one, "--workdir", tmp_path / "w1")
+    # The resource model's KV rule at TP > 1 (each rank holds kv_heads / TP heads, in a cache space of
+    # its own) against the KV cache vLLM sized: 2 ranks of 1 kv head each hold twice TP=1's tokens.
+    kv_tokens = {tp: [int(n) for n in re.findall(rf"TP {tp}, KV cache (\d+) tokens", log[tp])] for tp in log}
+    assert len(kv_tokens[2]) == 2 and len(set(kv_tokens[2])) == 1 and len(kv_tokens[1]) == 1, kv_tokens
+    plan_model, plan_engine = (
+        {"name": "tiny", **arch["tiny"]},
+        {"dtype": "bfloat16", "gpu_memory_utilization": 0.9, "batch_size": 1},
+    )
+    kv_per_rank = {tp: memory_plan(plan_model, 260, plan_engine, tp).kv_per_sequence for tp in (1, 2)}
+    assert kv_per_rank[1] / kv_per_rank[2] == 2
+    assert kv_tokens[2][0] / kv_tokens[1][0] == pytest.approx(kv_per_rank[1] / kv_per_rank[2], rel=0.01)
     rows2, rows1 = read_table(two, arch), read_table(one, arch)
     assert [(r["handler"], r["tensor_parallel_size"]) for r in rows2] == [("off", 2)] + [("on", 2)] * len(ALL_METHODS)
     sparsity = {
