@@ -1,23 +1,18 @@
 """GPU-hours of a config's grid from the measured throughput table (thin wrapper; the logic and the
 method are in ``sparse_frontier/planning/`` (``estimate.py``, ``report.py``), the workflow's rule is ``estimate_gpu_hours``).
 
-Usage: python benchmarks/gpu_hours.py [--config config/config.yaml]
+Usage: python benchmarks/gpu_hours.py [--committed [DIR]] [--config config/config.yaml]
            [--throughput benchmarks/results/throughput.csv] [--out benchmarks/results/gpu_hours]
            [--card H100|H200] [--rows-card H200] [--methods-per-job N]
 writes OUT.csv (per model and total), OUT.md (the same, and every measured row against the resource
 model) and OUT_runs.csv (per model, length and method: GPU-hours, measured or extrapolated, rows used).
 Inside the workflow: ``snakemake estimate_gpu_hours`` (results/tables/gpu_hours.*).
 
-The committed ``benchmarks/results/gpu_hours*`` (R = benchmarks/results; a change of the estimate's code
-that should not change them: regenerate all six and ``git status``)::
-
-    python benchmarks/gpu_hours.py                                       # R/gpu_hours.*
-    python benchmarks/gpu_hours.py --methods-per-job 8 --out R/gpu_hours_grouped8
-    python benchmarks/gpu_hours.py --card H200 --out R/gpu_hours_h200
-    python benchmarks/gpu_hours.py --card H200 --methods-per-job 8 --out R/gpu_hours_h200_grouped8
-    python benchmarks/gpu_hours.py --card H100 --rows-card H200 --out R/gpu_hours_h100_from_h200
-    python benchmarks/gpu_hours.py --card H100 --rows-card H200 --methods-per-job 8 \\
-        --out R/gpu_hours_h100_from_h200_grouped8
+The committed ``benchmarks/results/gpu_hours*`` are the six estimates of ``COMMITTED`` (per card, from
+H100 or H200 rows, one job per run or grouped 8 methods per job); ``--committed [DIR]`` writes all six
+(default: benchmarks/results). After new rows in the throughput table, or a change of the estimate's
+code that should not change them, run it and ``git status``; tests/test_hpc_gpu_hours.py fails while
+a committed estimate is not what the committed table and config give.
 """
 
 from __future__ import annotations
@@ -33,9 +28,27 @@ from sparse_frontier.config import load_config  # noqa: E402
 from sparse_frontier.planning.estimate import TYPICAL_OUTPUT_TOKENS  # noqa: E402
 from sparse_frontier.planning.report import write_outputs  # noqa: E402
 
+#: The committed estimates, benchmarks/results/NAME.{csv,md} and NAME_runs.csv, and their arguments.
+COMMITTED = {
+    "gpu_hours": [],
+    "gpu_hours_grouped8": ["--methods-per-job", "8"],
+    "gpu_hours_h200": ["--card", "H200"],
+    "gpu_hours_h200_grouped8": ["--card", "H200", "--methods-per-job", "8"],
+    "gpu_hours_h100_from_h200": ["--card", "H100", "--rows-card", "H200"],
+    "gpu_hours_h100_from_h200_grouped8": ["--card", "H100", "--rows-card", "H200", "--methods-per-job", "8"],
+}
+
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--committed",
+        nargs="?",
+        const=str(REPO / "benchmarks/results"),
+        default=None,
+        metavar="DIR",
+        help="write the six committed estimates (COMMITTED) into DIR (default: benchmarks/results)",
+    )
     parser.add_argument("--config", default=str(REPO / "config/config.yaml"))
     parser.add_argument("--throughput", default=None, help="default: the config's gpu_hours.throughput")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/gpu_hours"))
@@ -61,6 +74,17 @@ def main(argv=None) -> None:
         help="engine.methods_per_job to estimate with (default: the config's; docs/hpc.md, Grouping)",
     )
     args = parser.parse_args(argv)
+    if args.committed is not None:
+        for name, extra in COMMITTED.items():
+            out = Path(args.committed) / name
+            estimate(parser, parser.parse_args(["--config", args.config, *extra, "--out", str(out)]))
+            print(f"wrote {out}.csv, {out}.md, {out}_runs.csv")
+        return
+    print(estimate(parser, args))
+
+
+def estimate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """Write one estimate (OUT.csv, OUT.md, OUT_runs.csv) and return its markdown."""
     config = load_config(args.config)
     if args.methods_per_job is not None:
         if args.methods_per_job < 1:
@@ -83,7 +107,7 @@ def main(argv=None) -> None:
         card=args.card or settings["card"],
         rows_card=args.rows_card or settings["rows_card"],
     )
-    print(out.with_suffix(".md").read_text())
+    return out.with_suffix(".md").read_text()
 
 
 if __name__ == "__main__":

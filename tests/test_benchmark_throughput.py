@@ -500,3 +500,14 @@ def test_report_shows_decode_alone_where_one_token_twins_exist(tmp_path):
     one = md.split("1 output tokens · handler graphs on")[1].split("## ")[0]
     assert "Targets:" not in one and "targets are for 256 output tokens: not evaluated here" in one
     assert "Decode alone" not in one
+
+
+def test_committed_report_is_what_the_committed_table_gives(tmp_path):
+    """benchmarks/results/throughput.md and .png regenerate byte for byte from the committed table (python
+    benchmarks/throughput_report.py): rows added without the report fail here."""
+    results = REPO / "benchmarks/results"
+    write_report(results / "throughput.csv", tmp_path, None, shown="benchmarks/results/throughput.csv")
+    stale = [
+        n for n in ("throughput.md", "throughput.png") if (tmp_path / n).read_bytes() != (results / n).read_bytes()
+    ]
+    assert not stale, f"stale in benchmarks/results: {stale}; run python benchmarks/throughput_report.py"

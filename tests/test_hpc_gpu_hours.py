@@ -499,3 +499,15 @@ def test_dense_and_prefill_rows_are_not_told_apart_by_the_decode_graphs():
     assert decodes_through_handler("quest") and decodes_through_handler("snapkv")
     assert decodes_through_handler("ada_snapkv") and decodes_through_handler("vertical_slash+quest")
     assert not decodes_through_handler("dense") and not decodes_through_handler("flexprefill")
+
+
+def test_committed_estimates_are_what_the_committed_table_gives(tmp_path):
+    """benchmarks/results/gpu_hours* regenerate byte for byte from the committed throughput table and
+    config: new rows, or a change of the estimate's code, that leave a committed estimate stale fail here."""
+    cmd = [sys.executable, str(REPO / "benchmarks/gpu_hours.py"), "--committed", str(tmp_path)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert len(written) == 18  # six estimates, three files each
+    stale = [n for n in written if (tmp_path / n).read_bytes() != (REPO / "benchmarks/results" / n).read_bytes()]
+    assert not stale, f"stale in benchmarks/results: {stale}; run python benchmarks/gpu_hours.py --committed"
