@@ -58,7 +58,8 @@ workdir); copy the CSV back after each call::
 
 On the lent machine (calls of at most 600 s) ``benchmarks/device_throughput.sh start WAIT_S ARGS`` runs
 it once in its own process session, and ``... wait WAIT_S`` in the next back-to-back calls waits on it
-(no engine starts twice; each call brings back the table, the answers' digests and the log).
+(no engine starts twice; each call brings back the table, the answers' digests and the log; ``--then``
+between argument sets queues several runs).
 ``--output-tokens 1 256`` adds each setting's 1-token twin: the report then shows decode alone (the
 difference), what Quest and SnapKV change; at 256 tokens the dense prefill is ~90% of a 64k wave.
 Stock vLLM's engines run first, so a run cut short keeps the baseline.
