@@ -75,6 +75,15 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
     if args.committed is not None:
+        given = [
+            f"--{k.replace('_', '-')}"
+            for k in ("throughput", "card", "rows_card", "methods_per_job", "typical_output_tokens")
+            if getattr(args, k) is not None
+        ]
+        if given or args.out != parser.get_default("out"):
+            parser.error(
+                f"--committed writes its six estimates with their own settings; drop {' '.join(given or ['--out'])}"
+            )
         for name, extra in COMMITTED.items():
             out = Path(args.committed) / name
             estimate(parser, parser.parse_args(["--config", args.config, *extra, "--out", str(out)]))

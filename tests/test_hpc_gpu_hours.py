@@ -511,3 +511,5 @@ def test_committed_estimates_are_what_the_committed_table_gives(tmp_path):
     assert len(written) == 18  # six estimates, three files each
     stale = [n for n in written if (tmp_path / n).read_bytes() != (REPO / "benchmarks/results" / n).read_bytes()]
     assert not stale, f"stale in benchmarks/results: {stale}; run python benchmarks/gpu_hours.py --committed"
+    refused = subprocess.run([*cmd, "--card", "H200"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "with their own settings; drop --card" in refused.stderr
