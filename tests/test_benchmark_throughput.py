@@ -247,12 +247,14 @@ def test_tensor_parallel_on_cpu(tmp_path):
     binding set by hand, the way out the engine's error names."""
     from helpers import build_tiny_llama
 
+    from sparse_frontier.vllm_plugin.engine import CPU_BIND
+
     model = build_tiny_llama(tmp_path / "tiny-gqa", heads=8, kv_heads=4)
     arch = {"tiny": {"architecture": dict(TINY_ARCH, heads=8, kv_heads=4)}}
     common = ["--model", f"tiny={model}", "--lengths", 256, "--output-tokens", 4, "--concurrency", 2, "--no-warmup"]
     common += ["--methods", *ALL_METHODS]
     cores = sorted(os.sched_getaffinity(0))
-    shared = {"VLLM_CPU_OMP_THREADS_BIND": "|".join(str(cores[i % len(cores)]) for i in range(4))}
+    shared = {CPU_BIND: "|".join(str(cores[i % len(cores)]) for i in range(4))}
     out, log = {tp: tmp_path / f"tp{tp}.csv" for tp in (1, 2, 4)}, {}
     for tp in (4, 2, 1):
         stock = ["--stock"] if tp == 4 else []
